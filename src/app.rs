@@ -1,0 +1,122 @@
+//! Composition root: builds every part from the settings, starts the servers and
+//! workers under one cancellation token, and shuts them down in order (stop accepting,
+//! finish in-flight HTTP requests, stop workers).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use thiserror::Error;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::dns::{DnsError, DnsServer};
+use crate::health::BeatExpiryWorker;
+use crate::http::{self, AppState};
+use crate::naming::NamingService;
+use crate::naming::registry::Registry;
+use crate::settings::Settings;
+
+/// Errors starting a node.
+#[derive(Debug, Error)]
+pub enum AppError {
+    /// The HTTP address could not be bound.
+    #[error("cannot bind HTTP on {addr}: {source}")]
+    HttpBind {
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The DNS server could not start.
+    #[error(transparent)]
+    Dns(#[from] DnsError),
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
+}
+
+/// A running node.
+pub struct App {
+    /// Bound HTTP address.
+    pub http_addr: SocketAddr,
+    /// Bound DNS address (UDP and TCP).
+    pub dns_addr: SocketAddr,
+    /// The naming use cases (tests and benches may drive them directly).
+    pub naming: Arc<NamingService>,
+    cancel: CancellationToken,
+    dns: DnsServer,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl App {
+    /// Starts a node: registry, naming, beat expiry, DNS and HTTP.
+    pub async fn start(settings: Settings) -> Result<Self, AppError> {
+        std::fs::create_dir_all(&settings.data.dir).map_err(|source| AppError::DataDir {
+            path: settings.data.dir.display().to_string(),
+            source,
+        })?;
+        let registry = Arc::new(Registry::new());
+        let naming = Arc::new(NamingService::new(registry.clone()));
+        let cancel = CancellationToken::new();
+
+        let dns = DnsServer::start(&settings.dns, registry.clone()).await?;
+        info!(addr = %dns.local_addr, "DNS listening (UDP and TCP)");
+
+        let listener = TcpListener::bind(settings.http.addr)
+            .await
+            .map_err(|source| AppError::HttpBind {
+                addr: settings.http.addr,
+                source,
+            })?;
+        let http_addr = listener.local_addr().map_err(|source| AppError::HttpBind {
+            addr: settings.http.addr,
+            source,
+        })?;
+        info!(addr = %http_addr, "HTTP listening (Nacos API under /nacos)");
+
+        let state = AppState {
+            naming: naming.clone(),
+            cache_millis: settings.naming.cache_millis,
+        };
+        let router = http::router(state, &settings);
+        let mut tasks = Vec::new();
+        let http_cancel = cancel.clone();
+        tasks.push(tokio::spawn(async move {
+            if let Err(e) = http::serve(listener, router, http_cancel).await {
+                tracing::error!(error = %e, "HTTP server stopped");
+            }
+        }));
+        let worker = BeatExpiryWorker::new(
+            registry,
+            Duration::from_millis(settings.naming.expiry_tick_ms),
+        );
+        tasks.push(tokio::spawn(worker.run(cancel.clone())));
+
+        Ok(Self {
+            http_addr,
+            dns_addr: dns.local_addr,
+            naming,
+            cancel,
+            dns,
+            tasks,
+        })
+    }
+
+    /// Stops DNS, lets in-flight HTTP requests finish, and stops the workers.
+    pub async fn shutdown(self) {
+        self.dns.shutdown();
+        self.cancel.cancel();
+        for task in self.tasks {
+            let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        info!("stopped");
+    }
+}

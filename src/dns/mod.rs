@@ -1,0 +1,228 @@
+//! The DNS front door: hickory glue, the service zone and the transports.
+//!
+//! Owns: binding UDP and TCP on one address, loading static zones, the forwarder, and
+//! the service zone answered from registry snapshots. Never reads SQL; never writes to
+//! the registry.
+
+pub mod server;
+pub mod wire;
+pub mod zone;
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::proto::rr::{LowerName, Name};
+use hickory_server::resolver::config::{ConnectionConfig, NameServerConfig};
+use hickory_server::store::file::{FileConfig, FileZoneHandler};
+use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
+use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
+use thiserror::Error;
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::task::JoinHandle;
+use tracing::info;
+
+use crate::naming::registry::Registry;
+use crate::settings::DnsSettings;
+use server::Dispatcher;
+use zone::ServiceZone;
+
+/// Errors starting the DNS server.
+#[derive(Debug, Error)]
+pub enum DnsError {
+    /// The address could not be bound.
+    #[error("cannot bind DNS {protocol} on {addr}: {source}{hint}")]
+    Bind {
+        /// "UDP" or "TCP".
+        protocol: &'static str,
+        /// The address.
+        addr: SocketAddr,
+        /// The cause.
+        source: std::io::Error,
+        /// How to fix a permission error, or empty.
+        hint: &'static str,
+    },
+    /// A static zone file could not be loaded.
+    #[error("cannot load zone file {path}: {reason}")]
+    Zone {
+        /// The file.
+        path: String,
+        /// Why.
+        reason: String,
+    },
+    /// The forwarder could not be built.
+    #[error("cannot configure DNS forwarders: {0}")]
+    Forwarder(String),
+    /// The service zone name is invalid.
+    #[error("invalid dns.zone: {0}")]
+    ZoneName(String),
+}
+
+const PRIVILEGE_HINT: &str = " (ports below 1024 need root or the capability: run \
+`setcap cap_net_bind_service=+ep $(which nacre)`, or choose another port with \
+--dns-addr 0.0.0.0:5353)";
+
+/// A running DNS server; the tasks stop when it is dropped or shut down.
+pub struct DnsServer {
+    /// The bound address (UDP and TCP).
+    pub local_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl DnsServer {
+    /// Binds UDP and TCP on `settings.addr` (port 0: a free port shared by both), loads
+    /// the static zones and starts serving.
+    pub async fn start(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Self, DnsError> {
+        let zone =
+            ServiceZone::new(registry, settings).map_err(|e| DnsError::ZoneName(e.to_string()))?;
+        let mut catalog = Catalog::new();
+        let mut static_origins = Vec::new();
+        for (origin, handler) in load_static_zones(&settings.zones_dir)? {
+            info!(zone = %origin, "static zone loaded");
+            static_origins.push(origin.clone());
+            catalog.upsert(origin, vec![handler]);
+        }
+        let forwarding = !settings.forwarders.is_empty();
+        if forwarding {
+            let name_servers = settings
+                .forwarders
+                .iter()
+                .map(|addr| {
+                    let mut udp = ConnectionConfig::udp();
+                    udp.port = addr.port();
+                    let mut tcp = ConnectionConfig::tcp();
+                    tcp.port = addr.port();
+                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+                })
+                .collect();
+            let forwarder = ForwardZoneHandler::builder_tokio(ForwardConfig {
+                name_servers,
+                options: None,
+            })
+            .build()
+            .map_err(DnsError::Forwarder)?;
+            catalog.upsert(LowerName::from(Name::root()), vec![Arc::new(forwarder)]);
+        }
+        let dispatcher = Arc::new(Dispatcher::new(
+            zone,
+            catalog,
+            static_origins,
+            settings.allow_recursion.clone(),
+            forwarding,
+            settings.udp_payload,
+        ));
+        let (udp, tcp) = bind_pair(settings.addr).await?;
+        let local_addr = udp.local_addr().map_err(|source| DnsError::Bind {
+            protocol: "UDP",
+            addr: settings.addr,
+            source,
+            hint: "",
+        })?;
+        let udp = Arc::new(udp);
+        let idle = Duration::from_secs(settings.tcp_idle_secs);
+        let tasks = vec![
+            tokio::spawn(server::serve_udp(udp, dispatcher.clone())),
+            tokio::spawn(server::serve_tcp(tcp, dispatcher, idle)),
+        ];
+        Ok(Self { local_addr, tasks })
+    }
+
+    /// Stops serving.
+    pub fn shutdown(&self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+impl Drop for DnsServer {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+    let bind_err = |protocol, source: std::io::Error| {
+        let hint = if source.kind() == std::io::ErrorKind::PermissionDenied {
+            PRIVILEGE_HINT
+        } else {
+            ""
+        };
+        DnsError::Bind {
+            protocol,
+            addr,
+            source,
+            hint,
+        }
+    };
+    // With port 0, the TCP port must match the UDP one; retry if another process holds it.
+    let mut attempts = if addr.port() == 0 { 20 } else { 1 };
+    loop {
+        attempts -= 1;
+        let udp = UdpSocket::bind(addr)
+            .await
+            .map_err(|e| bind_err("UDP", e))?;
+        let bound = udp.local_addr().map_err(|e| bind_err("UDP", e))?;
+        match TcpListener::bind(bound).await {
+            Ok(tcp) => return Ok((udp, tcp)),
+            Err(e) if attempts == 0 => return Err(bind_err("TCP", e)),
+            Err(_) => continue,
+        }
+    }
+}
+
+/// A loaded static zone: its origin and its handler.
+pub type StaticZone = (LowerName, Arc<dyn ZoneHandler>);
+
+/// Loads every `*.zone` file of `dir` as a primary zone named after the file. A missing
+/// directory holds no zones.
+pub fn load_static_zones(
+    dir: &Path,
+) -> Result<Vec<StaticZone>, DnsError> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Ok(Vec::new());
+    };
+    let mut paths: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "zone"))
+        .collect();
+    paths.sort();
+    let mut zones: Vec<StaticZone> = Vec::new();
+    for path in paths {
+        let zone_err = |reason: String| DnsError::Zone {
+            path: path.display().to_string(),
+            reason,
+        };
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .ok_or_else(|| zone_err("file name is not UTF-8".into()))?;
+        let mut origin = Name::from_ascii(stem).map_err(|e| zone_err(e.to_string()))?;
+        origin.set_fqdn(true);
+        let handler = FileZoneHandler::try_from_config(
+            origin.clone(),
+            ZoneType::Primary,
+            AxfrPolicy::Deny,
+            None,
+            &FileConfig {
+                zone_path: path.clone(),
+            },
+        )
+        .map_err(zone_err)?;
+        zones.push((LowerName::from(origin), Arc::new(handler)));
+    }
+    Ok(zones)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_zone_files_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+        let zones = load_static_zones(&dir).expect("zones/ loads");
+        assert!(!zones.is_empty(), "an example zone ships in zones/");
+    }
+}

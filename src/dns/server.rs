@@ -1,0 +1,332 @@
+//! DNS transport and dispatch: one UDP socket and one TCP listener on the same address.
+//!
+//! Every packet first meets the fast path ([`super::wire::parse`] and the service zone's
+//! encoded answers). What the fast path declines is parsed by hickory-proto and handled
+//! here or by hickory-server's `Catalog` (static zones and the forwarder).
+//!
+//! Invariants:
+//! * a packet never panics the server: unparsable queries get FORMERR when a header can
+//!   be read, and are dropped otherwise; responses are never answered;
+//! * names outside every authoritative zone are forwarded only for clients inside
+//!   `dns.allow_recursion` and only when forwarders are configured; others get REFUSED
+//!   (never an open resolver);
+//! * UDP responses respect 512 bytes without EDNS and the negotiated payload (at most
+//!   `dns.udp_payload`) with it; larger ones are truncated (TC) so clients retry on TCP.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_server::net::NetError;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::proto::op::{Edns, Message, ResponseCode};
+use hickory_server::proto::rr::{LowerName, Name, Record, RecordType};
+use hickory_server::proto::serialize::binary::BinEncoder;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::{Catalog, MessageResponse};
+use ipnet::IpNet;
+use parking_lot::Mutex;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tracing::{debug, warn};
+
+use super::wire::{self, Reply};
+use super::zone::ServiceZone;
+
+/// Routes each query to the fast path, the service zone's general path, a static zone,
+/// the forwarder, or a refusal.
+pub struct Dispatcher {
+    zone: ServiceZone,
+    catalog: Catalog,
+    static_origins: Vec<LowerName>,
+    allow_recursion: Vec<IpNet>,
+    forwarding: bool,
+    udp_payload: u16,
+}
+
+impl Dispatcher {
+    /// A dispatcher over the service zone and a catalog holding the static zones (and,
+    /// when `forwarding`, the forwarder at the root).
+    pub fn new(
+        zone: ServiceZone,
+        catalog: Catalog,
+        static_origins: Vec<LowerName>,
+        allow_recursion: Vec<IpNet>,
+        forwarding: bool,
+        udp_payload: u16,
+    ) -> Self {
+        Self {
+            zone,
+            catalog,
+            static_origins,
+            allow_recursion,
+            forwarding,
+            udp_payload,
+        }
+    }
+
+    fn may_recurse(&self, src: SocketAddr) -> bool {
+        self.forwarding
+            && self
+                .allow_recursion
+                .iter()
+                .any(|net| net.contains(&src.ip().to_canonical()))
+    }
+
+    /// Answers a service-zone query straight from encoded answers. Returns false (and
+    /// leaves `out` unspecified) when the packet needs the general path.
+    pub fn try_fast(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+        out: &mut Vec<u8>,
+    ) -> bool {
+        let Some(query) = wire::parse(packet) else {
+            return false;
+        };
+        if query.qclass != wire::CLASS_IN
+            || matches!(query.qtype, 41 | 251 | 252 | 253 | 254)
+            || query.edns.is_some_and(|e| e.version != 0)
+        {
+            return false;
+        }
+        let Some(below) = query.labels_below(self.zone.origin_wire()) else {
+            return false;
+        };
+        let limit = match (protocol, query.edns) {
+            (Protocol::Udp, Some(edns)) => edns.payload.clamp(512, self.udp_payload) as usize,
+            (Protocol::Udp, None) => 512,
+            _ => u16::MAX as usize,
+        };
+        let reply = Reply {
+            limit,
+            recursion_available: self.may_recurse(src),
+            server_payload: self.udp_payload,
+        };
+        self.zone.respond(&query, below, reply, out);
+        true
+    }
+
+    /// The general path: full parse with hickory-proto, then the service zone, a
+    /// static zone, the forwarder or REFUSED. `None` means drop the packet.
+    pub async fn handle_slow(
+        &self,
+        packet: &[u8],
+        src: SocketAddr,
+        protocol: Protocol,
+    ) -> Option<Vec<u8>> {
+        let request = match Request::from_bytes(packet.to_vec(), src, protocol) {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(%src, error = %e, "unparsable DNS packet");
+                return wire::error_response(packet, &[], u16::from(ResponseCode::FormErr) as u8);
+            }
+        };
+        if request.metadata.message_type != hickory_server::proto::op::MessageType::Query {
+            return None;
+        }
+        let max_size = match protocol {
+            Protocol::Udp => request
+                .edns
+                .as_ref()
+                .map(|e| e.max_payload().clamp(512, self.udp_payload))
+                .unwrap_or(512),
+            _ => u16::MAX,
+        };
+        let name = request
+            .queries
+            .queries()
+            .first()
+            .map(|q| (Name::from(q.name().clone()), q.query_type()));
+        if request.queries.len() == 1
+            && let Some((name, qtype)) = &name
+        {
+            if self.zone.origin().zone_of(name) {
+                return self.zone_general(&request, name, *qtype, max_size, src);
+            }
+            let lower = LowerName::from(name.clone());
+            let is_static = self.static_origins.iter().any(|o| o.zone_of(&lower));
+            if !is_static && !self.may_recurse(src) {
+                return wire::error_response(
+                    packet,
+                    request.queries.as_bytes(),
+                    u16::from(ResponseCode::Refused) as u8,
+                );
+            }
+        }
+        let capture = Capture {
+            out: Arc::new(Mutex::new(None)),
+            max_size,
+        };
+        self.catalog
+            .handle_request::<_, TokioTime>(&request, capture.clone())
+            .await;
+        capture.out.lock().take()
+    }
+
+    fn zone_general(
+        &self,
+        request: &Request,
+        name: &Name,
+        qtype: RecordType,
+        max_size: u16,
+        src: SocketAddr,
+    ) -> Option<Vec<u8>> {
+        let mut msg = match qtype {
+            RecordType::AXFR | RecordType::IXFR => {
+                Message::error_msg(0, request.metadata.op_code, ResponseCode::Refused)
+            }
+            _ => self.zone.respond_message(name, qtype),
+        };
+        if request.metadata.op_code != hickory_server::proto::op::OpCode::Query {
+            msg = Message::error_msg(0, request.metadata.op_code, ResponseCode::NotImp);
+        }
+        let mut resp_edns = None;
+        if let Some(edns) = &request.edns {
+            let mut e = Edns::new();
+            e.set_max_payload(self.udp_payload);
+            e.set_dnssec_ok(edns.flags().dnssec_ok);
+            if edns.version() > 0 {
+                msg = Message::error_msg(0, request.metadata.op_code, ResponseCode::BADVERS);
+            }
+            resp_edns = Some(e);
+        }
+        msg.metadata.id = request.metadata.id;
+        msg.metadata.recursion_desired = request.metadata.recursion_desired;
+        msg.metadata.checking_disabled = request.metadata.checking_disabled;
+        msg.metadata.recursion_available = self.may_recurse(src);
+        if msg.queries.is_empty() {
+            msg.add_queries(request.queries.queries().iter().map(|q| q.original().clone()));
+        }
+        if let Some(e) = resp_edns {
+            msg.set_edns(e);
+        }
+        let full = msg.to_vec().ok()?;
+        if full.len() <= max_size as usize {
+            return Some(full);
+        }
+        let mut truncated = msg.truncate();
+        truncated.metadata.truncation = true;
+        truncated.to_vec().ok()
+    }
+}
+
+/// A `ResponseHandler` that keeps the encoded response for the transport to send.
+#[derive(Clone)]
+struct Capture {
+    out: Arc<Mutex<Option<Vec<u8>>>>,
+    max_size: u16,
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(self.max_size);
+        let info = response.destructive_emit(&mut encoder)?;
+        *self.out.lock() = Some(bytes);
+        Ok(info)
+    }
+}
+
+/// Serves UDP until the task is aborted.
+pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>) {
+    let mut buf = vec![0u8; 4096];
+    let mut out = Vec::with_capacity(1500);
+    loop {
+        let (len, src) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) => {
+                // ICMP errors from earlier sends surface here; keep serving.
+                debug!(error = %e, "udp receive error");
+                continue;
+            }
+        };
+        if src.port() == 0 {
+            continue;
+        }
+        let packet = &buf[..len];
+        if dispatcher.try_fast(packet, src, Protocol::Udp, &mut out) {
+            if let Err(e) = socket.send_to(&out, src).await {
+                debug!(%src, error = %e, "udp send error");
+            }
+            continue;
+        }
+        let packet = packet.to_vec();
+        let dispatcher = dispatcher.clone();
+        let socket = socket.clone();
+        tokio::spawn(async move {
+            if let Some(resp) = dispatcher.handle_slow(&packet, src, Protocol::Udp).await
+                && let Err(e) = socket.send_to(&resp, src).await
+            {
+                debug!(%src, error = %e, "udp send error");
+            }
+        });
+    }
+}
+
+/// Serves DNS over TCP (RFC 7766: two-byte length prefix, several queries per
+/// connection) until the task is aborted. Idle connections close after `idle`.
+pub async fn serve_tcp(listener: TcpListener, dispatcher: Arc<Dispatcher>, idle: Duration) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, src)) => {
+                let dispatcher = dispatcher.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = serve_tcp_connection(stream, src, dispatcher, idle).await {
+                        debug!(%src, error = %e, "tcp connection closed");
+                    }
+                });
+            }
+            Err(e) => {
+                warn!(error = %e, "tcp accept error");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
+
+async fn serve_tcp_connection(
+    mut stream: TcpStream,
+    src: SocketAddr,
+    dispatcher: Arc<Dispatcher>,
+    idle: Duration,
+) -> std::io::Result<()> {
+    let mut out = Vec::with_capacity(1500);
+    loop {
+        let len = match tokio::time::timeout(idle, stream.read_u16()).await {
+            Ok(Ok(len)) => len as usize,
+            _ => return Ok(()),
+        };
+        let mut packet = vec![0u8; len];
+        match tokio::time::timeout(idle, stream.read_exact(&mut packet)).await {
+            Ok(Ok(_)) => {}
+            _ => return Ok(()),
+        }
+        let response = if dispatcher.try_fast(&packet, src, Protocol::Tcp, &mut out) {
+            Some(std::mem::take(&mut out))
+        } else {
+            dispatcher.handle_slow(&packet, src, Protocol::Tcp).await
+        };
+        if let Some(resp) = response {
+            let mut framed = Vec::with_capacity(resp.len() + 2);
+            framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());
+            framed.extend_from_slice(&resp);
+            stream.write_all(&framed).await?;
+            out = resp;
+        }
+    }
+}

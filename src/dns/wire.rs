@@ -1,0 +1,404 @@
+//! The DNS fast path's wire handling: a strict parser for ordinary queries and the
+//! assembly of a response from an answer encoded once per service snapshot.
+//!
+//! Invariants:
+//! * the parser never panics and accepts only the common shape (one question, no
+//!   answer or authority records, at most one OPT record, no compression in the
+//!   question, nothing after the last record); anything else returns `None` and goes to
+//!   the general path, which uses hickory-proto's full parser;
+//! * a response repeats the client's question bytes, so its id and the case of its
+//!   question name (RFC 4343, DNS 0x20) are the client's own;
+//! * pre-encoded bodies only point (compression) at offsets inside the header and
+//!   question, or inside themselves at fixed offsets, so copying them after a question
+//!   of the same length is valid. Shuffled records point only at the question name.
+
+use rand::Rng;
+
+/// Record type numbers used on the fast path.
+pub const TYPE_OPT: u16 = 41;
+/// DNS class IN.
+pub const CLASS_IN: u16 = 1;
+/// Header length, RFC 1035 §4.1.1.
+pub const HEADER_LEN: usize = 12;
+/// Length of the OPT record the server appends (RFC 6891 §6.1.2, no options).
+pub const OPT_LEN: usize = 11;
+
+/// EDNS(0) values of a query's OPT record (RFC 6891).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EdnsView {
+    /// Requestor's UDP payload size, bytes.
+    pub payload: u16,
+    /// EDNS version; only 0 is served on the fast path.
+    pub version: u8,
+    /// The DNSSEC OK bit (RFC 3225), copied into the response.
+    pub dnssec_ok: bool,
+}
+
+/// A parsed ordinary query, borrowing the packet.
+pub struct QueryView<'a> {
+    packet: &'a [u8],
+    /// Message id.
+    pub id: u16,
+    /// Recursion desired.
+    pub rd: bool,
+    /// Checking disabled.
+    pub cd: bool,
+    /// Question type.
+    pub qtype: u16,
+    /// Question class.
+    pub qclass: u16,
+    /// EDNS(0) values, when the query carries an OPT record.
+    pub edns: Option<EdnsView>,
+    /// End of the question section in `packet`.
+    question_end: usize,
+    /// The question name in wire format with ASCII folded to lower case.
+    lower: [u8; 255],
+    lower_len: usize,
+    /// Offsets of the labels of `lower`.
+    labels: [u8; 128],
+    label_count: usize,
+}
+
+impl<'a> QueryView<'a> {
+    /// The question name in wire format, folded to lower case.
+    pub fn lower_name(&self) -> &[u8] {
+        &self.lower[..self.lower_len]
+    }
+
+    /// Raw question section bytes (name, type, class) as the client sent them.
+    pub fn question(&self) -> &'a [u8] {
+        &self.packet[HEADER_LEN..self.question_end]
+    }
+
+    /// The labels of the folded question name, first to last, without the root.
+    pub fn labels(&self) -> impl Iterator<Item = &[u8]> {
+        (0..self.label_count).map(move |i| {
+            let at = self.labels[i] as usize;
+            let len = self.lower[at] as usize;
+            &self.lower[at + 1..at + 1 + len]
+        })
+    }
+
+    /// Number of labels, without the root.
+    pub fn label_count(&self) -> usize {
+        self.label_count
+    }
+
+    /// When the name is at or below the zone given in wire format (lower case), the
+    /// number of labels left of the zone.
+    pub fn labels_below(&self, zone_wire: &[u8]) -> Option<usize> {
+        let name = self.lower_name();
+        if zone_wire.len() > name.len() {
+            return None;
+        }
+        let start = name.len() - zone_wire.len();
+        if &name[start..] != zone_wire {
+            return None;
+        }
+        if start == 0 {
+            return Some(0);
+        }
+        if start == name.len() - 1 {
+            // The zone is the root: every label is below it.
+            return Some(self.label_count);
+        }
+        (0..self.label_count).find(|&i| self.labels[i] as usize == start)
+    }
+}
+
+fn be16(p: &[u8], at: usize) -> Option<u16> {
+    Some(u16::from_be_bytes([*p.get(at)?, *p.get(at + 1)?]))
+}
+
+/// Parses an ordinary query; `None` for anything the fast path does not handle.
+pub fn parse(packet: &[u8]) -> Option<QueryView<'_>> {
+    if packet.len() < HEADER_LEN + 5 {
+        return None;
+    }
+    let flags = be16(packet, 2)?;
+    let is_response = flags & 0x8000 != 0;
+    let opcode = (flags >> 11) & 0xF;
+    let truncated = flags & 0x0200 != 0;
+    if is_response || opcode != 0 || truncated {
+        return None;
+    }
+    let (qd, an, ns, ar) = (
+        be16(packet, 4)?,
+        be16(packet, 6)?,
+        be16(packet, 8)?,
+        be16(packet, 10)?,
+    );
+    if qd != 1 || an != 0 || ns != 0 || ar > 1 {
+        return None;
+    }
+    let mut view = QueryView {
+        packet,
+        id: be16(packet, 0)?,
+        rd: flags & 0x0100 != 0,
+        cd: flags & 0x0010 != 0,
+        qtype: 0,
+        qclass: 0,
+        edns: None,
+        question_end: 0,
+        lower: [0; 255],
+        lower_len: 0,
+        labels: [0; 128],
+        label_count: 0,
+    };
+    let mut pos = HEADER_LEN;
+    loop {
+        let len = *packet.get(pos)? as usize;
+        if len == 0 {
+            view.lower[view.lower_len] = 0;
+            view.lower_len += 1;
+            pos += 1;
+            break;
+        }
+        if len > 63 || view.lower_len + 1 + len + 1 > 255 || view.label_count >= 128 {
+            return None;
+        }
+        let label = packet.get(pos + 1..pos + 1 + len)?;
+        view.labels[view.label_count] = view.lower_len as u8;
+        view.label_count += 1;
+        view.lower[view.lower_len] = len as u8;
+        for (dst, src) in view.lower[view.lower_len + 1..view.lower_len + 1 + len]
+            .iter_mut()
+            .zip(label)
+        {
+            *dst = src.to_ascii_lowercase();
+        }
+        view.lower_len += 1 + len;
+        pos += 1 + len;
+    }
+    view.qtype = be16(packet, pos)?;
+    view.qclass = be16(packet, pos + 2)?;
+    pos += 4;
+    view.question_end = pos;
+    if ar == 1 {
+        // OPT: root owner, type 41, class = payload, TTL = ext-rcode, version, flags.
+        if *packet.get(pos)? != 0 || be16(packet, pos + 1)? != TYPE_OPT {
+            return None;
+        }
+        let payload = be16(packet, pos + 3)?;
+        let version = *packet.get(pos + 6)?;
+        let eflags = be16(packet, pos + 7)?;
+        let rdlen = be16(packet, pos + 9)? as usize;
+        pos += OPT_LEN + rdlen;
+        if pos > packet.len() {
+            return None;
+        }
+        view.edns = Some(EdnsView {
+            payload,
+            version,
+            dnssec_ok: eflags & 0x8000 != 0,
+        });
+    }
+    if pos != packet.len() {
+        return None;
+    }
+    Some(view)
+}
+
+/// Records of an answer that are sent in a weighted random order, a subset per query.
+#[derive(Debug, Clone)]
+pub struct Shuffle {
+    /// Every record is this many bytes and they fill the body from offset 0.
+    pub record_len: usize,
+    /// Weight of each record (its Nacos weight; all above zero).
+    pub weights: Vec<f64>,
+    /// Most records sent in one response.
+    pub max: usize,
+}
+
+/// A response encoded once (by hickory-proto) for one name and type, ready to be
+/// copied after any client's question for that name.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Response code (4 bits).
+    pub rcode: u8,
+    /// Counts of the answer, authority and additional sections of `body`.
+    pub counts: [u16; 3],
+    /// The sections after the question.
+    pub body: Vec<u8>,
+    /// Present when the answer section may be reordered per query.
+    pub shuffle: Option<Shuffle>,
+}
+
+/// Per-query options of a response.
+#[derive(Clone, Copy, Debug)]
+pub struct Reply {
+    /// Largest response allowed (512 for UDP without EDNS; the negotiated payload with
+    /// it; 65535 for TCP).
+    pub limit: usize,
+    /// Whether to set RA (the client may use forwarding).
+    pub recursion_available: bool,
+    /// The server's EDNS payload size, written in the response's OPT record.
+    pub server_payload: u16,
+}
+
+/// Writes the response to `query` from `prepared` into `out` (cleared first): the
+/// client's id, flags and question, the pre-encoded sections (shuffled, and cut to
+/// fit, when they may be), and an OPT record when the query had one. When the fixed
+/// sections do not fit `limit`, the response is truncated (TC) with no records, so the
+/// client retries over TCP (RFC 7766).
+pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &mut Vec<u8>) {
+    out.clear();
+    let mut flags: u16 = 0x8000 | 0x0400 | u16::from(prepared.rcode & 0xF);
+    if query.rd {
+        flags |= 0x0100;
+    }
+    if reply.recursion_available {
+        flags |= 0x0080;
+    }
+    if query.cd {
+        flags |= 0x0010;
+    }
+    out.extend_from_slice(&query.id.to_be_bytes());
+    out.extend_from_slice(&[0; 10]);
+    out.extend_from_slice(query.question());
+    let opt_len = if query.edns.is_some() { OPT_LEN } else { 0 };
+    let room = reply.limit.saturating_sub(out.len() + opt_len);
+    let mut counts = prepared.counts;
+    match &prepared.shuffle {
+        Some(shuffle) if shuffle.record_len > 0 => {
+            let fit = (room / shuffle.record_len).min(shuffle.max);
+            let order = weighted_order(&shuffle.weights, fit);
+            for &i in &order {
+                let at = i * shuffle.record_len;
+                out.extend_from_slice(&prepared.body[at..at + shuffle.record_len]);
+            }
+            counts[0] = order.len() as u16;
+        }
+        _ => {
+            if prepared.body.len() <= room {
+                out.extend_from_slice(&prepared.body);
+            } else {
+                flags |= 0x0200;
+                counts = [0, 0, 0];
+            }
+        }
+    }
+    if let Some(edns) = query.edns {
+        out.push(0);
+        out.extend_from_slice(&TYPE_OPT.to_be_bytes());
+        out.extend_from_slice(&reply.server_payload.to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&(if edns.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        counts[2] += 1;
+    }
+    out[2..4].copy_from_slice(&flags.to_be_bytes());
+    out[4..6].copy_from_slice(&1u16.to_be_bytes());
+    out[6..8].copy_from_slice(&counts[0].to_be_bytes());
+    out[8..10].copy_from_slice(&counts[1].to_be_bytes());
+    out[10..12].copy_from_slice(&counts[2].to_be_bytes());
+}
+
+/// A weighted random order without replacement (Efraimidis–Spirakis: each item gets the
+/// key `ln(u) / w`, highest first), cut to `take` items. The first item is `i` with
+/// probability `w[i] / Σw`.
+pub fn weighted_order(weights: &[f64], take: usize) -> Vec<usize> {
+    let mut rng = rand::rng();
+    let mut keyed: Vec<(f64, usize)> = weights
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| {
+            let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
+            (u.ln() / w, i)
+        })
+        .collect();
+    keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
+    keyed.truncate(take);
+    keyed.into_iter().map(|(_, i)| i).collect()
+}
+
+/// A minimal error response built from a request's header and question bytes: used
+/// when the packet cannot be parsed far enough for hickory's error path (FORMERR) or to
+/// REFUSE a client. `question` is the raw question section, empty when unknown.
+pub fn error_response(request: &[u8], question: &[u8], rcode: u8) -> Option<Vec<u8>> {
+    if request.len() < HEADER_LEN {
+        return None;
+    }
+    let flags = be16(request, 2)?;
+    if flags & 0x8000 != 0 {
+        // Never answer a response: that is how reflection loops start.
+        return None;
+    }
+    let mut out = Vec::with_capacity(HEADER_LEN + question.len());
+    out.extend_from_slice(&request[0..2]);
+    let opcode = flags & 0x7800;
+    let rd = flags & 0x0100;
+    let out_flags = 0x8000 | opcode | rd | u16::from(rcode & 0xF);
+    out.extend_from_slice(&out_flags.to_be_bytes());
+    let qd: u16 = if question.is_empty() { 0 } else { 1 };
+    out.extend_from_slice(&qd.to_be_bytes());
+    out.extend_from_slice(&[0; 6]);
+    out.extend_from_slice(question);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn query(name: &[&str], qtype: u16, edns: bool) -> Vec<u8> {
+        let mut p = vec![0x12, 0x34, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, u8::from(edns)];
+        for l in name {
+            p.push(l.len() as u8);
+            p.extend_from_slice(l.as_bytes());
+        }
+        p.push(0);
+        p.extend_from_slice(&qtype.to_be_bytes());
+        p.extend_from_slice(&CLASS_IN.to_be_bytes());
+        if edns {
+            p.extend_from_slice(&[0, 0, 41, 0x10, 0, 0, 0, 0x80, 0, 0, 0]);
+        }
+        p
+    }
+
+    #[test]
+    fn parses_and_folds_case() {
+        let p = query(&["Stock", "DEFAULT_GROUP", "svc"], 1, true);
+        let q = parse(&p).unwrap();
+        assert_eq!(q.id, 0x1234);
+        assert!(q.rd);
+        assert_eq!(q.qtype, 1);
+        assert_eq!(
+            q.edns,
+            Some(EdnsView {
+                payload: 4096,
+                version: 0,
+                dnssec_ok: true
+            })
+        );
+        let labels: Vec<&[u8]> = q.labels().collect();
+        assert_eq!(labels, vec![&b"stock"[..], b"default_group", b"svc"]);
+        assert_eq!(q.labels_below(b"\x03svc\x00"), Some(2));
+        assert_eq!(q.labels_below(b"\x02vc\x00"), None);
+        assert_eq!(q.labels_below(b"\x00"), Some(3));
+    }
+
+    #[test]
+    fn refuses_odd_shapes_without_panicking() {
+        let good = query(&["a", "svc"], 1, false);
+        for cut in 0..good.len() {
+            assert!(parse(&good[..cut]).is_none());
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(parse(&trailing).is_none());
+        let mut pointer = good.clone();
+        pointer[12] = 0xC0;
+        assert!(parse(&pointer).is_none());
+    }
+
+    #[test]
+    fn weighted_order_prefers_heavy_items() {
+        let mut first = [0usize; 2];
+        for _ in 0..4000 {
+            first[weighted_order(&[1.0, 3.0], 2)[0]] += 1;
+        }
+        let share = first[1] as f64 / 4000.0;
+        assert!((0.70..0.80).contains(&share), "share {share}");
+    }
+}

@@ -1,0 +1,475 @@
+//! The service zone (default `svc.`), answered authoritatively from registry snapshots.
+//!
+//! Names (DESIGN §3), matched case-insensitively:
+//! * `<service>.<group>.<zone>` — a service of namespace `public`;
+//! * `<service>.<group>.<namespace>.<zone>` — a service of another namespace (tried
+//!   first when the name has enough labels, so a service name may contain dots);
+//! * `<host>.<service name as above>` — one instance host, the SRV target, where
+//!   `<host>` is its IP with `.` or `:` written as `-` (`10-0-0-1`, `fd00--1`);
+//! * the apex answers SOA and NS.
+//!
+//! Nacos names are case-sensitive and DNS names are not: when two services differ only
+//! by case, the one registered first answers DNS until it is removed (the registry's
+//! folded index decides).
+//!
+//! Answers: A/AAAA carry the addresses of the selected instances
+//! (`naming::selection::select_for_dns`), one record per address (weights of instances
+//! sharing an address add up), in a weighted random order on every query, at most
+//! `dns.max_answers`. SRV has one record per instance: priority 0, weight = Nacos weight
+//! × 100 (capped at 65535; RFC 2782 weights are relative), the instance's port, and its
+//! host name as target with the address in the additional section. Unknown names get
+//! NXDOMAIN, known names with nothing to answer NODATA; both carry the SOA (RFC 2308).
+//!
+//! Invariant: an answer is encoded once per (name, type, service revision) and cached;
+//! a query costs a cache lookup, a revision check and a copy.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV};
+use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
+use parking_lot::RwLock;
+
+use super::wire::{self, Prepared, QueryView, Reply, Shuffle};
+use crate::model::{DEFAULT_NAMESPACE, FoldedKey, Host, ServiceKey};
+use crate::naming::registry::{Registry, ServiceSnapshot};
+use crate::naming::selection::select_for_dns;
+use crate::settings::DnsSettings;
+
+/// Largest number of cached (name, type) answers; the cache is cleared when it grows
+/// past this (it only holds names of existing services and hosts).
+const CACHE_LIMIT: usize = 200_000;
+
+/// What a name in the zone refers to.
+enum Target {
+    Apex,
+    Service(Arc<ServiceSnapshot>),
+    Host(Arc<ServiceSnapshot>, IpAddr),
+    Missing,
+}
+
+/// A computed answer before encoding.
+struct ZoneAnswer {
+    rcode: ResponseCode,
+    answers: Vec<Record>,
+    authorities: Vec<Record>,
+    additionals: Vec<Record>,
+    /// Weights of the answer records when they are to be shuffled.
+    weights: Option<Vec<f64>>,
+}
+
+struct Cached {
+    /// The service and revision this answer was built from; `None` for the apex.
+    source: Option<(ServiceKey, u64)>,
+    prepared: Prepared,
+}
+
+/// The service zone: resolves names to services and keeps encoded answers.
+pub struct ServiceZone {
+    origin: Name,
+    origin_wire: Vec<u8>,
+    registry: Arc<Registry>,
+    ttl: u32,
+    negative_ttl: u32,
+    max_answers: usize,
+    soa: Record,
+    ns: Record,
+    /// Keyed by the folded question name in wire format followed by the type (2 bytes).
+    cache: RwLock<HashMap<Box<[u8]>, Arc<Cached>>>,
+}
+
+impl ServiceZone {
+    /// A zone over `registry` with the `[dns]` settings. Errors when `dns.zone` is not
+    /// a valid name (settings validation already checks this).
+    pub fn new(
+        registry: Arc<Registry>,
+        settings: &DnsSettings,
+    ) -> Result<Self, hickory_proto::ProtoError> {
+        let origin = Name::from_ascii(&settings.zone)?.to_lowercase();
+        let mut origin_wire = Vec::new();
+        for label in origin.iter() {
+            origin_wire.push(label.len() as u8);
+            origin_wire.extend(label.iter().map(u8::to_ascii_lowercase));
+        }
+        origin_wire.push(0);
+        let serial = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as u32)
+            .unwrap_or(1);
+        let ns_name = Name::from_ascii("ns")?.append_domain(&origin)?;
+        let soa = Record::from_rdata(
+            origin.clone(),
+            settings.negative_ttl,
+            RData::SOA(SOA::new(
+                ns_name.clone(),
+                Name::from_ascii("hostmaster")?.append_domain(&origin)?,
+                serial,
+                3600,
+                600,
+                86400,
+                settings.negative_ttl,
+            )),
+        );
+        let ns = Record::from_rdata(origin.clone(), 3600, RData::NS(NS(ns_name)));
+        Ok(Self {
+            origin,
+            origin_wire,
+            registry,
+            ttl: settings.ttl,
+            negative_ttl: settings.negative_ttl,
+            max_answers: settings.max_answers,
+            soa,
+            ns,
+            cache: RwLock::new(HashMap::new()),
+        })
+    }
+
+    /// The zone's origin, lower case.
+    pub fn origin(&self) -> &Name {
+        &self.origin
+    }
+
+    /// The zone's origin in wire format, lower case.
+    pub fn origin_wire(&self) -> &[u8] {
+        &self.origin_wire
+    }
+
+    /// Answers a parsed query whose name is in this zone (`labels_below` labels left of
+    /// the origin), writing the response into `out`.
+    pub fn respond(
+        &self,
+        query: &QueryView<'_>,
+        labels_below: usize,
+        reply: Reply,
+        out: &mut Vec<u8>,
+    ) {
+        let mut key_buf = [0u8; 257];
+        let name = query.lower_name();
+        key_buf[..name.len()].copy_from_slice(name);
+        key_buf[name.len()..name.len() + 2].copy_from_slice(&query.qtype.to_be_bytes());
+        let key = &key_buf[..name.len() + 2];
+        let cached = self.cache.read().get(key).cloned();
+        if let Some(cached) = cached
+            && self.is_current(&cached)
+        {
+            wire::assemble(query, &cached.prepared, reply, out);
+            return;
+        }
+        let labels: Vec<&[u8]> = query.labels().take(labels_below).collect();
+        let target = self.resolve(&labels);
+        let source = match &target {
+            Target::Apex => Some(None),
+            Target::Service(s) | Target::Host(s, _) => Some(Some((s.key.clone(), s.revision))),
+            Target::Missing => None,
+        };
+        let qname = match name_from_wire(query.lower_name()) {
+            Some(n) => n,
+            None => {
+                if let Some(resp) = wire::error_response(&[], &[], 2) {
+                    out.clear();
+                    out.extend_from_slice(&resp);
+                }
+                return;
+            }
+        };
+        let qtype = RecordType::from(query.qtype);
+        let answer = self.answer(&qname, qtype, target);
+        let prepared = self.prepare(&qname, qtype, answer);
+        wire::assemble(query, &prepared, reply, out);
+        if let Some(source) = source {
+            let mut cache = self.cache.write();
+            if cache.len() >= CACHE_LIMIT {
+                cache.clear();
+            }
+            cache.insert(key.into(), Arc::new(Cached { source, prepared }));
+        }
+    }
+
+    /// Answers a query for a name in this zone as a full hickory message (the general
+    /// path: queries the fast path declines, such as ones with trailing bytes).
+    pub fn respond_message(&self, name: &Name, qtype: RecordType) -> Message {
+        let lower = name.to_lowercase();
+        let below = lower.num_labels().saturating_sub(self.origin.num_labels()) as usize;
+        let labels: Vec<&[u8]> = lower.iter().take(below).collect();
+        let target = self.resolve(&labels);
+        let answer = self.answer(&lower, qtype, target);
+        self.message(&lower, qtype, answer)
+    }
+
+    fn is_current(&self, cached: &Cached) -> bool {
+        match &cached.source {
+            None => true,
+            Some((key, revision)) => self
+                .registry
+                .snapshot(key)
+                .is_some_and(|s| s.revision == *revision),
+        }
+    }
+
+    fn resolve(&self, labels: &[&[u8]]) -> Target {
+        if labels.is_empty() {
+            return Target::Apex;
+        }
+        if let Some(s) = self.find_service(labels) {
+            return Target::Service(s);
+        }
+        if labels.len() >= 3
+            && let Some(ip) = host_from_label(labels[0])
+            && let Some(s) = self.find_service(&labels[1..])
+        {
+            return Target::Host(s, ip);
+        }
+        Target::Missing
+    }
+
+    fn find_service(&self, labels: &[&[u8]]) -> Option<Arc<ServiceSnapshot>> {
+        let text: Vec<&str> = labels
+            .iter()
+            .map(|l| std::str::from_utf8(l).ok())
+            .collect::<Option<_>>()?;
+        let n = text.len();
+        if n >= 3 {
+            let key = FoldedKey::new(text[n - 1], text[n - 2], &text[..n - 2].join("."));
+            if let Some(s) = self.registry.find_folded(&key) {
+                return Some(s);
+            }
+        }
+        if n >= 2 {
+            let key = FoldedKey::new(DEFAULT_NAMESPACE, text[n - 1], &text[..n - 1].join("."));
+            return self.registry.find_folded(&key);
+        }
+        None
+    }
+
+    fn answer(&self, qname: &Name, qtype: RecordType, target: Target) -> ZoneAnswer {
+        let mut answer = ZoneAnswer {
+            rcode: ResponseCode::NoError,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            weights: None,
+        };
+        match target {
+            Target::Missing => answer.rcode = ResponseCode::NXDomain,
+            Target::Apex => match qtype {
+                RecordType::SOA => answer.answers.push(self.soa.clone()),
+                RecordType::NS => answer.answers.push(self.ns.clone()),
+                _ => {}
+            },
+            Target::Host(snapshot, ip) => {
+                let (selected, _) = select_for_dns(&snapshot);
+                if !selected.iter().any(|i| i.host.ip() == Some(ip)) {
+                    answer.rcode = ResponseCode::NXDomain;
+                } else if matches!(
+                    (qtype, ip),
+                    (RecordType::A, IpAddr::V4(_)) | (RecordType::AAAA, IpAddr::V6(_))
+                ) {
+                    answer.answers.push(self.address_record(qname.clone(), ip));
+                }
+            }
+            Target::Service(snapshot) => {
+                let (selected, _) = select_for_dns(&snapshot);
+                match qtype {
+                    RecordType::A | RecordType::AAAA | RecordType::ANY => {
+                        let mut by_ip: Vec<(IpAddr, f64)> = Vec::new();
+                        for inst in &selected {
+                            let Some(ip) = inst.host.ip() else { continue };
+                            let wanted = match qtype {
+                                RecordType::A => ip.is_ipv4(),
+                                RecordType::AAAA => ip.is_ipv6(),
+                                _ => true,
+                            };
+                            if !wanted {
+                                continue;
+                            }
+                            match by_ip.iter_mut().find(|(a, _)| *a == ip) {
+                                Some((_, w)) => *w += inst.weight,
+                                None => by_ip.push((ip, inst.weight)),
+                            }
+                        }
+                        for (ip, _) in &by_ip {
+                            answer.answers.push(self.address_record(qname.clone(), *ip));
+                        }
+                        if qtype != RecordType::ANY && !by_ip.is_empty() {
+                            answer.weights = Some(by_ip.iter().map(|(_, w)| *w).collect());
+                        }
+                    }
+                    RecordType::SRV => {
+                        let mut extra: Vec<(Name, IpAddr)> = Vec::new();
+                        for inst in &selected {
+                            let target = match &inst.host {
+                                Host::Ip(ip) => {
+                                    let Some(host) = host_name(*ip, qname) else { continue };
+                                    if !extra.iter().any(|(n, _)| *n == host) {
+                                        extra.push((host.clone(), *ip));
+                                    }
+                                    host
+                                }
+                                Host::Name(n) => match Name::from_ascii(n) {
+                                    Ok(mut n) => {
+                                        n.set_fqdn(true);
+                                        n
+                                    }
+                                    Err(_) => continue,
+                                },
+                            };
+                            let weight = (inst.weight * 100.0).round().clamp(0.0, 65535.0) as u16;
+                            answer.answers.push(Record::from_rdata(
+                                qname.clone(),
+                                self.ttl,
+                                RData::SRV(SRV::new(0, weight, inst.port, target)),
+                            ));
+                        }
+                        for (name, ip) in extra {
+                            answer.additionals.push(self.address_record(name, ip));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if answer.answers.is_empty() {
+            answer.authorities.push(self.soa.clone());
+            answer.weights = None;
+        }
+        answer
+    }
+
+    fn address_record(&self, name: Name, ip: IpAddr) -> Record {
+        let data = match ip {
+            IpAddr::V4(v4) => RData::A(A(v4)),
+            IpAddr::V6(v6) => RData::AAAA(AAAA(v6)),
+        };
+        Record::from_rdata(name, self.ttl, data)
+    }
+
+    fn message(&self, qname: &Name, qtype: RecordType, answer: ZoneAnswer) -> Message {
+        let mut msg = Message::new(0, MessageType::Response, OpCode::Query);
+        msg.metadata.authoritative = true;
+        msg.metadata.response_code = answer.rcode;
+        let mut query = Query::query(qname.clone(), qtype);
+        query.set_query_class(DNSClass::IN);
+        msg.add_query(query);
+        msg.insert_answers(answer.answers);
+        msg.insert_authorities(answer.authorities);
+        msg.insert_additionals(answer.additionals);
+        msg
+    }
+
+    /// Encodes an answer once with hickory-proto and cuts it after the question.
+    fn prepare(&self, qname: &Name, qtype: RecordType, answer: ZoneAnswer) -> Prepared {
+        let weights = answer.weights.clone();
+        let rcode = u16::from(answer.rcode) as u8 & 0xF;
+        let msg = self.message(qname, qtype, answer);
+        let counts = [
+            msg.answers.len() as u16,
+            msg.authorities.len() as u16,
+            msg.additionals.len() as u16,
+        ];
+        let question_len = wire_len(qname) + 4;
+        let bytes = match msg.to_vec() {
+            Ok(b) if b.len() >= wire::HEADER_LEN + question_len => b,
+            _ => {
+                return Prepared {
+                    rcode: u16::from(ResponseCode::ServFail) as u8,
+                    counts: [0; 3],
+                    body: Vec::new(),
+                    shuffle: None,
+                };
+            }
+        };
+        let body = bytes[wire::HEADER_LEN + question_len..].to_vec();
+        let shuffle = weights.and_then(|weights| {
+            let n = weights.len();
+            if n == 0 || counts[1] != 0 || counts[2] != 0 || body.len() % n != 0 {
+                return None;
+            }
+            let record_len = body.len() / n;
+            // Every record must point at the question name (offset 12) and nothing else.
+            let movable = body.chunks(record_len).all(|r| r.starts_with(&[0xC0, 0x0C]));
+            movable.then_some(Shuffle {
+                record_len,
+                weights,
+                max: self.max_answers,
+            })
+        });
+        Prepared {
+            rcode,
+            counts,
+            body,
+            shuffle,
+        }
+    }
+
+    /// Negative TTL of the zone, seconds.
+    pub fn negative_ttl(&self) -> u32 {
+        self.negative_ttl
+    }
+}
+
+fn wire_len(name: &Name) -> usize {
+    name.iter().map(|l| l.len() + 1).sum::<usize>() + 1
+}
+
+fn name_from_wire(wire: &[u8]) -> Option<Name> {
+    let mut labels = Vec::new();
+    let mut pos = 0;
+    while let Some(&len) = wire.get(pos) {
+        if len == 0 {
+            break;
+        }
+        labels.push(wire.get(pos + 1..pos + 1 + len as usize)?);
+        pos += 1 + len as usize;
+    }
+    let mut name = Name::from_labels(labels).ok()?;
+    name.set_fqdn(true);
+    Some(name)
+}
+
+/// The host label of an IP: `10-0-0-1`, or for IPv6 the compressed text with `:` as
+/// `-` (`fd00--1`).
+pub fn host_label(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
+        IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
+    }
+}
+
+fn host_name(ip: IpAddr, service_name: &Name) -> Option<Name> {
+    Name::from_ascii(host_label(ip))
+        .ok()?
+        .append_domain(service_name)
+        .ok()
+}
+
+/// Parses a host label back into an IP (the inverse of [`host_label`]).
+pub fn host_from_label(label: &[u8]) -> Option<IpAddr> {
+    let text = std::str::from_utf8(label).ok()?;
+    if text.matches('-').count() == 3
+        && let Ok(v4) = text.replace('-', ".").parse::<std::net::Ipv4Addr>()
+    {
+        return Some(IpAddr::V4(v4));
+    }
+    text.replace('-', ":")
+        .parse::<std::net::Ipv6Addr>()
+        .ok()
+        .map(IpAddr::V6)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_labels_round_trip() {
+        for ip in ["10.0.0.1", "fd00::1", "2001:db8::8:800:200c:417a", "::1"] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(host_from_label(host_label(ip).as_bytes()), Some(ip));
+        }
+        assert_eq!(host_from_label(b"stock"), None);
+        assert_eq!(host_from_label(b"10-0-0"), None);
+    }
+}

@@ -1,0 +1,44 @@
+//! Health workers. For now: the beat expiry worker for ephemeral instances, which asks
+//! the registry to apply the beat rules to instances whose deadline passed (the
+//! registry keeps a deadline queue, so a tick touches only those).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::info;
+
+use crate::naming::registry::{Registry, now_millis};
+
+/// Turns silent ephemeral instances unhealthy, then removes them (as Nacos
+/// `ClientBeatCheckTask`), every `tick`.
+pub struct BeatExpiryWorker {
+    registry: Arc<Registry>,
+    tick: Duration,
+}
+
+impl BeatExpiryWorker {
+    /// A worker over `registry` waking every `tick`.
+    pub fn new(registry: Arc<Registry>, tick: Duration) -> Self {
+        Self { registry, tick }
+    }
+
+    /// Runs until `shutdown` fires.
+    pub async fn run(self, shutdown: CancellationToken) {
+        let mut interval = tokio::time::interval(self.tick);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = interval.tick() => {}
+            }
+            let report = self.registry.sweep_expired(now_millis());
+            for (service, id) in &report.unhealthy {
+                info!(%service, instance = %id, "instance unhealthy: no beat within its beat timeout");
+            }
+            for (service, id) in &report.removed {
+                info!(%service, instance = %id, "instance removed: no beat within its delete timeout");
+            }
+        }
+    }
+}

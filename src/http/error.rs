@@ -1,0 +1,62 @@
+//! The one HTTP error type: renders Nacos's naming error shape (HTTP status = the
+//! NacosException code, plain-text body with the message) and logs the cause in the
+//! request's span.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+
+use crate::naming::NamingError;
+
+/// An error answered to a client.
+#[derive(Debug)]
+pub struct ApiError {
+    /// HTTP status (Nacos's error code: 400, 403, 404, 500, …).
+    pub status: StatusCode,
+    /// The plain-text body; names the offending field for bad input.
+    pub message: String,
+}
+
+impl ApiError {
+    /// 400 with `message` (Nacos's `IllegalArgumentException` / `INVALID_PARAM`).
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            message: message.into(),
+        }
+    }
+
+    /// 404 with `message`.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            message: message.into(),
+        }
+    }
+}
+
+impl From<NamingError> for ApiError {
+    fn from(e: NamingError) -> Self {
+        let status = match &e {
+            NamingError::ServiceNotFound(_)
+            | NamingError::ServiceExists(_)
+            | NamingError::ServiceNotEmpty(_) => StatusCode::BAD_REQUEST,
+            NamingError::InstanceNotFound { .. } => StatusCode::NOT_FOUND,
+        };
+        Self {
+            status,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        tracing::debug!(status = %self.status, message = %self.message, "request refused");
+        (
+            self.status,
+            [("content-type", "text/plain;charset=UTF-8")],
+            self.message,
+        )
+            .into_response()
+    }
+}

@@ -1,0 +1,46 @@
+//! The HTTP front door (axum): the router, shared state, limits and Nacos-shaped errors.
+//! Handlers parse and validate input, call the naming use cases, and render Nacos's
+//! JSON; they never reach the registry's internals or any storage directly.
+
+pub mod error;
+pub mod nacos_v1;
+pub mod params;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::trace::TraceLayer;
+
+use crate::naming::NamingService;
+use crate::settings::Settings;
+
+/// State shared by every handler.
+#[derive(Clone)]
+pub struct AppState {
+    /// The naming use cases.
+    pub naming: Arc<NamingService>,
+    /// `cacheMillis` of list answers, milliseconds.
+    pub cache_millis: u64,
+}
+
+/// The whole router, testable without a socket.
+pub fn router(state: AppState, settings: &Settings) -> Router {
+    nacos_v1::routes()
+        .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    cancel: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { cancel.cancelled().await })
+        .await
+}

@@ -1,0 +1,48 @@
+//! `/nacos/v1/ns/operator/metrics` (alias `/ops/metrics`) and the console health
+//! probes. Nacos clients (Java 1.x, npm) call `metrics` and test `status == "UP"`.
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::super::AppState;
+use super::super::params::Params;
+
+/// The answer of `metrics`; with `onlyStatus=true` (the default, as Nacos 2.x) only
+/// `status` is present.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MetricsJson {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    service_count: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    instance_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    responsible_instance_count: Option<u64>,
+}
+
+/// `GET /nacos/v1/ns/operator/metrics`.
+pub async fn metrics(State(state): State<AppState>, p: Params) -> Json<MetricsJson> {
+    let registry = state.naming.registry();
+    if p.boolean("onlyStatus", true) {
+        return Json(MetricsJson {
+            status: "UP",
+            service_count: None,
+            instance_count: None,
+            responsible_instance_count: None,
+        });
+    }
+    let instances = registry.instance_count();
+    Json(MetricsJson {
+        status: "UP",
+        service_count: Some(registry.service_count()),
+        instance_count: Some(instances),
+        responsible_instance_count: Some(instances),
+    })
+}
+
+/// `GET /nacos/v1/console/health/liveness` and `readiness`: `OK` once serving.
+pub async fn health() -> &'static str {
+    "OK"
+}

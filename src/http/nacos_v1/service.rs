@@ -1,0 +1,174 @@
+//! `/nacos/v1/ns/service*`: create, remove, update, detail and list of services
+//! (`shared/nacos-api.md` §2.10).
+
+use std::collections::BTreeMap;
+
+use axum::Json;
+use axum::extract::State;
+use serde::Serialize;
+
+use super::super::AppState;
+use super::super::error::ApiError;
+use super::super::params::Params;
+use crate::model::{DEFAULT_GROUP, parse_metadata, validate_group};
+use crate::naming::{NamingError, ServiceSpec};
+
+fn threshold(raw: Option<&str>) -> Result<f32, ApiError> {
+    let Some(raw) = raw else { return Ok(0.0) };
+    let t: f32 = raw.parse().map_err(|_| {
+        ApiError::bad_request(format!(
+            "Param 'protectThreshold' is illegal, it must be a number: {raw:?}"
+        ))
+    })?;
+    if !(0.0..=1.0).contains(&t) {
+        return Err(ApiError::bad_request(format!(
+            "Param 'protectThreshold' is illegal, it must be between 0 and 1: {raw}"
+        )));
+    }
+    Ok(t)
+}
+
+fn spec(p: &Params, threshold_value: f32) -> Result<ServiceSpec, ApiError> {
+    let metadata = parse_metadata(p.optional("metadata").unwrap_or("")).map_err(ApiError::bad_request)?;
+    let selector = p
+        .optional("selector")
+        .map(|raw| {
+            serde_json::from_str::<serde_json::Value>(raw).map_err(|e| {
+                ApiError::bad_request(format!("Param 'selector' is not valid JSON: {e}"))
+            })
+        })
+        .transpose()?;
+    Ok(ServiceSpec {
+        protect_threshold: threshold_value,
+        metadata,
+        selector,
+    })
+}
+
+/// `POST /nacos/v1/ns/service`: creates a service; 400 when it exists.
+pub async fn create_service(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<&'static str, ApiError> {
+    let key = p.service_key()?;
+    let spec = spec(&p, threshold(p.optional("protectThreshold"))?)?;
+    state.naming.create_service(&key, spec)?;
+    Ok("ok")
+}
+
+/// `DELETE /nacos/v1/ns/service`: removes an empty service; 400 when missing or not
+/// empty.
+pub async fn remove_service(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<&'static str, ApiError> {
+    let key = p.service_key()?;
+    state.naming.remove_service(&key)?;
+    Ok("ok")
+}
+
+/// `PUT /nacos/v1/ns/service`: replaces protectThreshold (required), metadata and
+/// selector; 400 when the service is missing.
+pub async fn update_service(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<&'static str, ApiError> {
+    let key = p.service_key()?;
+    let t = threshold(Some(p.required("protectThreshold")?))?;
+    state.naming.update_service(&key, spec(&p, t)?)?;
+    Ok("ok")
+}
+
+/// A cluster in the service detail.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ClusterJson {
+    name: String,
+    health_checker: serde_json::Value,
+    metadata: BTreeMap<String, String>,
+}
+
+/// The answer of `GET /nacos/v1/ns/service`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceJson {
+    namespace_id: String,
+    group_name: String,
+    name: String,
+    protect_threshold: f32,
+    metadata: BTreeMap<String, String>,
+    selector: serde_json::Value,
+    clusters: Vec<ClusterJson>,
+}
+
+/// `GET /nacos/v1/ns/service`: service detail; 400 `service not found, …` when missing
+/// (Nacos 2.x).
+pub async fn get_service(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<Json<ServiceJson>, ApiError> {
+    let key = p.service_key()?;
+    let snap = state
+        .naming
+        .service(&key)
+        .ok_or_else(|| ApiError::from(NamingError::ServiceNotFound(key.clone())))?;
+    let mut clusters: Vec<String> = snap.instances.iter().map(|i| i.cluster.clone()).collect();
+    clusters.sort();
+    clusters.dedup();
+    Ok(Json(ServiceJson {
+        namespace_id: key.namespace.clone(),
+        group_name: key.group.clone(),
+        name: key.service.clone(),
+        protect_threshold: snap.meta.protect_threshold,
+        metadata: snap.meta.metadata.clone(),
+        selector: snap.meta.selector.clone(),
+        clusters: clusters
+            .into_iter()
+            .map(|name| ClusterJson {
+                name,
+                health_checker: serde_json::json!({"type": "TCP"}),
+                metadata: BTreeMap::new(),
+            })
+            .collect(),
+    }))
+}
+
+/// The answer of `GET /nacos/v1/ns/service/list`.
+#[derive(Serialize)]
+pub struct ServiceListJson {
+    count: usize,
+    doms: Vec<String>,
+}
+
+fn page_param(p: &Params, name: &str) -> Result<usize, ApiError> {
+    let raw = p.required(name)?;
+    match raw.parse::<usize>() {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(ApiError::bad_request(format!(
+            "Param '{name}' is illegal, it must be a positive integer: {raw:?}"
+        ))),
+    }
+}
+
+/// `GET /nacos/v1/ns/service/list`: one page (1-based `pageNo`, `pageSize`, both
+/// required) of the plain service names of a group, and the total count.
+pub async fn list_services(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<Json<ServiceListJson>, ApiError> {
+    let page_no = page_param(&p, "pageNo")?;
+    let page_size = page_param(&p, "pageSize")?;
+    let group = p.optional("groupName").unwrap_or(DEFAULT_GROUP);
+    validate_group(group).map_err(ApiError::bad_request)?;
+    let names = state.naming.service_names(&p.namespace()?, group);
+    let doms = names
+        .iter()
+        .skip((page_no - 1).saturating_mul(page_size))
+        .take(page_size)
+        .cloned()
+        .collect();
+    Ok(Json(ServiceListJson {
+        count: names.len(),
+        doms,
+    }))
+}

@@ -1,0 +1,27 @@
+//! Nacre: a Nacos-compatible naming server that answers first of all as an
+//! authoritative DNS server.
+//!
+//! Bird's-eye view: apps register over Nacos's HTTP API ([`http`]) into the in-memory
+//! registry ([`naming::registry`]); beats keep ephemeral instances alive
+//! ([`health`]); every reader — DNS ([`dns`]), the list API — answers from immutable
+//! registry snapshots. [`app`] wires the parts from [`settings`].
+//!
+//! Dependency rule (each level uses only the levels below it):
+//!
+//! ```text
+//! app, main
+//! dns, http, health      front doors and drivers
+//! naming                 use cases
+//! model, settings, telemetry
+//! ```
+//!
+//! `naming` never imports axum or hickory; `dns` never writes to the registry.
+
+pub mod app;
+pub mod dns;
+pub mod health;
+pub mod http;
+pub mod model;
+pub mod naming;
+pub mod settings;
+pub mod telemetry;

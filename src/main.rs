@@ -1,0 +1,108 @@
+//! The `nacre` binary: parses the command line, reads the settings, starts the node and
+//! stops it on SIGINT or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use nacre::app::App;
+use nacre::settings::Settings;
+
+/// Nacre: Nacos-compatible naming, answered over DNS.
+#[derive(Parser)]
+#[command(version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a node.
+    Serve {
+        /// Config file (TOML). Default: conf/nacre.toml when it exists, else the
+        /// compiled-in defaults.
+        #[arg(long, env = "NACRE_CONFIG")]
+        config: Option<PathBuf>,
+        /// HTTP listen address (Nacos API), e.g. 0.0.0.0:8848; port 0 picks a free port.
+        #[arg(long, env = "NACRE_HTTP_ADDR")]
+        http_addr: Option<SocketAddr>,
+        /// DNS listen address for UDP and TCP, e.g. 0.0.0.0:53; port 0 picks a free port.
+        #[arg(long, env = "NACRE_DNS_ADDR")]
+        dns_addr: Option<SocketAddr>,
+        /// Data directory.
+        #[arg(long, env = "NACRE_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+fn main() -> ExitCode {
+    nacre::telemetry::init();
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("nacre: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run() -> anyhow::Result<()> {
+    let Command::Serve {
+        config,
+        http_addr,
+        dns_addr,
+        data_dir,
+    } = Cli::parse().command;
+    let default_file = PathBuf::from("conf/nacre.toml");
+    let mut settings = match config {
+        Some(path) => Settings::from_file(&path)?,
+        None if default_file.exists() => Settings::from_file(&default_file)?,
+        None => Settings::default(),
+    };
+    if let Some(addr) = http_addr {
+        settings.http.addr = addr;
+    }
+    if let Some(addr) = dns_addr {
+        settings.dns.addr = addr;
+    }
+    if let Some(dir) = data_dir {
+        settings.data.dir = dir;
+    }
+    settings.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        let app = App::start(settings).await?;
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        app.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

@@ -1,0 +1,463 @@
+//! Shared vocabulary of the naming domain: service keys, instances and the Nacos
+//! defaults and name rules they follow. No I/O lives here, and nothing here knows about
+//! HTTP, DNS or storage.
+//!
+//! Invariants: a [`ServiceKey`] always holds a non-empty namespace, group and service
+//! name; an [`Instance`] always has a valid host (IP literal or host name), a port and a
+//! weight in `0.0..=10000.0`.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+use serde::Serialize;
+
+/// Nacos's default naming namespace id (`Constants.DEFAULT_NAMESPACE_ID`).
+pub const DEFAULT_NAMESPACE: &str = "public";
+/// Nacos's default group (`Constants.DEFAULT_GROUP`).
+pub const DEFAULT_GROUP: &str = "DEFAULT_GROUP";
+/// Nacos's default cluster name.
+pub const DEFAULT_CLUSTER: &str = "DEFAULT";
+/// Separator of a grouped service name, `group@@service` (`SERVICE_INFO_SPLITER`).
+pub const GROUP_SEPARATOR: &str = "@@";
+
+/// Metadata key: client beat interval in milliseconds (default 5000).
+pub const META_BEAT_INTERVAL: &str = "preserved.heart.beat.interval";
+/// Metadata key: milliseconds without a beat before an instance is unhealthy (default 15000).
+pub const META_BEAT_TIMEOUT: &str = "preserved.heart.beat.timeout";
+/// Metadata key: milliseconds without a beat before an instance is removed (default 30000).
+pub const META_DELETE_TIMEOUT: &str = "preserved.ip.delete.timeout";
+/// Metadata key: instance id generator (`simple` is the only one Nacre implements).
+pub const META_ID_GENERATOR: &str = "preserved.instance.id.generator";
+
+/// Default client beat interval, milliseconds.
+pub const DEFAULT_BEAT_INTERVAL_MS: u64 = 5_000;
+/// Default beat timeout (unhealthy after), milliseconds.
+pub const DEFAULT_BEAT_TIMEOUT_MS: u64 = 15_000;
+/// Default delete timeout (removed after), milliseconds.
+pub const DEFAULT_DELETE_TIMEOUT_MS: u64 = 30_000;
+
+/// Largest weight Nacos accepts (`Instance#validate`).
+pub const MAX_WEIGHT: f64 = 10_000.0;
+
+/// The identity of a service: namespace id, group and plain service name.
+///
+/// Nacos names are case-sensitive; so is this key. DNS lookups fold case separately
+/// (see [`ServiceKey::folded`]).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServiceKey {
+    /// Namespace id; `public` for the default namespace.
+    pub namespace: String,
+    /// Group name, `DEFAULT_GROUP` by default.
+    pub group: String,
+    /// Plain service name (without the group prefix).
+    pub service: String,
+}
+
+impl ServiceKey {
+    /// Builds a key from its three parts, as given.
+    pub fn new(
+        namespace: impl Into<String>,
+        group: impl Into<String>,
+        service: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            group: group.into(),
+            service: service.into(),
+        }
+    }
+
+    /// The grouped name `group@@service`, as Nacos puts it in `name` and `serviceName`.
+    pub fn grouped_name(&self) -> String {
+        format!("{}{GROUP_SEPARATOR}{}", self.group, self.service)
+    }
+
+    /// The ASCII-case-folded form used to find a service from a DNS name.
+    pub fn folded(&self) -> FoldedKey {
+        FoldedKey::new(&self.namespace, &self.group, &self.service)
+    }
+}
+
+impl std::fmt::Display for ServiceKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}@@{}@{}", self.group, self.service, self.namespace)
+    }
+}
+
+/// A service key with ASCII letters folded to lower case, the way DNS compares names
+/// (RFC 4343).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct FoldedKey(String);
+
+impl FoldedKey {
+    /// Folds the three parts of a service key.
+    pub fn new(namespace: &str, group: &str, service: &str) -> Self {
+        let mut s = String::with_capacity(namespace.len() + group.len() + service.len() + 2);
+        s.push_str(namespace);
+        s.push('\u{0}');
+        s.push_str(group);
+        s.push('\u{0}');
+        s.push_str(service);
+        s.make_ascii_lowercase();
+        Self(s)
+    }
+}
+
+/// Splits a Nacos `serviceName` parameter into `(group, service)` as Nacos's
+/// `ServiceNameFilter` and `NamingUtils` do: a name that already holds `@@` keeps its own
+/// group and the `groupName` parameter is ignored; otherwise `group` (or `DEFAULT_GROUP`)
+/// applies.
+///
+/// Errors with the message Nacos gives when the grouped form is malformed.
+pub fn split_service_name(
+    service_name: &str,
+    group: Option<&str>,
+) -> Result<(String, String), String> {
+    match service_name.split_once(GROUP_SEPARATOR) {
+        Some((g, s)) => {
+            if g.is_empty() {
+                return Err(format!(
+                    "Param 'serviceName' is illegal, groupName can't be empty: {service_name}"
+                ));
+            }
+            if s.is_empty() || s.contains(GROUP_SEPARATOR) {
+                return Err(format!(
+                    "Param 'serviceName' is illegal, it should be format as 'groupName@@serviceName': {service_name}"
+                ));
+            }
+            Ok((g.to_string(), s.to_string()))
+        }
+        None => Ok((
+            group.unwrap_or(DEFAULT_GROUP).to_string(),
+            service_name.to_string(),
+        )),
+    }
+}
+
+/// Checks a plain service name the way Nacos 2.3's parameter checker does: at most 512
+/// characters, no whitespace or control characters, not starting with `@`.
+pub fn validate_service_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("Param 'serviceName' is required.".into());
+    }
+    if name.chars().count() > 512 {
+        return Err("Param 'serviceName' is illegal, it is longer than 512 characters".into());
+    }
+    if name.starts_with('@') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!(
+            "Param 'serviceName' is illegal, it must not start with '@' or contain whitespace: {name}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a group name: at most 128 characters of `[A-Za-z0-9-_:.]` (Nacos 2.3 checker).
+pub fn validate_group(group: &str) -> Result<(), String> {
+    if group.is_empty()
+        || group.len() > 128
+        || !group
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
+    {
+        return Err(format!(
+            "Param 'groupName' is illegal, it must be 1-128 characters of 0-9a-zA-Z-_:. : {group}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a namespace id: at most 64 characters of `[\w-]` (Nacos 2.3 checker).
+pub fn validate_namespace(namespace: &str) -> Result<(), String> {
+    if namespace.is_empty()
+        || namespace.len() > 64
+        || !namespace
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(format!(
+            "Param 'namespaceId' is illegal, it must be 1-64 characters of 0-9a-zA-Z-_ : {namespace}"
+        ));
+    }
+    Ok(())
+}
+
+/// Checks a cluster name against Nacos's `^[0-9a-zA-Z-]+$` (underscore is also accepted,
+/// as the 2.3 parameter checker does), at most 64 characters.
+pub fn validate_cluster(cluster: &str) -> Result<(), String> {
+    if cluster.is_empty()
+        || cluster.len() > 64
+        || !cluster
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+    {
+        return Err(format!(
+            "Instance 'clusterName' should be characters with only 0-9a-zA-Z-. (current: {cluster})"
+        ));
+    }
+    Ok(())
+}
+
+/// The host of an instance: an IP address (answered as A/AAAA in DNS) or a host name
+/// (Nacos accepts both; DNS answers host names only as SRV targets).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// An IPv4 or IPv6 literal.
+    Ip(IpAddr),
+    /// A DNS host name (letters, digits, `-` and `.`, labels of at most 63 characters).
+    Name(String),
+}
+
+impl Host {
+    /// Parses the `ip` parameter. Errors with a message that names the field.
+    pub fn parse(raw: &str) -> Result<Self, String> {
+        if let Ok(ip) = raw.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        let looks_numeric = raw.chars().all(|c| c.is_ascii_digit() || c == '.');
+        let valid_name = !raw.is_empty()
+            && raw.len() <= 253
+            && !looks_numeric
+            && raw.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && label
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            });
+        if valid_name {
+            Ok(Host::Name(raw.to_string()))
+        } else {
+            Err(format!(
+                "Param 'ip' is illegal, it must be an IP address or a host name: {raw}"
+            ))
+        }
+    }
+
+    /// The IP address, when the host is one.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Host::Ip(ip) => Some(*ip),
+            Host::Name(_) => None,
+        }
+    }
+}
+
+/// One registered instance of a service, with Nacos's field names.
+///
+/// Immutable once built: the registry replaces the whole value on every change, so
+/// readers can share it through an `Arc`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Instance {
+    /// `ip#port#cluster#group@@service`, Nacos's `simple` id generator.
+    pub instance_id: String,
+    /// The `ip` parameter as registered (IP literal or host name).
+    pub ip: String,
+    /// The parsed host.
+    pub host: Host,
+    /// Port, 0..=65535.
+    pub port: u16,
+    /// Weight in `0.0..=10000.0`; 0 takes the instance out of DNS answers.
+    pub weight: f64,
+    /// Health as last decided by beats (ephemeral) or probes (persistent).
+    pub healthy: bool,
+    /// A disabled instance is never returned to clients.
+    pub enabled: bool,
+    /// Ephemeral instances live by client beats; persistent ones by probes.
+    pub ephemeral: bool,
+    /// Cluster name, `DEFAULT` by default.
+    pub cluster: String,
+    /// Free-form metadata; the `preserved.*` keys tune beat timeouts.
+    pub metadata: BTreeMap<String, String>,
+}
+
+impl Instance {
+    /// Nacos's `simple` instance id: `ip#port#cluster#group@@service`.
+    pub fn simple_id(ip: &str, port: u16, cluster: &str, key: &ServiceKey) -> String {
+        format!(
+            "{ip}#{port}#{cluster}#{}{GROUP_SEPARATOR}{}",
+            key.group, key.service
+        )
+    }
+
+    fn metadata_ms(&self, key: &str, default: u64) -> u64 {
+        metadata_millis(&self.metadata, key).unwrap_or(default)
+    }
+
+    /// Beat interval in milliseconds (`preserved.heart.beat.interval`, default 5000).
+    pub fn beat_interval_ms(&self) -> u64 {
+        self.metadata_ms(META_BEAT_INTERVAL, DEFAULT_BEAT_INTERVAL_MS)
+    }
+
+    /// Milliseconds without a beat before the instance turns unhealthy
+    /// (`preserved.heart.beat.timeout`, default 15000).
+    pub fn beat_timeout_ms(&self) -> u64 {
+        self.metadata_ms(META_BEAT_TIMEOUT, DEFAULT_BEAT_TIMEOUT_MS)
+    }
+
+    /// Milliseconds without a beat before the instance is removed
+    /// (`preserved.ip.delete.timeout`, default 30000).
+    pub fn delete_timeout_ms(&self) -> u64 {
+        self.metadata_ms(META_DELETE_TIMEOUT, DEFAULT_DELETE_TIMEOUT_MS)
+    }
+
+    /// The identity of this instance inside its service.
+    pub fn key(&self) -> InstanceKey {
+        InstanceKey {
+            ip: self.ip.clone(),
+            port: self.port,
+            cluster: self.cluster.clone(),
+        }
+    }
+}
+
+/// Reads a `preserved.*` timing value: it counts only when it is all digits, as in Nacos.
+pub fn metadata_millis(metadata: &BTreeMap<String, String>, key: &str) -> Option<u64> {
+    metadata
+        .get(key)
+        .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+        .and_then(|v| v.parse().ok())
+}
+
+/// Checks the preserved timing metadata as Nacos 2.x does: the beat interval must not
+/// exceed the beat timeout or the delete timeout.
+pub fn validate_beat_metadata(metadata: &BTreeMap<String, String>) -> Result<(), String> {
+    let interval =
+        metadata_millis(metadata, META_BEAT_INTERVAL).unwrap_or(DEFAULT_BEAT_INTERVAL_MS);
+    let timeout = metadata_millis(metadata, META_BEAT_TIMEOUT).unwrap_or(DEFAULT_BEAT_TIMEOUT_MS);
+    let delete =
+        metadata_millis(metadata, META_DELETE_TIMEOUT).unwrap_or(DEFAULT_DELETE_TIMEOUT_MS);
+    if interval > timeout || interval > delete {
+        return Err("Instance 'heart beat interval' must less than 'heart beat timeout' and 'ip delete timeout'.".into());
+    }
+    Ok(())
+}
+
+/// The identity of an instance inside a service: `(ip, port, cluster)`, as Nacos 1.x
+/// keys it.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct InstanceKey {
+    /// The `ip` parameter as registered.
+    pub ip: String,
+    /// Port.
+    pub port: u16,
+    /// Cluster name.
+    pub cluster: String,
+}
+
+/// Service-level settings, as Nacos's `ServiceMetadata`.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ServiceMeta {
+    /// Share of healthy instances at or under which every instance is returned
+    /// (0.0..=1.0; 0 means off for DNS, see `naming::selection`).
+    pub protect_threshold: f32,
+    /// Free-form service metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// The selector JSON as given (`{"type":"none"}` by default); stored, not evaluated.
+    pub selector: serde_json::Value,
+    /// True once the service was created or updated through the service API: Nacos 2.x
+    /// applies protection to list answers only for such services.
+    pub explicit: bool,
+}
+
+impl Default for ServiceMeta {
+    fn default() -> Self {
+        Self {
+            protect_threshold: 0.0,
+            metadata: BTreeMap::new(),
+            selector: serde_json::json!({"type": "none"}),
+            explicit: false,
+        }
+    }
+}
+
+/// Parses Nacos's `metadata` parameter: a JSON object of strings (numbers and booleans
+/// are taken as their text), or the fallback `k1=v1,k2=v2`. Errors name the field.
+pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, String> {
+    let raw = raw.trim();
+    if raw.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    if raw.starts_with('{') {
+        let value: serde_json::Value = serde_json::from_str(raw)
+            .map_err(|e| format!("Param 'metadata' is not valid JSON: {e}"))?;
+        let serde_json::Value::Object(map) = value else {
+            return Err("Param 'metadata' must be a JSON object".into());
+        };
+        let mut out = BTreeMap::new();
+        for (k, v) in map {
+            let text = match v {
+                serde_json::Value::String(s) => s,
+                serde_json::Value::Number(n) => n.to_string(),
+                serde_json::Value::Bool(b) => b.to_string(),
+                serde_json::Value::Null => continue,
+                _ => {
+                    return Err(format!(
+                        "Param 'metadata' values must be strings, key '{k}' is not"
+                    ));
+                }
+            };
+            out.insert(k, text);
+        }
+        return Ok(out);
+    }
+    let mut out = BTreeMap::new();
+    for pair in raw.split(',') {
+        let mut parts = pair.split('=');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(k), Some(v), None) => {
+                out.insert(k.to_string(), v.to_string());
+            }
+            _ => return Err(format!("metadata format incorrect:{raw}")),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_service_name_keeps_its_own_group() {
+        assert_eq!(
+            split_service_name("G1@@svc", Some("ignored")).unwrap(),
+            ("G1".to_string(), "svc".to_string())
+        );
+        assert_eq!(
+            split_service_name("svc", None).unwrap(),
+            (DEFAULT_GROUP.to_string(), "svc".to_string())
+        );
+        assert!(split_service_name("@@svc", None).is_err());
+        assert!(split_service_name("g@@", None).is_err());
+    }
+
+    #[test]
+    fn metadata_accepts_json_and_pairs() {
+        let m = parse_metadata(r#"{"a":"1","b":2}"#).unwrap();
+        assert_eq!(m["b"], "2");
+        let m = parse_metadata("a=1,b=2").unwrap();
+        assert_eq!(m["a"], "1");
+        assert!(parse_metadata("a=1,b").is_err());
+        assert!(parse_metadata("{bad").is_err());
+    }
+
+    #[test]
+    fn host_accepts_ips_and_names_only() {
+        assert!(matches!(Host::parse("10.0.0.1"), Ok(Host::Ip(_))));
+        assert!(matches!(Host::parse("::1"), Ok(Host::Ip(_))));
+        assert!(matches!(Host::parse("db-1.example"), Ok(Host::Name(_))));
+        assert!(Host::parse("10.0.0.999").is_err());
+        assert!(Host::parse("a b").is_err());
+        assert!(Host::parse("").is_err());
+    }
+
+    #[test]
+    fn preserved_timings_must_be_digits() {
+        let mut m = BTreeMap::new();
+        m.insert(META_BEAT_TIMEOUT.to_string(), "1500".to_string());
+        m.insert(META_DELETE_TIMEOUT.to_string(), "x".to_string());
+        assert_eq!(metadata_millis(&m, META_BEAT_TIMEOUT), Some(1500));
+        assert_eq!(metadata_millis(&m, META_DELETE_TIMEOUT), None);
+        assert!(validate_beat_metadata(&m).is_err(), "5000 interval > 1500 timeout");
+    }
+}

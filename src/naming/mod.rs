@@ -1,0 +1,421 @@
+//! The naming use cases: register, deregister, update, beat, query, and service
+//! management, with Nacos's semantics (see `shared/nacos-api.md` §1–3).
+//!
+//! Owns the [`registry::Registry`]; never imports HTTP, DNS or storage types. Every
+//! write goes through the registry so that readers see one consistent snapshot and
+//! subscribers get one change event per visible change.
+
+pub mod registry;
+pub mod selection;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use thiserror::Error;
+
+use crate::model::{Host, Instance, InstanceKey, ServiceKey, ServiceMeta};
+use registry::{Outcome, Registry, ServiceSnapshot, Slot};
+
+/// Errors of the naming use cases. Each carries what a caller needs to render Nacos's
+/// message.
+#[derive(Debug, Error, PartialEq)]
+pub enum NamingError {
+    /// The service does not exist (Nacos 2.x wording).
+    #[error("service not found, namespace: {}, service: {}", .0.namespace, .0.grouped_name())]
+    ServiceNotFound(ServiceKey),
+    /// `POST /ns/service` for a service that exists.
+    #[error("specified service {} already exists!", .0.grouped_name())]
+    ServiceExists(ServiceKey),
+    /// `DELETE /ns/service` while instances are registered.
+    #[error("Service {} is not empty, can't be delete. Please unregister instance first", .0.grouped_name())]
+    ServiceNotEmpty(ServiceKey),
+    /// The instance does not exist.
+    #[error("no matched ip found! instance {ip}:{port} in cluster {cluster} of service {}", key.grouped_name())]
+    InstanceNotFound {
+        /// The service searched.
+        key: ServiceKey,
+        /// The instance's `ip` parameter.
+        ip: String,
+        /// Its port.
+        port: u16,
+        /// Its cluster.
+        cluster: String,
+    },
+}
+
+/// A registration or an update, fully validated by the caller.
+#[derive(Clone, Debug)]
+pub struct InstanceSpec {
+    /// The `ip` parameter.
+    pub ip: String,
+    /// The parsed host.
+    pub host: Host,
+    /// Port.
+    pub port: u16,
+    /// Cluster name.
+    pub cluster: String,
+    /// Weight, `0.0..=10000.0`.
+    pub weight: f64,
+    /// Enabled flag.
+    pub enabled: bool,
+    /// Initial health (Nacos accepts `healthy` on register).
+    pub healthy: bool,
+    /// Ephemeral (beats) or persistent.
+    pub ephemeral: bool,
+    /// Metadata.
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// What a beat found (as Nacos `InstanceController#beat`).
+#[derive(Debug, PartialEq)]
+pub enum BeatOutcome {
+    /// The beat was recorded; the client should beat again after `interval_ms`.
+    Recorded {
+        /// `clientBeatInterval`, milliseconds.
+        interval_ms: u64,
+    },
+    /// No such instance: the client should register again (code 20404).
+    NotFound,
+}
+
+/// Service settings given to create or update a service.
+#[derive(Clone, Debug)]
+pub struct ServiceSpec {
+    /// Protect threshold, 0.0..=1.0.
+    pub protect_threshold: f32,
+    /// Service metadata.
+    pub metadata: BTreeMap<String, String>,
+    /// Selector JSON.
+    pub selector: Option<serde_json::Value>,
+}
+
+/// The naming use cases over one registry. Share it in an `Arc`.
+pub struct NamingService {
+    registry: Arc<Registry>,
+}
+
+impl NamingService {
+    /// A naming service over `registry`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self { registry }
+    }
+
+    /// The registry, for readers (DNS, list) and workers.
+    pub fn registry(&self) -> &Arc<Registry> {
+        &self.registry
+    }
+
+    /// Registers (or re-registers) an instance, creating the service if needed (as Nacos
+    /// `InstanceController#register`). A re-registration keeps the instance id and
+    /// restarts its beat clock. Ephemeral instances are queued for beat expiry.
+    pub fn register(&self, key: &ServiceKey, spec: InstanceSpec) {
+        let instance = Arc::new(Instance {
+            instance_id: Instance::simple_id(&spec.ip, spec.port, &spec.cluster, key),
+            ip: spec.ip,
+            host: spec.host,
+            port: spec.port,
+            weight: spec.weight,
+            healthy: spec.healthy,
+            enabled: spec.enabled,
+            ephemeral: spec.ephemeral,
+            cluster: spec.cluster,
+            metadata: spec.metadata,
+        });
+        self.registry.update(key, true, |state, now| {
+            let ikey = instance.key();
+            let timeout = instance.beat_timeout_ms();
+            let ephemeral = instance.ephemeral;
+            let (slot, changed) = match state.instances.get_mut(&ikey) {
+                Some(slot) => {
+                    let changed = *slot.instance != *instance;
+                    slot.instance = instance;
+                    slot.last_beat_ms = now;
+                    (slot, changed)
+                }
+                None => {
+                    let slot = state.instances.entry(ikey).or_insert(Slot {
+                        instance,
+                        last_beat_ms: now,
+                        queued: false,
+                    });
+                    (slot, true)
+                }
+            };
+            if ephemeral {
+                self.registry.schedule_expiry(key, slot, now + timeout + 1);
+            }
+            if changed {
+                Outcome::Changed(())
+            } else {
+                Outcome::Unchanged(())
+            }
+        });
+    }
+
+    /// Removes an instance. Succeeds when it does not exist (as Nacos).
+    pub fn deregister(&self, key: &ServiceKey, ip: &str, port: u16, cluster: &str) {
+        let ikey = InstanceKey {
+            ip: ip.to_string(),
+            port,
+            cluster: cluster.to_string(),
+        };
+        self.registry.update(key, false, |state, _| {
+            if state.instances.remove(&ikey).is_some() {
+                Outcome::Changed(())
+            } else {
+                Outcome::Unchanged(())
+            }
+        });
+    }
+
+    /// Updates weight, enabled flag and metadata of an instance (`PUT /ns/instance`).
+    /// The service must exist; a missing instance is registered (as Nacos 1.x does for
+    /// non-Java clients).
+    pub fn update(&self, key: &ServiceKey, spec: InstanceSpec) -> Result<(), NamingError> {
+        if self.registry.snapshot(key).is_none() {
+            return Err(NamingError::ServiceNotFound(key.clone()));
+        }
+        let ikey = InstanceKey {
+            ip: spec.ip.clone(),
+            port: spec.port,
+            cluster: spec.cluster.clone(),
+        };
+        let updated = self.registry.update(key, false, |state, _| {
+            let Some(slot) = state.instances.get_mut(&ikey) else {
+                return Outcome::Unchanged(false);
+            };
+            let mut next = (*slot.instance).clone();
+            next.weight = spec.weight;
+            next.enabled = spec.enabled;
+            next.metadata = spec.metadata.clone();
+            if next == *slot.instance {
+                return Outcome::Unchanged(true);
+            }
+            slot.instance = Arc::new(next);
+            Outcome::Changed(true)
+        });
+        match updated {
+            Some(true) => Ok(()),
+            Some(false) => {
+                self.register(key, spec);
+                Ok(())
+            }
+            None => Err(NamingError::ServiceNotFound(key.clone())),
+        }
+    }
+
+    /// Records a beat (as Nacos `InstanceController#beat`): refreshes the beat clock and
+    /// turns an unhealthy instance healthy. With `full` (the client's beat JSON), a
+    /// missing instance is registered from it first.
+    pub fn beat(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        full: Option<InstanceSpec>,
+    ) -> BeatOutcome {
+        let found = self.registry.update(key, false, |state, now| {
+            let Some(slot) = state.instances.get_mut(ikey) else {
+                return Outcome::Unchanged(None);
+            };
+            slot.last_beat_ms = now;
+            let interval_ms = slot.instance.beat_interval_ms();
+            if slot.instance.ephemeral {
+                let at = now + slot.instance.beat_timeout_ms() + 1;
+                self.registry.schedule_expiry(key, slot, at);
+            }
+            if slot.instance.healthy {
+                return Outcome::Unchanged(Some(interval_ms));
+            }
+            let mut next = (*slot.instance).clone();
+            next.healthy = true;
+            slot.instance = Arc::new(next);
+            Outcome::Changed(Some(interval_ms))
+        });
+        match (found.flatten(), full) {
+            (Some(interval_ms), _) => BeatOutcome::Recorded { interval_ms },
+            (None, Some(spec)) => {
+                self.register(key, spec);
+                self.beat(key, ikey, None)
+            }
+            (None, None) => BeatOutcome::NotFound,
+        }
+    }
+
+    /// One instance, if registered.
+    pub fn instance(&self, key: &ServiceKey, ikey: &InstanceKey) -> Option<Arc<Instance>> {
+        let snap = self.registry.snapshot(key)?;
+        snap.instances
+            .iter()
+            .find(|i| i.ip == ikey.ip && i.port == ikey.port && i.cluster == ikey.cluster)
+            .cloned()
+    }
+
+    /// Creates a service through the service API (`POST /ns/service`). Errors when it
+    /// exists already with explicit settings.
+    pub fn create_service(&self, key: &ServiceKey, spec: ServiceSpec) -> Result<(), NamingError> {
+        let created = self.registry.update(key, true, |state, _| {
+            if state.meta.explicit {
+                return Outcome::Unchanged(false);
+            }
+            state.meta = meta_from(spec, &state.meta);
+            Outcome::Changed(true)
+        });
+        match created {
+            Some(true) => Ok(()),
+            _ => Err(NamingError::ServiceExists(key.clone())),
+        }
+    }
+
+    /// Updates a service's settings (`PUT /ns/service`); metadata is replaced.
+    pub fn update_service(&self, key: &ServiceKey, spec: ServiceSpec) -> Result<(), NamingError> {
+        self.registry
+            .update(key, false, |state, _| {
+                let next = meta_from(spec, &state.meta);
+                if next == state.meta {
+                    return Outcome::Unchanged(());
+                }
+                state.meta = next;
+                Outcome::Changed(())
+            })
+            .ok_or_else(|| NamingError::ServiceNotFound(key.clone()))
+    }
+
+    /// Removes a service that has no instances (as Nacos 2.x).
+    pub fn remove_service(&self, key: &ServiceKey) -> Result<(), NamingError> {
+        let removed = self.registry.remove_service(key, |state| {
+            if state.instances.is_empty() {
+                Ok(())
+            } else {
+                Err(NamingError::ServiceNotEmpty(key.clone()))
+            }
+        })?;
+        if removed {
+            Ok(())
+        } else {
+            Err(NamingError::ServiceNotFound(key.clone()))
+        }
+    }
+
+    /// The snapshot of a service.
+    pub fn service(&self, key: &ServiceKey) -> Option<Arc<ServiceSnapshot>> {
+        self.registry.snapshot(key)
+    }
+
+    /// Plain names of the services of one group in one namespace, sorted, and their
+    /// total count.
+    pub fn service_names(&self, namespace: &str, group: &str) -> Vec<String> {
+        self.registry
+            .service_keys(Some(namespace))
+            .into_iter()
+            .filter(|k| k.group == group)
+            .map(|k| k.service)
+            .collect()
+    }
+}
+
+fn meta_from(spec: ServiceSpec, old: &ServiceMeta) -> ServiceMeta {
+    ServiceMeta {
+        protect_threshold: spec.protect_threshold,
+        metadata: spec.metadata,
+        selector: spec.selector.unwrap_or_else(|| old.selector.clone()),
+        explicit: true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DEFAULT_CLUSTER, META_BEAT_TIMEOUT, META_DELETE_TIMEOUT};
+
+    fn spec(ip: &str, meta: &[(&str, &str)]) -> InstanceSpec {
+        InstanceSpec {
+            ip: ip.into(),
+            host: Host::parse(ip).unwrap(),
+            port: 8080,
+            cluster: DEFAULT_CLUSTER.into(),
+            weight: 1.0,
+            enabled: true,
+            healthy: true,
+            ephemeral: true,
+            metadata: meta
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+        }
+    }
+
+    fn ikey(ip: &str) -> InstanceKey {
+        InstanceKey {
+            ip: ip.into(),
+            port: 8080,
+            cluster: DEFAULT_CLUSTER.into(),
+        }
+    }
+
+    #[test]
+    fn snapshot_follows_writes_and_revision_bumps_only_on_change() {
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
+        naming.register(&key, spec("10.0.0.1", &[]));
+        let r1 = naming.service(&key).unwrap().revision;
+        naming.register(&key, spec("10.0.0.1", &[]));
+        assert_eq!(naming.service(&key).unwrap().revision, r1, "same registration");
+        naming.register(&key, spec("10.0.0.2", &[]));
+        let snap = naming.service(&key).unwrap();
+        assert!(snap.revision > r1);
+        assert_eq!(snap.instances.len(), 2);
+        assert_eq!(
+            snap.instances[0].instance_id,
+            "10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@stock"
+        );
+        assert_eq!(naming.registry().instance_count(), 2);
+        naming.deregister(&key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        assert_eq!(naming.service(&key).unwrap().instances.len(), 1);
+        assert_eq!(naming.registry().instance_count(), 1);
+    }
+
+    #[test]
+    fn sweep_marks_unhealthy_then_removes_and_beat_revives() {
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
+        let meta = [(META_BEAT_TIMEOUT, "100"), (META_DELETE_TIMEOUT, "200")];
+        let mut s = spec("10.0.0.1", &meta);
+        s.metadata
+            .insert(crate::model::META_BEAT_INTERVAL.into(), "50".into());
+        naming.register(&key, s);
+        let now = registry::now_millis();
+        assert_eq!(naming.registry().sweep_expired(now), Default::default());
+        let report = naming.registry().sweep_expired(now + 150);
+        assert_eq!(report.unhealthy.len(), 1);
+        assert!(!naming.service(&key).unwrap().instances[0].healthy);
+        // A beat revives it.
+        assert_eq!(
+            naming.beat(&key, &ikey("10.0.0.1"), None),
+            BeatOutcome::Recorded { interval_ms: 50 }
+        );
+        assert!(naming.service(&key).unwrap().instances[0].healthy);
+        let later = registry::now_millis() + 1_000;
+        let report = naming.registry().sweep_expired(later);
+        assert_eq!(report.removed.len(), 1, "{report:?}");
+        assert!(naming.service(&key).unwrap().instances.is_empty());
+        assert_eq!(
+            naming.beat(&key, &ikey("10.0.0.1"), None),
+            BeatOutcome::NotFound
+        );
+    }
+
+    #[test]
+    fn folded_lookup_prefers_first_registered() {
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let a = ServiceKey::new("public", "DEFAULT_GROUP", "Stock");
+        let b = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
+        naming.register(&a, spec("10.0.0.1", &[]));
+        naming.register(&b, spec("10.0.0.2", &[]));
+        let found = naming.registry().find_folded(&b.folded()).unwrap();
+        assert_eq!(found.key, a);
+        naming.deregister(&a, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        naming.remove_service(&a).unwrap();
+        let found = naming.registry().find_folded(&b.folded()).unwrap();
+        assert_eq!(found.key, b);
+    }
+}

@@ -1,0 +1,427 @@
+//! The in-memory registry: the single source of truth for services and instances inside
+//! a process (DESIGN §1).
+//!
+//! Shape: one table of service cells keyed by [`ServiceKey`], plus a case-folded index
+//! for DNS. Each cell holds the writable state behind a mutex and an immutable
+//! [`ServiceSnapshot`] behind an `ArcSwap`.
+//!
+//! Invariants:
+//! * every visible change bumps the service's revision, marks the snapshot stale and
+//!   emits one [`ChangeEvent`]; a beat that changes nothing visible bumps nothing;
+//! * readers never wait on a writer for long: a fresh snapshot costs a map lookup and an
+//!   `Arc` clone; a stale one is rebuilt once, by the first reader after the write, so a
+//!   burst of registrations costs one rebuild, not one per write;
+//! * expiry is driven by a deadline queue: each ephemeral instance has at most one
+//!   pending entry, so a sweep touches only instances whose deadline passed.
+
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use parking_lot::{Mutex, RwLock};
+use tokio::sync::broadcast;
+
+use crate::model::{FoldedKey, Instance, InstanceKey, ServiceKey, ServiceMeta};
+
+/// Milliseconds since the Unix epoch, the clock of beats and `lastRefTime`.
+pub fn now_millis() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A change to one service, sent to every subscriber (DNS, push, replication).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChangeEvent {
+    /// The service that changed.
+    pub key: ServiceKey,
+    /// Its revision after the change; 0 when the service was removed.
+    pub revision: u64,
+}
+
+/// An immutable view of one service at one revision. Cheap to share.
+#[derive(Debug)]
+pub struct ServiceSnapshot {
+    /// The service's key.
+    pub key: ServiceKey,
+    /// Revision, bumped on every visible change; starts at 1.
+    pub revision: u64,
+    /// Service-level settings.
+    pub meta: ServiceMeta,
+    /// Instances, ordered by `(ip, port, cluster)`.
+    pub instances: Vec<Arc<Instance>>,
+    /// Lowercase hex MD5 over the service name and its instances' identity, weight and
+    /// health (as Nacos 1.x `Service#recalculateChecksum`); changes with the revision.
+    pub checksum: String,
+}
+
+pub(crate) struct Slot {
+    pub(crate) instance: Arc<Instance>,
+    /// Last beat (or registration), milliseconds since the epoch.
+    pub(crate) last_beat_ms: u64,
+    /// Whether the expiry queue holds an entry for this slot.
+    pub(crate) queued: bool,
+}
+
+/// The writable state of one service. Only the naming module mutates it, through
+/// [`Registry::update`].
+pub(crate) struct ServiceState {
+    pub(crate) meta: ServiceMeta,
+    pub(crate) instances: BTreeMap<InstanceKey, Slot>,
+}
+
+struct ServiceCell {
+    key: ServiceKey,
+    state: Mutex<CellState>,
+    snapshot: ArcSwap<ServiceSnapshot>,
+    dirty: AtomicBool,
+}
+
+struct CellState {
+    revision: u64,
+    removed: bool,
+    data: ServiceState,
+}
+
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
+struct Due {
+    at_ms: u64,
+    key: ServiceKey,
+    instance: InstanceKey,
+}
+
+#[derive(Default)]
+struct Tables {
+    services: HashMap<ServiceKey, Arc<ServiceCell>>,
+    folded: HashMap<FoldedKey, ServiceKey>,
+}
+
+/// What a write closure reports back to [`Registry::update`].
+pub(crate) enum Outcome<R> {
+    /// Something visible changed: bump the revision and notify.
+    Changed(R),
+    /// Nothing visible changed.
+    Unchanged(R),
+}
+
+/// What a sweep of the expiry queue did.
+#[derive(Debug, Default, PartialEq)]
+pub struct SweepReport {
+    /// Instances that turned unhealthy, `(service, instance id)`.
+    pub unhealthy: Vec<(ServiceKey, String)>,
+    /// Instances removed, `(service, instance id)`.
+    pub removed: Vec<(ServiceKey, String)>,
+}
+
+/// The registry table. Cloning is not offered: share it in an `Arc`.
+pub struct Registry {
+    tables: RwLock<Tables>,
+    expiry: Mutex<BinaryHeap<Reverse<Due>>>,
+    events: broadcast::Sender<ChangeEvent>,
+    instance_count: AtomicU64,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        let (events, _) = broadcast::channel(4096);
+        Self {
+            tables: RwLock::new(Tables::default()),
+            expiry: Mutex::new(BinaryHeap::new()),
+            events,
+            instance_count: AtomicU64::new(0),
+        }
+    }
+
+    /// Subscribes to change events. A subscriber that falls more than 4096 events behind
+    /// gets `Lagged` and should re-read the snapshots it cares about.
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.events.subscribe()
+    }
+
+    /// The current snapshot of a service, if it exists.
+    pub fn snapshot(&self, key: &ServiceKey) -> Option<Arc<ServiceSnapshot>> {
+        let cell = self.tables.read().services.get(key).cloned()?;
+        Some(Self::fresh_snapshot(&cell))
+    }
+
+    /// The snapshot of the service whose case-folded key matches, for DNS. When two
+    /// services differ only by case, the one registered first answers (see `dns`).
+    pub fn find_folded(&self, folded: &FoldedKey) -> Option<Arc<ServiceSnapshot>> {
+        let cell = {
+            let tables = self.tables.read();
+            let key = tables.folded.get(folded)?;
+            tables.services.get(key).cloned()?
+        };
+        Some(Self::fresh_snapshot(&cell))
+    }
+
+    /// Keys of every service in a namespace (all namespaces when `None`), sorted.
+    pub fn service_keys(&self, namespace: Option<&str>) -> Vec<ServiceKey> {
+        let tables = self.tables.read();
+        let mut keys: Vec<ServiceKey> = tables
+            .services
+            .keys()
+            .filter(|k| namespace.is_none_or(|ns| k.namespace == ns))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Number of services.
+    pub fn service_count(&self) -> usize {
+        self.tables.read().services.len()
+    }
+
+    /// Number of instances in all services.
+    pub fn instance_count(&self) -> u64 {
+        self.instance_count.load(Ordering::Relaxed)
+    }
+
+    fn fresh_snapshot(cell: &ServiceCell) -> Arc<ServiceSnapshot> {
+        if cell.dirty.load(Ordering::Acquire) {
+            let state = cell.state.lock();
+            if cell.dirty.load(Ordering::Acquire) {
+                let snap = Arc::new(build_snapshot(&cell.key, &state));
+                cell.snapshot.store(snap.clone());
+                cell.dirty.store(false, Ordering::Release);
+                return snap;
+            }
+        }
+        cell.snapshot.load_full()
+    }
+
+    /// Runs `f` on the state of service `key` under its lock. With `create`, a missing
+    /// service is created first (with default settings); without it, a missing service
+    /// gives `None`. A `Changed` outcome bumps the revision and emits an event.
+    pub(crate) fn update<R>(
+        &self,
+        key: &ServiceKey,
+        create: bool,
+        f: impl FnOnce(&mut ServiceState, u64) -> Outcome<R>,
+    ) -> Option<R> {
+        loop {
+            let cell = self.cell(key, create)?;
+            let mut state = cell.state.lock();
+            if state.removed {
+                // Lost a race with remove_service; look the service up again.
+                continue;
+            }
+            let before = state.data.instances.len();
+            let outcome = f(&mut state.data, now_millis());
+            let after = state.data.instances.len();
+            self.adjust_count(before, after);
+            return Some(match outcome {
+                Outcome::Unchanged(r) => r,
+                Outcome::Changed(r) => {
+                    state.revision += 1;
+                    let revision = state.revision;
+                    cell.dirty.store(true, Ordering::Release);
+                    drop(state);
+                    let _ = self.events.send(ChangeEvent {
+                        key: key.clone(),
+                        revision,
+                    });
+                    r
+                }
+            });
+        }
+    }
+
+    fn adjust_count(&self, before: usize, after: usize) {
+        if after > before {
+            self.instance_count
+                .fetch_add((after - before) as u64, Ordering::Relaxed);
+        } else if before > after {
+            self.instance_count
+                .fetch_sub((before - after) as u64, Ordering::Relaxed);
+        }
+    }
+
+    fn cell(&self, key: &ServiceKey, create: bool) -> Option<Arc<ServiceCell>> {
+        if let Some(cell) = self.tables.read().services.get(key) {
+            return Some(cell.clone());
+        }
+        if !create {
+            return None;
+        }
+        let mut tables = self.tables.write();
+        if let Some(cell) = tables.services.get(key) {
+            return Some(cell.clone());
+        }
+        let state = CellState {
+            revision: 1,
+            removed: false,
+            data: ServiceState {
+                meta: ServiceMeta::default(),
+                instances: BTreeMap::new(),
+            },
+        };
+        let cell = Arc::new(ServiceCell {
+            key: key.clone(),
+            snapshot: ArcSwap::from_pointee(build_snapshot(key, &state)),
+            state: Mutex::new(state),
+            dirty: AtomicBool::new(false),
+        });
+        tables.services.insert(key.clone(), cell.clone());
+        tables.folded.entry(key.folded()).or_insert_with(|| key.clone());
+        drop(tables);
+        let _ = self.events.send(ChangeEvent {
+            key: key.clone(),
+            revision: 1,
+        });
+        Some(cell)
+    }
+
+    /// Removes a service. `check` sees its state first and may refuse with an error.
+    /// Returns `Ok(false)` when the service does not exist.
+    pub(crate) fn remove_service<E>(
+        &self,
+        key: &ServiceKey,
+        check: impl FnOnce(&ServiceState) -> Result<(), E>,
+    ) -> Result<bool, E> {
+        let mut tables = self.tables.write();
+        let Some(cell) = tables.services.get(key).cloned() else {
+            return Ok(false);
+        };
+        let mut state = cell.state.lock();
+        check(&state.data)?;
+        state.removed = true;
+        self.adjust_count(state.data.instances.len(), 0);
+        drop(state);
+        tables.services.remove(key);
+        let folded = key.folded();
+        if tables.folded.get(&folded) == Some(key) {
+            tables.folded.remove(&folded);
+            // Another service that differs only by case takes over the DNS name.
+            if let Some(other) = tables.services.keys().find(|k| k.folded() == folded) {
+                let other = other.clone();
+                tables.folded.insert(folded, other);
+            }
+        }
+        drop(tables);
+        let _ = self.events.send(ChangeEvent {
+            key: key.clone(),
+            revision: 0,
+        });
+        Ok(true)
+    }
+
+    /// Puts an instance on the expiry queue at `at_ms`, unless it is queued already.
+    pub(crate) fn schedule_expiry(&self, key: &ServiceKey, slot: &mut Slot, at_ms: u64) {
+        if slot.queued {
+            return;
+        }
+        slot.queued = true;
+        self.expiry.lock().push(Reverse(Due {
+            at_ms,
+            key: key.clone(),
+            instance: slot.instance.key(),
+        }));
+    }
+
+    /// Pops every expiry deadline that has passed at `now_ms` and applies the beat
+    /// rules (as Nacos `ClientBeatCheckTask`): past the beat timeout an instance turns
+    /// unhealthy, past the delete timeout it is removed; otherwise it is queued again at
+    /// its next deadline. Only ephemeral instances are ever queued.
+    pub fn sweep_expired(&self, now_ms: u64) -> SweepReport {
+        let mut report = SweepReport::default();
+        loop {
+            let due = {
+                let mut queue = self.expiry.lock();
+                match queue.peek() {
+                    Some(Reverse(d)) if d.at_ms <= now_ms => queue.pop().map(|r| r.0),
+                    _ => None,
+                }
+            };
+            let Some(due) = due else { break };
+            let instance_key = due.instance;
+            self.update(&due.key, false, |state, _| {
+                let Some(slot) = state.instances.get_mut(&instance_key) else {
+                    return Outcome::Unchanged(());
+                };
+                slot.queued = false;
+                let inst = slot.instance.clone();
+                let silent = now_ms.saturating_sub(slot.last_beat_ms);
+                if silent > inst.delete_timeout_ms() {
+                    state.instances.remove(&instance_key);
+                    report
+                        .removed
+                        .push((due.key.clone(), inst.instance_id.clone()));
+                    return Outcome::Changed(());
+                }
+                let delete_at = slot.last_beat_ms + inst.delete_timeout_ms() + 1;
+                if silent > inst.beat_timeout_ms() {
+                    self.schedule_expiry(&due.key, slot, delete_at);
+                    if inst.healthy {
+                        let mut changed = (*inst).clone();
+                        changed.healthy = false;
+                        slot.instance = Arc::new(changed);
+                        report
+                            .unhealthy
+                            .push((due.key.clone(), inst.instance_id.clone()));
+                        return Outcome::Changed(());
+                    }
+                    return Outcome::Unchanged(());
+                }
+                let next = if inst.healthy {
+                    slot.last_beat_ms + inst.beat_timeout_ms() + 1
+                } else {
+                    delete_at
+                };
+                self.schedule_expiry(&due.key, slot, next);
+                Outcome::Unchanged(())
+            });
+        }
+        report
+    }
+}
+
+fn build_snapshot(key: &ServiceKey, state: &CellState) -> ServiceSnapshot {
+    use md5::{Digest, Md5};
+    let instances: Vec<Arc<Instance>> = state
+        .data
+        .instances
+        .values()
+        .map(|slot| slot.instance.clone())
+        .collect();
+    let mut hasher = Md5::new();
+    hasher.update(key.grouped_name().as_bytes());
+    for i in &instances {
+        hasher.update(
+            format!(
+                "{}:{}_{}_{}_{},",
+                i.ip, i.port, i.weight, i.healthy, i.cluster
+            )
+            .as_bytes(),
+        );
+    }
+    ServiceSnapshot {
+        key: key.clone(),
+        revision: state.revision,
+        meta: state.data.meta.clone(),
+        instances,
+        checksum: hex(&hasher.finalize()),
+    }
+}
+
+/// Lowercase hex of a byte string.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}

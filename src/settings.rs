@@ -1,0 +1,234 @@
+//! Typed configuration: compiled-in defaults, then the TOML file, then command-line
+//! flags (which also read `NACRE_*` environment variables). Validated once at start;
+//! each part of the server receives only its own section.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use ipnet::IpNet;
+use serde::Deserialize;
+use thiserror::Error;
+
+/// Errors reading or validating the configuration.
+#[derive(Debug, Error)]
+pub enum SettingsError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML for these settings.
+    #[error("invalid config file {path}: {source}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        source: Box<toml::de::Error>,
+    },
+    /// A value is out of range.
+    #[error("invalid setting {field}: {reason}")]
+    Invalid {
+        /// The setting, as `section.key`.
+        field: &'static str,
+        /// Why it is refused.
+        reason: String,
+    },
+}
+
+/// Every setting of a node.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The Nacos HTTP API.
+    pub http: HttpSettings,
+    /// The DNS server.
+    pub dns: DnsSettings,
+    /// Naming behaviour.
+    pub naming: NamingSettings,
+    /// Where the node keeps its files.
+    pub data: DataSettings,
+}
+
+/// `[http]`: the Nacos HTTP API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpSettings {
+    /// Listen address; port 0 picks a free port. Default `0.0.0.0:8848`.
+    pub addr: SocketAddr,
+    /// Largest request body accepted, bytes. Default 10 MiB (Nacos's `maxContent`).
+    pub max_body_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 8848)),
+            max_body_bytes: 10 * 1024 * 1024,
+        }
+    }
+}
+
+/// `[dns]`: the authoritative DNS server.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DnsSettings {
+    /// Listen address for UDP and TCP; port 0 picks a free port (the same one for both).
+    /// Default `0.0.0.0:53`.
+    pub addr: SocketAddr,
+    /// The service zone, default `svc.`.
+    pub zone: String,
+    /// TTL of service answers, seconds. Default 5.
+    pub ttl: u32,
+    /// TTL of negative answers (the SOA minimum), seconds. Default 5.
+    pub negative_ttl: u32,
+    /// Most A/AAAA records in one answer. Default 16.
+    pub max_answers: usize,
+    /// Largest UDP response offered with EDNS(0), bytes. Default 1232.
+    pub udp_payload: u16,
+    /// Directory of static zone files (`*.zone`, RFC 1035 master format), each loaded as
+    /// an authoritative zone named after its file. Default `zones`; a missing directory
+    /// means no static zones.
+    pub zones_dir: PathBuf,
+    /// Upstream resolvers (`ip:port`) for names outside every authoritative zone. Empty
+    /// means such names are REFUSED.
+    pub forwarders: Vec<SocketAddr>,
+    /// Client networks allowed to use forwarding. Default loopback and private ranges.
+    pub allow_recursion: Vec<IpNet>,
+    /// Seconds an idle TCP connection is kept. Default 10.
+    pub tcp_idle_secs: u64,
+}
+
+impl Default for DnsSettings {
+    fn default() -> Self {
+        let nets = [
+            "127.0.0.0/8",
+            "::1/128",
+            "10.0.0.0/8",
+            "172.16.0.0/12",
+            "192.168.0.0/16",
+            "fc00::/7",
+            "fe80::/10",
+        ];
+        Self {
+            addr: SocketAddr::from(([0, 0, 0, 0], 53)),
+            zone: "svc.".into(),
+            ttl: 5,
+            negative_ttl: 5,
+            max_answers: 16,
+            udp_payload: 1232,
+            zones_dir: PathBuf::from("zones"),
+            forwarders: Vec::new(),
+            allow_recursion: nets.iter().filter_map(|n| n.parse().ok()).collect(),
+            tcp_idle_secs: 10,
+        }
+    }
+}
+
+/// `[naming]`: naming behaviour.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NamingSettings {
+    /// How often the beat checker looks at the expiry queue, milliseconds. Default 500.
+    pub expiry_tick_ms: u64,
+    /// `cacheMillis` in list answers, milliseconds. Default 10000 (Nacos 2.x).
+    pub cache_millis: u64,
+}
+
+impl Default for NamingSettings {
+    fn default() -> Self {
+        Self {
+            expiry_tick_ms: 500,
+            cache_millis: 10_000,
+        }
+    }
+}
+
+/// `[data]`: files of the node.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DataSettings {
+    /// Data directory, created at start. Default `data`.
+    pub dir: PathBuf,
+}
+
+impl Default for DataSettings {
+    fn default() -> Self {
+        Self {
+            dir: PathBuf::from("data"),
+        }
+    }
+}
+
+impl Settings {
+    /// Reads a TOML file over the defaults.
+    pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::from_toml(&text).map_err(|e| match e {
+            SettingsError::Parse { source, .. } => SettingsError::Parse {
+                path: path.to_path_buf(),
+                source,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses TOML text over the defaults and validates it.
+    pub fn from_toml(text: &str) -> Result<Self, SettingsError> {
+        let settings: Settings = toml::from_str(text).map_err(|e| SettingsError::Parse {
+            path: PathBuf::new(),
+            source: Box::new(e),
+        })?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks ranges; called by every constructor, and again after flags override.
+    pub fn validate(&self) -> Result<(), SettingsError> {
+        let invalid = |field, reason: &str| {
+            Err(SettingsError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        if !self.dns.zone.ends_with('.') || self.dns.zone.len() < 2 {
+            return invalid("dns.zone", "must be a fully qualified name such as \"svc.\"");
+        }
+        if hickory_proto::rr::Name::from_ascii(&self.dns.zone).is_err() {
+            return invalid("dns.zone", "is not a valid DNS name");
+        }
+        if self.dns.max_answers == 0 {
+            return invalid("dns.max_answers", "must be at least 1");
+        }
+        if self.dns.udp_payload < 512 {
+            return invalid("dns.udp_payload", "must be at least 512");
+        }
+        if self.naming.expiry_tick_ms == 0 {
+            return invalid("naming.expiry_tick_ms", "must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shipped_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/nacre.toml");
+        let settings = Settings::from_file(&path).expect("conf/nacre.toml");
+        assert_eq!(settings.dns.zone, "svc.");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        assert!(Settings::from_toml("[dns]\nzonee = \"x.\"\n").is_err());
+        assert!(Settings::from_toml("[dns]\nzone = \"svc\"\n").is_err());
+    }
+}
