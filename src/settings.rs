@@ -197,7 +197,10 @@ impl Settings {
             })
         };
         if !self.dns.zone.ends_with('.') || self.dns.zone.len() < 2 {
-            return invalid("dns.zone", "must be a fully qualified name such as \"svc.\"");
+            return invalid(
+                "dns.zone",
+                "must be a fully qualified name such as \"svc.\"",
+            );
         }
         if hickory_proto::rr::Name::from_ascii(&self.dns.zone).is_err() {
             return invalid("dns.zone", "is not a valid DNS name");

@@ -177,9 +177,7 @@ pub type StaticZone = (LowerName, Arc<dyn ZoneHandler>);
 
 /// Loads every `*.zone` file of `dir` as a primary zone named after the file. A missing
 /// directory holds no zones.
-pub fn load_static_zones(
-    dir: &Path,
-) -> Result<Vec<StaticZone>, DnsError> {
+pub fn load_static_zones(dir: &Path) -> Result<Vec<StaticZone>, DnsError> {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return Ok(Vec::new());
     };

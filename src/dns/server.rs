@@ -198,7 +198,13 @@ impl Dispatcher {
         msg.metadata.checking_disabled = request.metadata.checking_disabled;
         msg.metadata.recursion_available = self.may_recurse(src);
         if msg.queries.is_empty() {
-            msg.add_queries(request.queries.queries().iter().map(|q| q.original().clone()));
+            msg.add_queries(
+                request
+                    .queries
+                    .queries()
+                    .iter()
+                    .map(|q| q.original().clone()),
+            );
         }
         if let Some(e) = resp_edns {
             msg.set_edns(e);

@@ -302,7 +302,9 @@ impl ServiceZone {
                         for inst in &selected {
                             let target = match &inst.host {
                                 Host::Ip(ip) => {
-                                    let Some(host) = host_name(*ip, qname) else { continue };
+                                    let Some(host) = host_name(*ip, qname) else {
+                                        continue;
+                                    };
                                     if !extra.iter().any(|(n, _)| *n == host) {
                                         extra.push((host.clone(), *ip));
                                     }
@@ -389,7 +391,9 @@ impl ServiceZone {
             }
             let record_len = body.len() / n;
             // Every record must point at the question name (offset 12) and nothing else.
-            let movable = body.chunks(record_len).all(|r| r.starts_with(&[0xC0, 0x0C]));
+            let movable = body
+                .chunks(record_len)
+                .all(|r| r.starts_with(&[0xC0, 0x0C]));
             movable.then_some(Shuffle {
                 record_len,
                 weights,

@@ -458,6 +458,9 @@ mod tests {
         m.insert(META_DELETE_TIMEOUT.to_string(), "x".to_string());
         assert_eq!(metadata_millis(&m, META_BEAT_TIMEOUT), Some(1500));
         assert_eq!(metadata_millis(&m, META_DELETE_TIMEOUT), None);
-        assert!(validate_beat_metadata(&m).is_err(), "5000 interval > 1500 timeout");
+        assert!(
+            validate_beat_metadata(&m).is_err(),
+            "5000 interval > 1500 timeout"
+        );
     }
 }

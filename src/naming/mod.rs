@@ -359,7 +359,11 @@ mod tests {
         naming.register(&key, spec("10.0.0.1", &[]));
         let r1 = naming.service(&key).unwrap().revision;
         naming.register(&key, spec("10.0.0.1", &[]));
-        assert_eq!(naming.service(&key).unwrap().revision, r1, "same registration");
+        assert_eq!(
+            naming.service(&key).unwrap().revision,
+            r1,
+            "same registration"
+        );
         naming.register(&key, spec("10.0.0.2", &[]));
         let snap = naming.service(&key).unwrap();
         assert!(snap.revision > r1);

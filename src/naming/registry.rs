@@ -275,7 +275,10 @@ impl Registry {
             dirty: AtomicBool::new(false),
         });
         tables.services.insert(key.clone(), cell.clone());
-        tables.folded.entry(key.folded()).or_insert_with(|| key.clone());
+        tables
+            .folded
+            .entry(key.folded())
+            .or_insert_with(|| key.clone());
         drop(tables);
         let _ = self.events.send(ChangeEvent {
             key: key.clone(),

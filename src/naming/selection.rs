@@ -71,5 +71,8 @@ pub fn select_for_dns(snapshot: &ServiceSnapshot) -> (Vec<&Arc<Instance>>, bool)
     {
         return (candidates, true);
     }
-    (candidates.into_iter().filter(|i| i.healthy).collect(), false)
+    (
+        candidates.into_iter().filter(|i| i.healthy).collect(),
+        false,
+    )
 }

@@ -36,7 +36,9 @@ fn cluster(p: &Params) -> Result<String, ApiError> {
 fn weight(raw: Option<&str>) -> Result<f64, ApiError> {
     let Some(raw) = raw else { return Ok(1.0) };
     let w: f64 = raw.parse().map_err(|_| {
-        ApiError::bad_request(format!("Param 'weight' is illegal, it must be a number: {raw:?}"))
+        ApiError::bad_request(format!(
+            "Param 'weight' is illegal, it must be a number: {raw:?}"
+        ))
     })?;
     check_weight(w)
 }
@@ -335,22 +337,30 @@ pub async fn beat_instance(
     let beat: Option<BeatJson> = p
         .optional("beat")
         .map(|raw| {
-            serde_json::from_str::<BeatJson>(raw)
-                .map_err(|e| ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}")))
+            serde_json::from_str::<BeatJson>(raw).map_err(|e| {
+                ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}"))
+            })
         })
         .transpose()?;
     let mut cluster = cluster(&p)?;
     let (ikey, full) = match beat {
         Some(beat) => {
-            if let Some(c) = beat.cluster.as_deref().map(str::trim).filter(|c| !c.is_empty()) {
-                validate_cluster(c).map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
+            if let Some(c) = beat
+                .cluster
+                .as_deref()
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+            {
+                validate_cluster(c)
+                    .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
                 cluster = c.to_string();
             }
             let ip = match beat.ip.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
                 Some(ip) => ip.to_string(),
                 None => p.required("ip")?.to_string(),
             };
-            let host = Host::parse(&ip).map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
+            let host = Host::parse(&ip)
+                .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
             let port = match beat.port {
                 Some(port) => u16::try_from(port).map_err(|_| {
                     ApiError::bad_request(format!("Param 'beat' has an illegal port: {port}"))
@@ -380,14 +390,7 @@ pub async fn beat_instance(
                 ephemeral: beat.ephemeral.unwrap_or(true),
                 metadata,
             };
-            (
-                InstanceKey {
-                    ip,
-                    port,
-                    cluster,
-                },
-                Some(spec),
-            )
+            (InstanceKey { ip, port, cluster }, Some(spec))
         }
         None => (instance_key(&p)?, None),
     };

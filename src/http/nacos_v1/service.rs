@@ -29,7 +29,8 @@ fn threshold(raw: Option<&str>) -> Result<f32, ApiError> {
 }
 
 fn spec(p: &Params, threshold_value: f32) -> Result<ServiceSpec, ApiError> {
-    let metadata = parse_metadata(p.optional("metadata").unwrap_or("")).map_err(ApiError::bad_request)?;
+    let metadata =
+        parse_metadata(p.optional("metadata").unwrap_or("")).map_err(ApiError::bad_request)?;
     let selector = p
         .optional("selector")
         .map(|raw| {

@@ -1,0 +1,455 @@
+//! DNS answers over real UDP and TCP, from instances registered over real HTTP.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use hickory_net::proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_net::proto::rr::{Name, RData, RecordType};
+use rand::Rng;
+use reqwest::Method;
+use tokio::net::UdpSocket;
+
+use crate::support::*;
+
+const STOCK: &str = "stock.DEFAULT_GROUP.svc.";
+
+#[tokio::test]
+async fn a_and_srv_answer_only_healthy_enabled_weighted_instances() {
+    let server = TestServer::start().await;
+    server.register("stock", "10.0.0.1", 8080, &[]).await;
+    server
+        .register("stock", "10.0.0.2", 8081, &[("weight", "2")])
+        .await;
+    server
+        .register("stock", "10.0.0.3", 8082, &[("enabled", "false")])
+        .await;
+    server
+        .register("stock", "10.0.0.4", 8083, &[("weight", "0")])
+        .await;
+    server.register("stock", "fd00::5", 8084, &[]).await;
+
+    for mut client in [
+        udp_client(server.dns_addr()).await,
+        tcp_client(server.dns_addr()).await,
+    ] {
+        let a = query(&mut client, STOCK, RecordType::A).await;
+        assert!(a.metadata.authoritative);
+        assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+        assert_eq!(sorted(addresses(&a.answers)), vec!["10.0.0.1", "10.0.0.2"]);
+        assert!(a.answers.iter().all(|r| r.ttl == 5));
+
+        let aaaa = query(&mut client, STOCK, RecordType::AAAA).await;
+        assert_eq!(addresses(&aaaa.answers), vec!["fd00::5"]);
+
+        let srv = query(&mut client, STOCK, RecordType::SRV).await;
+        let mut targets: Vec<(u16, u16, String)> = srv
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(s) => Some((s.port, s.weight, s.target.to_ascii())),
+                _ => None,
+            })
+            .collect();
+        targets.sort();
+        assert_eq!(
+            targets,
+            vec![
+                (8080, 100, "10-0-0-1.stock.default_group.svc.".to_string()),
+                (8081, 200, "10-0-0-2.stock.default_group.svc.".to_string()),
+                (8084, 100, "fd00--5.stock.default_group.svc.".to_string()),
+            ]
+        );
+        assert_eq!(
+            sorted(addresses(&srv.additionals)),
+            vec!["10.0.0.1", "10.0.0.2", "fd00::5"]
+        );
+        // The SRV target resolves to the instance.
+        let host = query(
+            &mut client,
+            "10-0-0-2.stock.DEFAULT_GROUP.svc.",
+            RecordType::A,
+        )
+        .await;
+        assert_eq!(addresses(&host.answers), vec!["10.0.0.2"]);
+    }
+
+    // Disabling an instance and setting a weight to 0 take them out of DNS at once.
+    let (status, body) = server
+        .call(
+            Method::PUT,
+            "/nacos/v1/ns/instance",
+            &[
+                ("serviceName", "stock"),
+                ("ip", "10.0.0.1"),
+                ("port", "8080"),
+                ("enabled", "false"),
+            ],
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, _) = server
+        .call(
+            Method::PATCH,
+            "/nacos/v1/ns/instance",
+            &[
+                ("serviceName", "stock"),
+                ("ip", "10.0.0.4"),
+                ("port", "8083"),
+                ("weight", "3"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let mut client = udp_client(server.dns_addr()).await;
+    let a = query(&mut client, STOCK, RecordType::A).await;
+    assert_eq!(sorted(addresses(&a.answers)), vec!["10.0.0.2", "10.0.0.4"]);
+
+    // Deregistration removes it.
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            "/nacos/v1/ns/instance",
+            &[
+                ("serviceName", "stock"),
+                ("ip", "10.0.0.2"),
+                ("port", "8081"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let a = query(&mut client, STOCK, RecordType::A).await;
+    assert_eq!(addresses(&a.answers), vec!["10.0.0.4"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn first_address_follows_the_weights() {
+    let server = TestServer::start().await;
+    let weights = [("10.1.0.1", 1.0), ("10.1.0.2", 2.0), ("10.1.0.3", 7.0)];
+    for (ip, w) in weights {
+        server
+            .register("weighted", ip, 80, &[("weight", &w.to_string())])
+            .await;
+    }
+    let mut client = udp_client(server.dns_addr()).await;
+    let mut first: HashMap<String, usize> = HashMap::new();
+    let mut orders = std::collections::HashSet::new();
+    const N: usize = 2000;
+    for _ in 0..N {
+        let a = query(&mut client, "weighted.DEFAULT_GROUP.svc.", RecordType::A).await;
+        let addrs = addresses(&a.answers);
+        assert_eq!(addrs.len(), 3);
+        *first.entry(addrs[0].clone()).or_default() += 1;
+        orders.insert(addrs);
+    }
+    for (ip, w) in weights {
+        let share = *first.get(ip).unwrap_or(&0) as f64 / N as f64;
+        let expected = w / 10.0;
+        assert!(
+            (share - expected).abs() < 0.04,
+            "{ip}: first in {share:.3} of answers, expected {expected:.3}"
+        );
+    }
+    assert!(orders.len() >= 4, "orders vary: {orders:?}");
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn protect_threshold_answers_every_instance_when_few_are_healthy() {
+    let server = TestServer::start().await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "guarded"), ("protectThreshold", "0.6")],
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    server.register("guarded", "10.2.0.1", 80, &[]).await;
+    server
+        .register("guarded", "10.2.0.2", 80, &[("healthy", "false")])
+        .await;
+    server
+        .register("guarded", "10.2.0.3", 80, &[("healthy", "false")])
+        .await;
+
+    let mut client = udp_client(server.dns_addr()).await;
+    let name = "guarded.DEFAULT_GROUP.svc.";
+    let a = query(&mut client, name, RecordType::A).await;
+    assert_eq!(
+        addresses(&a.answers).len(),
+        3,
+        "1/3 healthy <= 0.6: everyone answers"
+    );
+    let list = server.list("guarded", &[]).await;
+    assert_eq!(list["reachProtectionThreshold"], true);
+    assert!(
+        list["hosts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|h| h["healthy"] == true)
+    );
+
+    let (status, _) = server
+        .call(
+            Method::PUT,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "guarded"), ("protectThreshold", "0.2")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let a = query(&mut client, name, RecordType::A).await;
+    assert_eq!(
+        addresses(&a.answers),
+        vec!["10.2.0.1"],
+        "1/3 > 0.2: only the healthy"
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn negative_answers_carry_the_soa_and_aa() {
+    let server = TestServer::start().await;
+    server.register("stock", "10.0.0.1", 8080, &[]).await;
+    let mut client = udp_client(server.dns_addr()).await;
+
+    let nx = query(&mut client, "missing.DEFAULT_GROUP.svc.", RecordType::A).await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    assert!(nx.metadata.authoritative);
+    assert!(nx.answers.is_empty());
+    assert!(matches!(
+        nx.authorities.first().map(|r| &r.data),
+        Some(RData::SOA(_))
+    ));
+    assert_eq!(nx.authorities[0].name.to_ascii(), "svc.");
+
+    let nodata = query(&mut client, STOCK, RecordType::AAAA).await;
+    assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+    assert!(nodata.metadata.authoritative);
+    assert!(nodata.answers.is_empty());
+    assert!(matches!(
+        nodata.authorities.first().map(|r| &r.data),
+        Some(RData::SOA(_))
+    ));
+
+    let txt = query(&mut client, STOCK, RecordType::TXT).await;
+    assert_eq!(txt.metadata.response_code, ResponseCode::NoError);
+    assert!(txt.answers.is_empty());
+
+    let soa = query(&mut client, "svc.", RecordType::SOA).await;
+    assert!(matches!(
+        soa.answers.first().map(|r| &r.data),
+        Some(RData::SOA(_))
+    ));
+    let ns = query(&mut client, "svc.", RecordType::NS).await;
+    assert!(matches!(
+        ns.answers.first().map(|r| &r.data),
+        Some(RData::NS(_))
+    ));
+
+    // A service in another namespace is reached with the namespace label.
+    server
+        .register("stock", "10.9.0.1", 8080, &[("namespaceId", "dev")])
+        .await;
+    let dev = query(&mut client, "stock.DEFAULT_GROUP.dev.svc.", RecordType::A).await;
+    assert_eq!(addresses(&dev.answers), vec!["10.9.0.1"]);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn static_zone_answers_authoritatively() {
+    let server = TestServer::start().await;
+    let mut client = udp_client(server.dns_addr()).await;
+    let www = query(&mut client, "www.example.test.", RecordType::A).await;
+    assert!(www.metadata.authoritative);
+    assert_eq!(addresses(&www.answers), vec!["192.0.2.10"]);
+    let nx = query(&mut client, "nope.example.test.", RecordType::A).await;
+    assert_eq!(nx.metadata.response_code, ResponseCode::NXDomain);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_names_are_forwarded_for_allowed_clients_only() {
+    // The upstream is another node whose static zone holds upstream.test.
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(
+        zones.path().join("upstream.test.zone"),
+        "$ORIGIN upstream.test.\n$TTL 60\n@ IN SOA ns hostmaster 1 3600 600 86400 60\n@ IN NS ns\nns IN A 127.0.0.1\napp IN A 198.51.100.7\n",
+    )
+    .unwrap();
+    let zones_dir = zones.path().to_path_buf();
+    let upstream = TestServer::start_with(|s| s.dns.zones_dir = zones_dir).await;
+    let upstream_addr = upstream.dns_addr();
+
+    let server = TestServer::start_with(|s| s.dns.forwarders = vec![upstream_addr]).await;
+    let mut client = udp_client(server.dns_addr()).await;
+    let app = query(&mut client, "app.upstream.test.", RecordType::A).await;
+    assert_eq!(app.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(addresses(&app.answers), vec!["198.51.100.7"]);
+    assert!(
+        !app.metadata.authoritative,
+        "forwarded answers are not authoritative"
+    );
+    assert!(app.metadata.recursion_available);
+
+    // A client outside allow_recursion is refused, but still gets authoritative data.
+    let strict = TestServer::start_with(|s| {
+        s.dns.forwarders = vec![upstream_addr];
+        s.dns.allow_recursion = vec!["10.0.0.0/8".parse().unwrap()];
+    })
+    .await;
+    strict.register("stock", "10.0.0.1", 8080, &[]).await;
+    let mut client = udp_client(strict.dns_addr()).await;
+    let refused = query(&mut client, "app.upstream.test.", RecordType::A).await;
+    assert_eq!(refused.metadata.response_code, ResponseCode::Refused);
+    let own = query(&mut client, STOCK, RecordType::A).await;
+    assert_eq!(addresses(&own.answers), vec!["10.0.0.1"]);
+    assert!(!own.metadata.recursion_available);
+
+    // Without forwarders, other names are refused too.
+    let mut client = udp_client(upstream.dns_addr()).await;
+    let none = query(&mut client, "example.org.", RecordType::A).await;
+    assert_eq!(none.metadata.response_code, ResponseCode::Refused);
+    strict.shutdown().await;
+    server.shutdown().await;
+    upstream.shutdown().await;
+}
+
+/// Builds a raw query with hickory-proto.
+fn raw_query(name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
+    let mut msg = Message::new(0xBEEF, MessageType::Query, OpCode::Query);
+    msg.metadata.recursion_desired = true;
+    msg.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
+    if let Some(payload) = edns {
+        let mut e = Edns::new();
+        e.set_max_payload(payload);
+        msg.set_edns(e);
+    }
+    msg.to_vec().unwrap()
+}
+
+async fn exchange_udp(addr: std::net::SocketAddr, packet: &[u8]) -> Message {
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(packet, addr).await.unwrap();
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = tokio::time::timeout(Duration::from_secs(5), socket.recv_from(&mut buf))
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
+    Message::from_vec(&buf[..n]).expect("valid response")
+}
+
+#[tokio::test]
+async fn large_answers_truncate_over_udp_and_complete_over_tcp() {
+    let server = TestServer::start().await;
+    for i in 1..=40u8 {
+        server
+            .register("big", &format!("10.3.0.{i}"), 9000, &[])
+            .await;
+    }
+    let name = "big.DEFAULT_GROUP.svc.";
+    // SRV without EDNS: 40 records do not fit 512 bytes.
+    let srv = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::SRV, None)).await;
+    assert!(srv.metadata.truncation, "TC set");
+    assert!(srv.answers.is_empty());
+    // With EDNS(0) the server offers 1232 bytes.
+    let srv = exchange_udp(
+        server.dns_addr(),
+        &raw_query(name, RecordType::SRV, Some(4096)),
+    )
+    .await;
+    assert!(
+        srv.metadata.truncation,
+        "40 SRV + additionals exceed 1232 bytes"
+    );
+    assert_eq!(srv.edns.as_ref().map(|e| e.max_payload()), Some(1232));
+    let mut tcp = tcp_client(server.dns_addr()).await;
+    let full = query(&mut tcp, name, RecordType::SRV).await;
+    assert_eq!(full.answers.len(), 40);
+    assert_eq!(
+        full.additionals
+            .iter()
+            .filter(|r| r.record_type() == RecordType::A)
+            .count(),
+        40
+    );
+    // A answers are a weighted subset capped at dns.max_answers (16).
+    let a = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::A, None)).await;
+    assert!(!a.metadata.truncation);
+    assert_eq!(a.answers.len(), 16);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn question_case_and_id_are_echoed() {
+    let server = TestServer::start().await;
+    server.register("stock", "10.0.0.1", 8080, &[]).await;
+    for (name, edns) in [
+        ("StOcK.default_GROUP.SVC.", None),
+        ("stock.DEFAULT_GROUP.svc.", Some(1232)),
+    ] {
+        let resp = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::A, edns)).await;
+        assert_eq!(resp.metadata.id, 0xBEEF);
+        assert!(resp.metadata.recursion_desired);
+        assert_eq!(resp.queries[0].name().to_ascii(), name);
+        assert_eq!(addresses(&resp.answers), vec!["10.0.0.1"]);
+        assert_eq!(resp.edns.is_some(), edns.is_some());
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn random_and_truncated_packets_leave_the_server_answering() {
+    let server = TestServer::start().await;
+    server.register("stock", "10.0.0.1", 8080, &[]).await;
+    let addr = server.dns_addr();
+    let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let valid = [
+        raw_query(STOCK, RecordType::A, Some(1232)),
+        raw_query(STOCK, RecordType::SRV, None),
+        raw_query("www.example.test.", RecordType::A, None),
+        raw_query("x.example.org.", RecordType::MX, Some(512)),
+    ];
+    let mut rng = rand::rng();
+    for i in 0..2000 {
+        let packet: Vec<u8> = match i % 4 {
+            0 => (0..rng.random_range(0..64)).map(|_| rng.random()).collect(),
+            1 => {
+                let v = &valid[i % valid.len()];
+                v[..rng.random_range(0..v.len())].to_vec()
+            }
+            2 => {
+                let mut v = valid[i % valid.len()].clone();
+                let at = rng.random_range(0..v.len());
+                v[at] = rng.random();
+                v
+            }
+            _ => {
+                let mut v = valid[i % valid.len()].clone();
+                v.extend((0..rng.random_range(1..16)).map(|_| rng.random::<u8>()));
+                v
+            }
+        };
+        socket.send_to(&packet, addr).await.unwrap();
+    }
+    // Garbage over TCP too: a length prefix that lies, then a close.
+    {
+        use tokio::io::AsyncWriteExt;
+        let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+        stream.write_all(&[0x01, 0x00, 0xde, 0xad]).await.unwrap();
+    }
+    let mut client = udp_client(addr).await;
+    let a = query(&mut client, STOCK, RecordType::A).await;
+    assert_eq!(addresses(&a.answers), vec!["10.0.0.1"]);
+    let mut tcp = tcp_client(addr).await;
+    let a = query(&mut tcp, STOCK, RecordType::A).await;
+    assert_eq!(addresses(&a.answers), vec!["10.0.0.1"]);
+    // A malformed question gets FORMERR, not silence.
+    let mut bad = raw_query(STOCK, RecordType::A, None);
+    bad[12] = 0xC0; // a compression pointer where the question name starts
+    bad[13] = 0xFF;
+    let resp = exchange_udp(addr, &bad).await;
+    assert_eq!(resp.metadata.response_code, ResponseCode::FormErr);
+    server.shutdown().await;
+}

@@ -1,0 +1,178 @@
+//! Test harness: an in-process node on 127.0.0.1 port 0, an HTTP client, DNS clients
+//! (hickory, UDP and TCP) and wait-until helpers with deadlines.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hickory_net::client::{Client, ClientHandle};
+use hickory_net::proto::op::Message;
+use hickory_net::proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_net::runtime::TokioRuntimeProvider;
+use hickory_net::tcp::TcpClientStream;
+use hickory_net::udp::UdpClientStream;
+use nacre::app::App;
+use nacre::settings::Settings;
+use reqwest::Method;
+
+pub struct TestServer {
+    pub app: App,
+    pub http: reqwest::Client,
+    pub base: String,
+    _dir: tempfile::TempDir,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut settings = Settings::default();
+        settings.http.addr = "127.0.0.1:0".parse().unwrap();
+        settings.dns.addr = "127.0.0.1:0".parse().unwrap();
+        settings.data.dir = dir.path().join("data");
+        settings.dns.zones_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
+        settings.naming.expiry_tick_ms = 50;
+        configure(&mut settings);
+        let app = App::start(settings).await.expect("node starts");
+        let base = format!("http://{}", app.http_addr);
+        Self {
+            app,
+            http: reqwest::Client::new(),
+            base,
+            _dir: dir,
+        }
+    }
+
+    /// Sends a request with parameters in the query string; returns status and body.
+    pub async fn call(&self, method: Method, path: &str, query: &[(&str, &str)]) -> (u16, String) {
+        let resp = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .query(query)
+            .send()
+            .await
+            .expect("http request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
+    /// Sends a request with parameters in a form body.
+    pub async fn call_form(
+        &self,
+        method: Method,
+        path: &str,
+        form: &[(&str, &str)],
+    ) -> (u16, String) {
+        let resp = self
+            .http
+            .request(method, format!("{}{}", self.base, path))
+            .form(form)
+            .send()
+            .await
+            .expect("http request");
+        let status = resp.status().as_u16();
+        (status, resp.text().await.expect("body"))
+    }
+
+    pub async fn register(&self, service: &str, ip: &str, port: u16, extra: &[(&str, &str)]) {
+        let port = port.to_string();
+        let mut params = vec![
+            ("serviceName", service),
+            ("ip", ip),
+            ("port", port.as_str()),
+        ];
+        params.extend_from_slice(extra);
+        let (status, body) = self
+            .call(Method::POST, "/nacos/v1/ns/instance", &params)
+            .await;
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "ok"),
+            "register {service} {ip}"
+        );
+    }
+
+    pub async fn list(&self, service: &str, extra: &[(&str, &str)]) -> serde_json::Value {
+        let mut params = vec![("serviceName", service)];
+        params.extend_from_slice(extra);
+        let (status, body) = self
+            .call(Method::GET, "/nacos/v1/ns/instance/list", &params)
+            .await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("list JSON")
+    }
+
+    pub fn dns_addr(&self) -> SocketAddr {
+        self.app.dns_addr
+    }
+
+    pub async fn shutdown(self) {
+        self.app.shutdown().await;
+    }
+}
+
+pub async fn udp_client(addr: SocketAddr) -> Client<TokioRuntimeProvider> {
+    let conn = UdpClientStream::builder(addr, TokioRuntimeProvider::default()).build();
+    let (client, bg) = Client::<TokioRuntimeProvider>::from_sender(conn);
+    tokio::spawn(bg);
+    client
+}
+
+pub async fn tcp_client(addr: SocketAddr) -> Client<TokioRuntimeProvider> {
+    let (future, sender) = TcpClientStream::new(addr, None, None, TokioRuntimeProvider::new());
+    let stream = future.await.expect("tcp connect");
+    let (client, bg) = Client::<TokioRuntimeProvider>::new(stream, sender);
+    tokio::spawn(bg);
+    client
+}
+
+/// Sends one query and returns the response message.
+pub async fn query(
+    client: &mut Client<TokioRuntimeProvider>,
+    name: &str,
+    rtype: RecordType,
+) -> Message {
+    let name = Name::from_ascii(name).expect("name");
+    let resp = client
+        .query(name, DNSClass::IN, rtype)
+        .await
+        .expect("dns response");
+    resp.into_message()
+}
+
+/// The addresses of the A and AAAA records of a section, in order.
+pub fn addresses(records: &[hickory_net::proto::rr::Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+pub fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+/// Polls `check` until it returns true or `deadline` passes (then panics with `what`).
+pub async fn wait_until<F, Fut>(deadline: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    loop {
+        if check().await {
+            return;
+        }
+        assert!(start.elapsed() < deadline, "timed out waiting for: {what}");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
