@@ -4,4 +4,5 @@
 mod beats;
 mod dns;
 mod naming_http;
+mod readme;
 mod support;

@@ -1,0 +1,75 @@
+//! Replays the README walk-through with the real `curl` and `dig` against a node on
+//! port 0, and checks that `dig` prints exactly what the README shows.
+
+use std::process::Command;
+
+use crate::support::TestServer;
+
+/// The lines of the fenced block that follows `marker` in the README.
+fn block_after(readme: &str, marker: &str) -> Vec<String> {
+    let after = readme
+        .split_once(marker)
+        .unwrap_or_else(|| panic!("README has no {marker}"))
+        .1;
+    let mut lines = after.lines().skip_while(|l| !l.starts_with("```")).skip(1);
+    lines
+        .by_ref()
+        .take_while(|l| !l.starts_with("```"))
+        .map(str::to_string)
+        .collect()
+}
+
+fn have(tool: &str) -> bool {
+    Command::new(tool).arg("-v").output().is_ok()
+}
+
+async fn run(line: String) -> String {
+    tokio::task::spawn_blocking(move || {
+        let out = Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .output()
+            .expect("sh runs");
+        assert!(
+            out.status.success(),
+            "{line}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    })
+    .await
+    .expect("command task")
+}
+
+#[tokio::test]
+async fn readme_walkthrough_prints_what_it_says() {
+    if !(have("dig") && have("curl")) {
+        assert!(
+            std::env::var("NACRE_REQUIRE_DIG").is_err(),
+            "dig and curl are required (apt-get install dnsutils curl)"
+        );
+        eprintln!("skipping the README walk-through: dig or curl is not installed");
+        return;
+    }
+    let readme = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md"))
+        .expect("README.md");
+    let server = TestServer::start().await;
+    let http = server.app.http_addr.to_string();
+    let dns_port = server.dns_addr().port().to_string();
+    let commands = block_after(&readme, "<!-- walkthrough:commands -->");
+    let expected_srv = block_after(&readme, "<!-- walkthrough:srv -->").join("\n") + "\n";
+    let mut srv_output = None;
+    for line in commands {
+        let line = line
+            .replace("127.0.0.1:8848", &http)
+            .replace("-p 5353", &format!("-p {dns_port}"));
+        let out = run(line.clone()).await;
+        if line.starts_with("curl") {
+            assert_eq!(out, "ok", "{line}");
+        } else if line.starts_with("dig") {
+            srv_output = Some(out);
+        }
+    }
+    assert_eq!(srv_output.as_deref(), Some(expected_srv.as_str()));
+    server.shutdown().await;
+}
