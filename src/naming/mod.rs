@@ -121,7 +121,8 @@ impl NamingService {
             cluster: spec.cluster,
             metadata: spec.metadata,
         });
-        self.registry.update(key, true, |state, now| {
+        self.registry.update(key, true, |state, ctx| {
+            let now = ctx.now;
             let ikey = instance.key();
             let timeout = instance.beat_timeout_ms();
             let ephemeral = instance.ephemeral;
@@ -142,7 +143,7 @@ impl NamingService {
                 }
             };
             if ephemeral {
-                self.registry.schedule_expiry(key, slot, now + timeout + 1);
+                ctx.schedule_expiry(slot, now + timeout + 1);
             }
             if changed {
                 Outcome::Changed(())
@@ -213,7 +214,8 @@ impl NamingService {
         ikey: &InstanceKey,
         full: Option<InstanceSpec>,
     ) -> BeatOutcome {
-        let found = self.registry.update(key, false, |state, now| {
+        let found = self.registry.update(key, false, |state, ctx| {
+            let now = ctx.now;
             let Some(slot) = state.instances.get_mut(ikey) else {
                 return Outcome::Unchanged(None);
             };
@@ -221,7 +223,7 @@ impl NamingService {
             let interval_ms = slot.instance.beat_interval_ms();
             if slot.instance.ephemeral {
                 let at = now + slot.instance.beat_timeout_ms() + 1;
-                self.registry.schedule_expiry(key, slot, at);
+                ctx.schedule_expiry(slot, at);
             }
             if slot.instance.healthy {
                 return Outcome::Unchanged(Some(interval_ms));

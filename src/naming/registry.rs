@@ -87,11 +87,56 @@ struct CellState {
     data: ServiceState,
 }
 
-#[derive(PartialEq, Eq, PartialOrd, Ord)]
+/// An expiry deadline: which instance of which service to look at, and when.
+/// Ordered by time only; holds `Arc`s, so an entry costs no allocation.
 struct Due {
     at_ms: u64,
-    key: ServiceKey,
-    instance: InstanceKey,
+    cell: Arc<ServiceCell>,
+    instance: Arc<Instance>,
+}
+
+impl PartialEq for Due {
+    fn eq(&self, other: &Self) -> bool {
+        self.at_ms == other.at_ms
+    }
+}
+
+impl Eq for Due {}
+
+impl PartialOrd for Due {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Due {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.at_ms.cmp(&other.at_ms)
+    }
+}
+
+/// What a write closure gets besides the state: the time of the write and the means to
+/// queue an instance for expiry.
+pub(crate) struct WriteCtx<'a> {
+    /// Milliseconds since the epoch at the start of the write.
+    pub(crate) now: u64,
+    registry: &'a Registry,
+    cell: &'a Arc<ServiceCell>,
+}
+
+impl WriteCtx<'_> {
+    /// Puts an instance on the expiry queue at `at_ms`, unless it is queued already.
+    pub(crate) fn schedule_expiry(&self, slot: &mut Slot, at_ms: u64) {
+        if slot.queued {
+            return;
+        }
+        slot.queued = true;
+        self.registry.expiry.lock().push(Reverse(Due {
+            at_ms,
+            cell: self.cell.clone(),
+            instance: slot.instance.clone(),
+        }));
+    }
 }
 
 #[derive(Default)]
@@ -209,33 +254,61 @@ impl Registry {
         &self,
         key: &ServiceKey,
         create: bool,
-        f: impl FnOnce(&mut ServiceState, u64) -> Outcome<R>,
+        f: impl FnOnce(&mut ServiceState, &WriteCtx<'_>) -> Outcome<R>,
     ) -> Option<R> {
         loop {
             let cell = self.cell(key, create)?;
-            let mut state = cell.state.lock();
+            let state = cell.state.lock();
             if state.removed {
                 // Lost a race with remove_service; look the service up again.
                 continue;
             }
-            let before = state.data.instances.len();
-            let outcome = f(&mut state.data, now_millis());
-            let after = state.data.instances.len();
-            self.adjust_count(before, after);
-            return Some(match outcome {
-                Outcome::Unchanged(r) => r,
-                Outcome::Changed(r) => {
-                    state.revision += 1;
-                    let revision = state.revision;
-                    cell.dirty.store(true, Ordering::Release);
-                    drop(state);
-                    let _ = self.events.send(ChangeEvent {
-                        key: key.clone(),
-                        revision,
-                    });
-                    r
-                }
-            });
+            return Some(self.apply(&cell, state, f));
+        }
+    }
+
+    /// Runs `f` on the state of one cell under its lock; `None` when the service was
+    /// removed meanwhile.
+    fn update_cell<R>(
+        &self,
+        cell: &Arc<ServiceCell>,
+        f: impl FnOnce(&mut ServiceState, &WriteCtx<'_>) -> Outcome<R>,
+    ) -> Option<R> {
+        let state = cell.state.lock();
+        if state.removed {
+            return None;
+        }
+        Some(self.apply(cell, state, f))
+    }
+
+    fn apply<R>(
+        &self,
+        cell: &Arc<ServiceCell>,
+        mut state: parking_lot::MutexGuard<'_, CellState>,
+        f: impl FnOnce(&mut ServiceState, &WriteCtx<'_>) -> Outcome<R>,
+    ) -> R {
+        let ctx = WriteCtx {
+            now: now_millis(),
+            registry: self,
+            cell,
+        };
+        let before = state.data.instances.len();
+        let outcome = f(&mut state.data, &ctx);
+        let after = state.data.instances.len();
+        self.adjust_count(before, after);
+        match outcome {
+            Outcome::Unchanged(r) => r,
+            Outcome::Changed(r) => {
+                state.revision += 1;
+                let revision = state.revision;
+                cell.dirty.store(true, Ordering::Release);
+                drop(state);
+                let _ = self.events.send(ChangeEvent {
+                    key: cell.key.clone(),
+                    revision,
+                });
+                r
+            }
         }
     }
 
@@ -321,19 +394,6 @@ impl Registry {
         Ok(true)
     }
 
-    /// Puts an instance on the expiry queue at `at_ms`, unless it is queued already.
-    pub(crate) fn schedule_expiry(&self, key: &ServiceKey, slot: &mut Slot, at_ms: u64) {
-        if slot.queued {
-            return;
-        }
-        slot.queued = true;
-        self.expiry.lock().push(Reverse(Due {
-            at_ms,
-            key: key.clone(),
-            instance: slot.instance.key(),
-        }));
-    }
-
     /// Pops every expiry deadline that has passed at `now_ms` and applies the beat
     /// rules (as Nacos `ClientBeatCheckTask`): past the beat timeout an instance turns
     /// unhealthy, past the delete timeout it is removed; otherwise it is queued again at
@@ -349,8 +409,9 @@ impl Registry {
                 }
             };
             let Some(due) = due else { break };
-            let instance_key = due.instance;
-            self.update(&due.key, false, |state, _| {
+            let instance_key = due.instance.key();
+            let service = due.cell.key.clone();
+            self.update_cell(&due.cell, |state, ctx| {
                 let Some(slot) = state.instances.get_mut(&instance_key) else {
                     return Outcome::Unchanged(());
                 };
@@ -359,21 +420,17 @@ impl Registry {
                 let silent = now_ms.saturating_sub(slot.last_beat_ms);
                 if silent > inst.delete_timeout_ms() {
                     state.instances.remove(&instance_key);
-                    report
-                        .removed
-                        .push((due.key.clone(), inst.instance_id.clone()));
+                    report.removed.push((service, inst.instance_id.clone()));
                     return Outcome::Changed(());
                 }
                 let delete_at = slot.last_beat_ms + inst.delete_timeout_ms() + 1;
                 if silent > inst.beat_timeout_ms() {
-                    self.schedule_expiry(&due.key, slot, delete_at);
+                    ctx.schedule_expiry(slot, delete_at);
                     if inst.healthy {
                         let mut changed = (*inst).clone();
                         changed.healthy = false;
                         slot.instance = Arc::new(changed);
-                        report
-                            .unhealthy
-                            .push((due.key.clone(), inst.instance_id.clone()));
+                        report.unhealthy.push((service, inst.instance_id.clone()));
                         return Outcome::Changed(());
                     }
                     return Outcome::Unchanged(());
@@ -383,7 +440,7 @@ impl Registry {
                 } else {
                     delete_at
                 };
-                self.schedule_expiry(&due.key, slot, next);
+                ctx.schedule_expiry(slot, next);
                 Outcome::Unchanged(())
             });
         }
