@@ -85,6 +85,7 @@ impl App {
         let state = AppState {
             naming: naming.clone(),
             cache_millis: settings.naming.cache_millis,
+            list_cache: Default::default(),
         };
         let router = http::router(state, &settings);
         let mut tasks = Vec::new();

@@ -34,7 +34,7 @@ use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use parking_lot::RwLock;
 
 use super::wire::{self, Prepared, QueryView, Reply, Shuffle};
-use crate::model::{DEFAULT_NAMESPACE, FoldedKey, Host, ServiceKey};
+use crate::model::{DEFAULT_NAMESPACE, FoldedKey, ServiceKey};
 use crate::naming::registry::{Registry, ServiceSnapshot};
 use crate::naming::selection::select_for_dns;
 use crate::settings::DnsSettings;
@@ -261,7 +261,7 @@ impl ServiceZone {
             },
             Target::Host(snapshot, ip) => {
                 let (selected, _) = select_for_dns(&snapshot);
-                if !selected.iter().any(|i| i.host.ip() == Some(ip)) {
+                if !selected.iter().any(|i| i.addr == Some(ip)) {
                     answer.rcode = ResponseCode::NXDomain;
                 } else if matches!(
                     (qtype, ip),
@@ -276,7 +276,7 @@ impl ServiceZone {
                     RecordType::A | RecordType::AAAA | RecordType::ANY => {
                         let mut by_ip: Vec<(IpAddr, f64)> = Vec::new();
                         for inst in &selected {
-                            let Some(ip) = inst.host.ip() else { continue };
+                            let Some(ip) = inst.addr else { continue };
                             let wanted = match qtype {
                                 RecordType::A => ip.is_ipv4(),
                                 RecordType::AAAA => ip.is_ipv6(),
@@ -300,8 +300,8 @@ impl ServiceZone {
                     RecordType::SRV => {
                         let mut extra: Vec<(Name, IpAddr)> = Vec::new();
                         for inst in &selected {
-                            let target = match &inst.host {
-                                Host::Ip(ip) => {
+                            let target = match &inst.addr {
+                                Some(ip) => {
                                     let Some(host) = host_name(*ip, qname) else {
                                         continue;
                                     };
@@ -310,7 +310,7 @@ impl ServiceZone {
                                     }
                                     host
                                 }
-                                Host::Name(n) => match Name::from_ascii(n) {
+                                None => match Name::from_ascii(&*inst.ip) {
                                     Ok(mut n) => {
                                         n.set_fqdn(true);
                                         n

@@ -3,6 +3,7 @@
 //! JSON; they never reach the registry's internals or any storage directly.
 
 pub mod error;
+pub mod list_cache;
 pub mod nacos_v1;
 pub mod params;
 
@@ -24,6 +25,8 @@ pub struct AppState {
     pub naming: Arc<NamingService>,
     /// `cacheMillis` of list answers, milliseconds.
     pub cache_millis: u64,
+    /// Encoded `hosts` of list answers.
+    pub list_cache: Arc<list_cache::ListCache>,
 }
 
 /// The whole router, testable without a socket.

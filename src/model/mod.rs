@@ -8,6 +8,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use serde::Serialize;
 
@@ -245,15 +246,16 @@ impl Host {
 /// One registered instance of a service, with Nacos's field names.
 ///
 /// Immutable once built: the registry replaces the whole value on every change, so
-/// readers can share it through an `Arc`.
+/// readers can share it through an `Arc`. Kept compact (about 100 bytes plus the ip
+/// text) because a node holds hundreds of thousands: the instance id is derived
+/// ([`Instance::instance_id`]), and `ip` and `cluster` are shared with the registry's key.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Instance {
-    /// `ip#port#cluster#group@@service`, Nacos's `simple` id generator.
-    pub instance_id: String,
     /// The `ip` parameter as registered (IP literal or host name).
-    pub ip: String,
-    /// The parsed host.
-    pub host: Host,
+    pub ip: Arc<str>,
+    /// The address when `ip` is an IP literal (answered as A/AAAA); `None` for a host
+    /// name (answered only as an SRV target).
+    pub addr: Option<IpAddr>,
     /// Port, 0..=65535.
     pub port: u16,
     /// Weight in `0.0..=10000.0`; 0 takes the instance out of DNS answers.
@@ -265,7 +267,7 @@ pub struct Instance {
     /// Ephemeral instances live by client beats; persistent ones by probes.
     pub ephemeral: bool,
     /// Cluster name, `DEFAULT` by default.
-    pub cluster: String,
+    pub cluster: Arc<str>,
     /// Free-form metadata; the `preserved.*` keys tune beat timeouts.
     pub metadata: BTreeMap<String, String>,
 }
@@ -277,6 +279,12 @@ impl Instance {
             "{ip}#{port}#{cluster}#{}{GROUP_SEPARATOR}{}",
             key.group, key.service
         )
+    }
+
+    /// This instance's id inside service `key` (the `simple` generator, the only one
+    /// Nacre implements), e.g. `10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@stock`.
+    pub fn instance_id(&self, key: &ServiceKey) -> String {
+        Self::simple_id(&self.ip, self.port, &self.cluster, key)
     }
 
     fn metadata_ms(&self, key: &str, default: u64) -> u64 {
@@ -300,7 +308,7 @@ impl Instance {
         self.metadata_ms(META_DELETE_TIMEOUT, DEFAULT_DELETE_TIMEOUT_MS)
     }
 
-    /// The identity of this instance inside its service.
+    /// The identity of this instance inside its service (shares the `Arc`s).
     pub fn key(&self) -> InstanceKey {
         InstanceKey {
             ip: self.ip.clone(),
@@ -337,11 +345,22 @@ pub fn validate_beat_metadata(metadata: &BTreeMap<String, String>) -> Result<(),
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceKey {
     /// The `ip` parameter as registered.
-    pub ip: String,
+    pub ip: Arc<str>,
     /// Port.
     pub port: u16,
     /// Cluster name.
-    pub cluster: String,
+    pub cluster: Arc<str>,
+}
+
+impl InstanceKey {
+    /// A key from borrowed parts.
+    pub fn new(ip: &str, port: u16, cluster: &str) -> Self {
+        Self {
+            ip: ip.into(),
+            port,
+            cluster: cluster.into(),
+        }
+    }
 }
 
 /// Service-level settings, as Nacos's `ServiceMetadata`.

@@ -109,33 +109,40 @@ impl NamingService {
     /// `InstanceController#register`). A re-registration keeps the instance id and
     /// restarts its beat clock. Ephemeral instances are queued for beat expiry.
     pub fn register(&self, key: &ServiceKey, spec: InstanceSpec) {
-        let instance = Arc::new(Instance {
-            instance_id: Instance::simple_id(&spec.ip, spec.port, &spec.cluster, key),
-            ip: spec.ip,
-            host: spec.host,
-            port: spec.port,
-            weight: spec.weight,
-            healthy: spec.healthy,
-            enabled: spec.enabled,
-            ephemeral: spec.ephemeral,
-            cluster: spec.cluster,
-            metadata: spec.metadata,
-        });
         self.registry.update(key, true, |state, ctx| {
             let now = ctx.now;
-            let ikey = instance.key();
+            let ikey = InstanceKey {
+                ip: Arc::from(spec.ip.as_str()),
+                port: spec.port,
+                cluster: state.intern_cluster(&spec.cluster),
+            };
+            let mut instance = Instance {
+                ip: ikey.ip.clone(),
+                addr: spec.host.ip(),
+                port: spec.port,
+                weight: spec.weight,
+                healthy: spec.healthy,
+                enabled: spec.enabled,
+                ephemeral: spec.ephemeral,
+                cluster: ikey.cluster.clone(),
+                metadata: spec.metadata,
+            };
             let timeout = instance.beat_timeout_ms();
             let ephemeral = instance.ephemeral;
             let (slot, changed) = match state.instances.get_mut(&ikey) {
                 Some(slot) => {
-                    let changed = *slot.instance != *instance;
-                    slot.instance = instance;
+                    // Share the key's text instead of keeping a second copy.
+                    instance.ip = slot.instance.ip.clone();
+                    let changed = *slot.instance != instance;
+                    if changed {
+                        slot.instance = Arc::new(instance);
+                    }
                     slot.last_beat_ms = now;
                     (slot, changed)
                 }
                 None => {
                     let slot = state.instances.entry(ikey).or_insert(Slot {
-                        instance,
+                        instance: Arc::new(instance),
                         last_beat_ms: now,
                         queued: false,
                     });
@@ -155,11 +162,7 @@ impl NamingService {
 
     /// Removes an instance. Succeeds when it does not exist (as Nacos).
     pub fn deregister(&self, key: &ServiceKey, ip: &str, port: u16, cluster: &str) {
-        let ikey = InstanceKey {
-            ip: ip.to_string(),
-            port,
-            cluster: cluster.to_string(),
-        };
+        let ikey = InstanceKey::new(ip, port, cluster);
         self.registry.update(key, false, |state, _| {
             if state.instances.remove(&ikey).is_some() {
                 Outcome::Changed(())
@@ -176,11 +179,7 @@ impl NamingService {
         if self.registry.snapshot(key).is_none() {
             return Err(NamingError::ServiceNotFound(key.clone()));
         }
-        let ikey = InstanceKey {
-            ip: spec.ip.clone(),
-            port: spec.port,
-            cluster: spec.cluster.clone(),
-        };
+        let ikey = InstanceKey::new(&spec.ip, spec.port, &spec.cluster);
         let updated = self.registry.update(key, false, |state, _| {
             let Some(slot) = state.instances.get_mut(&ikey) else {
                 return Outcome::Unchanged(false);
@@ -347,11 +346,7 @@ mod tests {
     }
 
     fn ikey(ip: &str) -> InstanceKey {
-        InstanceKey {
-            ip: ip.into(),
-            port: 8080,
-            cluster: DEFAULT_CLUSTER.into(),
-        }
+        InstanceKey::new(ip, 8080, DEFAULT_CLUSTER)
     }
 
     #[test]
@@ -371,7 +366,7 @@ mod tests {
         assert!(snap.revision > r1);
         assert_eq!(snap.instances.len(), 2);
         assert_eq!(
-            snap.instances[0].instance_id,
+            snap.instances[0].instance_id(&key),
             "10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@stock"
         );
         assert_eq!(naming.registry().instance_count(), 2);

@@ -72,6 +72,20 @@ pub(crate) struct Slot {
 pub(crate) struct ServiceState {
     pub(crate) meta: ServiceMeta,
     pub(crate) instances: BTreeMap<InstanceKey, Slot>,
+    /// Cluster names in use, shared by every instance of a cluster.
+    clusters: Vec<Arc<str>>,
+}
+
+impl ServiceState {
+    /// The shared text of a cluster name (one allocation per cluster, not per instance).
+    pub(crate) fn intern_cluster(&mut self, name: &str) -> Arc<str> {
+        if let Some(c) = self.clusters.iter().find(|c| &***c == name) {
+            return c.clone();
+        }
+        let c: Arc<str> = Arc::from(name);
+        self.clusters.push(c.clone());
+        c
+    }
 }
 
 struct ServiceCell {
@@ -339,6 +353,7 @@ impl Registry {
             data: ServiceState {
                 meta: ServiceMeta::default(),
                 instances: BTreeMap::new(),
+                clusters: Vec::new(),
             },
         };
         let cell = Arc::new(ServiceCell {
@@ -420,7 +435,9 @@ impl Registry {
                 let silent = now_ms.saturating_sub(slot.last_beat_ms);
                 if silent > inst.delete_timeout_ms() {
                     state.instances.remove(&instance_key);
-                    report.removed.push((service, inst.instance_id.clone()));
+                    report
+                        .removed
+                        .push((service.clone(), inst.instance_id(&service)));
                     return Outcome::Changed(());
                 }
                 let delete_at = slot.last_beat_ms + inst.delete_timeout_ms() + 1;
@@ -430,7 +447,9 @@ impl Registry {
                         let mut changed = (*inst).clone();
                         changed.healthy = false;
                         slot.instance = Arc::new(changed);
-                        report.unhealthy.push((service, inst.instance_id.clone()));
+                        report
+                            .unhealthy
+                            .push((service.clone(), inst.instance_id(&service)));
                         return Outcome::Changed(());
                     }
                     return Outcome::Unchanged(());

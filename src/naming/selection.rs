@@ -29,7 +29,7 @@ pub fn select_for_list(
     let in_clusters: Vec<&Arc<Instance>> = snapshot
         .instances
         .iter()
-        .filter(|i| i.enabled && (clusters.is_empty() || clusters.contains(&i.cluster.as_str())))
+        .filter(|i| i.enabled && (clusters.is_empty() || clusters.contains(&&*i.cluster)))
         .collect();
     let total = in_clusters.len();
     let healthy = in_clusters.iter().filter(|i| i.healthy).count();

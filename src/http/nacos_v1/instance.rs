@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::super::AppState;
 use super::super::error::ApiError;
+use super::super::list_cache::CachedHosts;
 use super::super::params::Params;
 use crate::model::{
-    DEFAULT_BEAT_INTERVAL_MS, DEFAULT_CLUSTER, Host, Instance, InstanceKey, MAX_WEIGHT,
-    META_ID_GENERATOR, ServiceKey, parse_metadata, validate_beat_metadata, validate_cluster,
+    DEFAULT_BEAT_INTERVAL_MS, DEFAULT_CLUSTER, Host, Instance, InstanceKey, MAX_WEIGHT, ServiceKey,
+    parse_metadata, validate_beat_metadata, validate_cluster,
 };
 use crate::naming::registry::now_millis;
-use crate::naming::selection::select_for_list;
 use crate::naming::{BeatOutcome, InstanceSpec, NamingError};
 
 /// Nacos's beat reply code for a recorded beat.
@@ -127,10 +127,13 @@ pub async fn patch_instance(
     let ikey = instance_key(&p)?;
     let current = find(&state, &key, &ikey)?;
     let spec = InstanceSpec {
-        ip: current.ip.clone(),
-        host: current.host.clone(),
+        ip: current.ip.to_string(),
+        host: match current.addr {
+            Some(ip) => Host::Ip(ip),
+            None => Host::Name(current.ip.to_string()),
+        },
         port: current.port,
-        cluster: current.cluster.clone(),
+        cluster: current.cluster.to_string(),
         weight: match p.optional("weight") {
             Some(raw) => weight(Some(raw))?,
             None => current.weight,
@@ -150,20 +153,16 @@ pub async fn patch_instance(
 fn instance_key(p: &Params) -> Result<InstanceKey, ApiError> {
     let ip = p.required("ip")?;
     host(ip)?;
-    Ok(InstanceKey {
-        ip: ip.to_string(),
-        port: p.port("port")?,
-        cluster: cluster(p)?,
-    })
+    Ok(InstanceKey::new(ip, p.port("port")?, &cluster(p)?))
 }
 
 fn find(state: &AppState, key: &ServiceKey, ikey: &InstanceKey) -> Result<Arc<Instance>, ApiError> {
     state.naming.instance(key, ikey).ok_or_else(|| {
         NamingError::InstanceNotFound {
             key: key.clone(),
-            ip: ikey.ip.clone(),
+            ip: ikey.ip.to_string(),
             port: ikey.port,
-            cluster: ikey.cluster.clone(),
+            cluster: ikey.cluster.to_string(),
         }
         .into()
     })
@@ -193,115 +192,69 @@ pub async fn get_instance(
     let inst = find(&state, &key, &ikey)?;
     Ok(Json(InstanceDetail {
         service: p.required("serviceName")?.to_string(),
-        ip: inst.ip.clone(),
+        ip: inst.ip.to_string(),
         port: inst.port,
-        cluster_name: inst.cluster.clone(),
+        cluster_name: inst.cluster.to_string(),
         weight: inst.weight,
         healthy: inst.healthy,
-        instance_id: inst.instance_id.clone(),
+        instance_id: inst.instance_id(&key),
         metadata: inst.metadata.clone(),
     }))
 }
 
-/// One host of a list answer (Nacos 2.x `Instance` JSON).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct HostJson<'a> {
-    instance_id: &'a str,
-    ip: &'a str,
-    port: u16,
-    weight: f64,
-    healthy: bool,
-    enabled: bool,
-    ephemeral: bool,
-    cluster_name: &'a str,
-    service_name: &'a str,
-    metadata: &'a BTreeMap<String, String>,
-    instance_heart_beat_interval: u64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    instance_id_generator: Option<&'a str>,
-    instance_heart_beat_time_out: u64,
-    ip_delete_timeout: u64,
-}
-
-/// The answer of `GET /nacos/v1/ns/instance/list` (Nacos 2.x `ServiceInfo`).
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct ListJson<'a> {
-    name: &'a str,
-    group_name: &'a str,
-    clusters: &'a str,
-    cache_millis: u64,
-    hosts: Vec<HostJson<'a>>,
-    last_ref_time: u64,
-    checksum: &'a str,
-    #[serde(rename = "allIPs")]
-    all_ips: bool,
-    reach_protection_threshold: bool,
-    valid: bool,
-}
-
 /// `GET /nacos/v1/ns/instance/list`: the instances of a service (`healthyOnly`,
-/// `clusters`); an unknown service answers an empty `hosts`, never 404.
+/// `clusters`) as Nacos 2.x `ServiceInfo` JSON; an unknown service answers an empty
+/// `hosts`, never 404. The `hosts` array comes from [`ListCache`], encoded once per
+/// service revision and selection.
 pub async fn list_instances(
     State(state): State<AppState>,
     p: Params,
 ) -> Result<axum::response::Response, ApiError> {
-    use axum::response::IntoResponse;
     let key = p.service_key()?;
-    let clusters_param = p.optional("clusters").unwrap_or("");
-    let clusters: Vec<&str> = clusters_param
-        .split(',')
-        .map(str::trim)
-        .filter(|c| !c.is_empty())
-        .collect();
+    let clusters = p.optional("clusters").unwrap_or("");
     let healthy_only = p.boolean("healthyOnly", false);
-    let grouped = key.grouped_name();
-    let snapshot = state.naming.service(&key);
-    let selection = snapshot
-        .as_ref()
-        .map(|s| select_for_list(s, &clusters, healthy_only));
-    let hosts = selection
-        .as_ref()
-        .map(|sel| {
-            sel.hosts
-                .iter()
-                .map(|(inst, healthy)| HostJson {
-                    instance_id: &inst.instance_id,
-                    ip: &inst.ip,
-                    port: inst.port,
-                    weight: inst.weight,
-                    healthy: *healthy,
-                    enabled: inst.enabled,
-                    ephemeral: inst.ephemeral,
-                    cluster_name: &inst.cluster,
-                    service_name: &grouped,
-                    metadata: &inst.metadata,
-                    instance_heart_beat_interval: inst.beat_interval_ms(),
-                    instance_id_generator: if inst.metadata.is_empty() {
-                        Some("simple")
-                    } else {
-                        inst.metadata.get(META_ID_GENERATOR).map(String::as_str)
-                    },
-                    instance_heart_beat_time_out: inst.beat_timeout_ms(),
-                    ip_delete_timeout: inst.delete_timeout_ms(),
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let body = ListJson {
-        name: &grouped,
-        group_name: &key.group,
-        clusters: clusters_param,
-        cache_millis: state.cache_millis,
-        hosts,
-        last_ref_time: now_millis(),
-        checksum: snapshot.as_ref().map(|s| s.checksum.as_str()).unwrap_or(""),
-        all_ips: false,
-        reach_protection_threshold: selection.as_ref().is_some_and(|s| s.protected),
-        valid: true,
+    let hosts = state
+        .naming
+        .service(&key)
+        .map(|snap| state.list_cache.hosts(&snap, clusters, healthy_only));
+    Ok(list_body(&state, &key, clusters, hosts.as_deref()))
+}
+
+fn list_body(
+    state: &AppState,
+    key: &ServiceKey,
+    clusters: &str,
+    hosts: Option<&CachedHosts>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let hosts_json: &[u8] = hosts.map(|h| h.json.as_slice()).unwrap_or(b"[]");
+    let mut out = Vec::with_capacity(hosts_json.len() + 256);
+    let json_str = |out: &mut Vec<u8>, s: &str| {
+        // Serializing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
     };
-    Ok(Json(body).into_response())
+    out.extend_from_slice(b"{\"name\":");
+    json_str(&mut out, &key.grouped_name());
+    out.extend_from_slice(b",\"groupName\":");
+    json_str(&mut out, &key.group);
+    out.extend_from_slice(b",\"clusters\":");
+    json_str(&mut out, clusters);
+    out.extend_from_slice(format!(",\"cacheMillis\":{},\"hosts\":", state.cache_millis).as_bytes());
+    out.extend_from_slice(hosts_json);
+    out.extend_from_slice(format!(",\"lastRefTime\":{},\"checksum\":", now_millis()).as_bytes());
+    json_str(&mut out, hosts.map(|h| h.checksum.as_str()).unwrap_or(""));
+    out.extend_from_slice(b",\"allIPs\":false,\"reachProtectionThreshold\":");
+    out.extend_from_slice(if hosts.is_some_and(|h| h.protected) {
+        b"true"
+    } else {
+        b"false"
+    });
+    out.extend_from_slice(b",\"valid\":true}");
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        out,
+    )
+        .into_response()
 }
 
 /// The beat JSON a client sends (Nacos `RsInfo` / `BeatInfo`); unknown fields ignored.
@@ -390,7 +343,7 @@ pub async fn beat_instance(
                 ephemeral: beat.ephemeral.unwrap_or(true),
                 metadata,
             };
-            (InstanceKey { ip, port, cluster }, Some(spec))
+            (InstanceKey::new(&ip, port, &cluster), Some(spec))
         }
         None => (instance_key(&p)?, None),
     };

@@ -113,7 +113,11 @@ pub async fn get_service(
         .naming
         .service(&key)
         .ok_or_else(|| ApiError::from(NamingError::ServiceNotFound(key.clone())))?;
-    let mut clusters: Vec<String> = snap.instances.iter().map(|i| i.cluster.clone()).collect();
+    let mut clusters: Vec<String> = snap
+        .instances
+        .iter()
+        .map(|i| i.cluster.to_string())
+        .collect();
     clusters.sort();
     clusters.dedup();
     Ok(Json(ServiceJson {
