@@ -3,8 +3,6 @@
 //! `getParameter`); the query wins when a name appears in both; values are trimmed;
 //! an empty value counts as absent (`WebUtils.required` / `optional`).
 
-use std::collections::HashMap;
-
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header::CONTENT_TYPE;
@@ -15,47 +13,143 @@ use crate::model::{
     validate_service_name,
 };
 
-/// The merged parameters of one request.
+/// The merged parameters of one request. Values are slices of the request's own query
+/// string and body where no percent-decoding is needed, so reading parameters costs one
+/// allocation for the index instead of two strings per parameter.
 #[derive(Debug, Default)]
-pub struct Params(HashMap<String, String>);
+pub struct Params {
+    query: String,
+    body: Bytes,
+    /// Query entries first, then body entries, each in request order: the first match
+    /// wins, so the query wins over the body (Servlet `getParameter`).
+    entries: Vec<Entry>,
+}
+
+#[derive(Debug)]
+struct Entry {
+    key: Text,
+    value: Text,
+}
+
+#[derive(Debug)]
+enum Text {
+    /// A trimmed range of the query string.
+    Query(usize, usize),
+    /// A trimmed range of the body.
+    Body(usize, usize),
+    /// Decoded (it held `%` escapes or `+`) and trimmed.
+    Decoded(Box<str>),
+}
 
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let query = req.uri().query().map(str::to_owned);
+        let query = req.uri().query().unwrap_or("").to_owned();
         let form_body = req
             .headers()
             .get(CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_none_or(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-        let mut map = HashMap::new();
-        if form_body {
-            let body = Bytes::from_request(req, state)
+        let body = if form_body {
+            Bytes::from_request(req, state)
                 .await
-                .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
-            for (k, v) in form_urlencoded::parse(&body) {
-                map.insert(k.into_owned(), v.trim().to_string());
-            }
+                .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?
+        } else {
+            Bytes::new()
+        };
+        Ok(Params::new(query, body))
+    }
+}
+
+/// Trims ASCII and Unicode whitespace off a range of `src`.
+fn trimmed_range(src: &str, start: usize, end: usize) -> (usize, usize) {
+    let piece = &src[start..end];
+    let lead = piece.len() - piece.trim_start().len();
+    let trail = piece.len() - piece.trim_end().len();
+    (start + lead, (end - trail).max(start + lead))
+}
+
+fn index(src: &str, from_query: bool, entries: &mut Vec<Entry>) {
+    let mut at = 0;
+    for pair in src.split('&') {
+        let start = at;
+        at += pair.len() + 1;
+        if pair.is_empty() {
+            continue;
         }
-        if let Some(q) = query {
-            for (k, v) in form_urlencoded::parse(q.as_bytes()) {
-                map.insert(k.into_owned(), v.trim().to_string());
+        let (k_end, v_start) = match pair.find('=') {
+            Some(eq) => (start + eq, start + eq + 1),
+            None => (start + pair.len(), start + pair.len()),
+        };
+        let v_end = start + pair.len();
+        let text = |s: usize, e: usize, trim: bool| {
+            let raw = &src[s..e];
+            if raw.contains(['%', '+']) {
+                let decoded: String = form_urlencoded::parse(format!("x={raw}").as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+                    .unwrap_or_default();
+                let kept = if trim {
+                    decoded.trim()
+                } else {
+                    decoded.as_str()
+                };
+                Text::Decoded(kept.into())
+            } else {
+                let (s, e) = if trim {
+                    trimmed_range(src, s, e)
+                } else {
+                    (s, e)
+                };
+                if from_query {
+                    Text::Query(s, e)
+                } else {
+                    Text::Body(s, e)
+                }
             }
-        }
-        Ok(Params(map))
+        };
+        entries.push(Entry {
+            key: text(start, k_end, false),
+            value: text(v_start, v_end, true),
+        });
     }
 }
 
 impl Params {
+    /// Indexes a query string and a form body.
+    pub fn new(query: String, body: Bytes) -> Self {
+        let mut entries = Vec::with_capacity(16);
+        index(&query, true, &mut entries);
+        // A body that is not UTF-8 is decoded lossily, as a servlet container would.
+        let body = match std::str::from_utf8(&body) {
+            Ok(_) => body,
+            Err(_) => Bytes::from(String::from_utf8_lossy(&body).into_owned()),
+        };
+        if let Ok(text) = std::str::from_utf8(&body) {
+            index(text, false, &mut entries);
+        }
+        Params {
+            query,
+            body,
+            entries,
+        }
+    }
+
     /// Builds parameters from pairs (tests and internal callers).
     pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        Params(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-                .collect(),
-        )
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(pairs)
+            .finish();
+        Params::new(query, Bytes::new())
+    }
+
+    fn text<'s>(&'s self, t: &'s Text) -> &'s str {
+        match t {
+            Text::Query(s, e) => &self.query[*s..*e],
+            Text::Body(s, e) => std::str::from_utf8(&self.body[*s..*e]).unwrap_or(""),
+            Text::Decoded(d) => d,
+        }
     }
 
     /// A required parameter: 400 `Param '<name>' is required.` when missing or empty.
@@ -66,9 +160,10 @@ impl Params {
 
     /// An optional parameter; missing or blank gives `None`.
     pub fn optional(&self, name: &str) -> Option<&str> {
-        self.0
-            .get(name)
-            .map(String::as_str)
+        self.entries
+            .iter()
+            .find(|e| self.text(&e.key) == name)
+            .map(|e| self.text(&e.value))
             .filter(|v| !v.is_empty())
     }
 
@@ -106,5 +201,45 @@ impl Params {
                 "Param '{name}' is illegal, it must be an integer in 0..65535: {raw:?}"
             ))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_wins_values_are_trimmed_and_decoded() {
+        let p = Params::new(
+            "serviceName=DEFAULT_GROUP%40%40stock&ip=+10.0.0.1+&empty=&flag".into(),
+            Bytes::from_static(b"ip=10.9.9.9&beat=%7B%22a%22%3A1%7D&port= 80 "),
+        );
+        assert_eq!(p.optional("serviceName"), Some("DEFAULT_GROUP@@stock"));
+        assert_eq!(p.optional("ip"), Some("10.0.0.1"));
+        assert_eq!(p.optional("beat"), Some(r#"{"a":1}"#));
+        assert_eq!(p.optional("port"), Some("80"));
+        assert_eq!(p.optional("empty"), None);
+        assert_eq!(p.optional("flag"), None);
+        assert_eq!(p.optional("missing"), None);
+        assert!(p.required("empty").is_err());
+    }
+
+    #[test]
+    fn odd_input_does_not_panic() {
+        for raw in [
+            "&&&",
+            "=",
+            "==a",
+            "%",
+            "%zz=%",
+            "a=%ff%fe",
+            "\u{e9}=\u{e9}",
+            " = ",
+        ] {
+            let p = Params::new(raw.into(), Bytes::from(raw.as_bytes().to_vec()));
+            let _ = p.optional("a");
+        }
+        let p = Params::new(String::new(), Bytes::from_static(b"a=\xff\xfe&b=1"));
+        assert_eq!(p.optional("b"), Some("1"));
     }
 }

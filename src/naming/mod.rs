@@ -406,6 +406,22 @@ mod tests {
     }
 
     #[test]
+    fn writes_emit_one_change_event_each() {
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let mut events = naming.registry().subscribe();
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
+        naming.register(&key, spec("10.0.0.1", &[]));
+        naming.register(&key, spec("10.0.0.1", &[]));
+        naming.deregister(&key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        let revisions: Vec<u64> = std::iter::from_fn(|| events.try_recv().ok())
+            .map(|e| e.revision)
+            .collect();
+        // Created (1), registered (2), the identical re-registration emits nothing,
+        // deregistered (3).
+        assert_eq!(revisions, vec![1, 2, 3]);
+    }
+
+    #[test]
     fn folded_lookup_prefers_first_registered() {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let a = ServiceKey::new("public", "DEFAULT_GROUP", "Stock");

@@ -317,12 +317,19 @@ impl Registry {
                 let revision = state.revision;
                 cell.dirty.store(true, Ordering::Release);
                 drop(state);
-                let _ = self.events.send(ChangeEvent {
-                    key: cell.key.clone(),
-                    revision,
-                });
+                self.notify(&cell.key, revision);
                 r
             }
+        }
+    }
+
+    /// Sends a change event, without building one when nobody listens.
+    fn notify(&self, key: &ServiceKey, revision: u64) {
+        if self.events.receiver_count() > 0 {
+            let _ = self.events.send(ChangeEvent {
+                key: key.clone(),
+                revision,
+            });
         }
     }
 
@@ -368,10 +375,7 @@ impl Registry {
             .entry(key.folded())
             .or_insert_with(|| key.clone());
         drop(tables);
-        let _ = self.events.send(ChangeEvent {
-            key: key.clone(),
-            revision: 1,
-        });
+        self.notify(key, 1);
         Some(cell)
     }
 
@@ -402,10 +406,7 @@ impl Registry {
             }
         }
         drop(tables);
-        let _ = self.events.send(ChangeEvent {
-            key: key.clone(),
-            revision: 0,
-        });
+        self.notify(key, 0);
         Ok(true)
     }
 
