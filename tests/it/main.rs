@@ -2,6 +2,7 @@
 //! 127.0.0.1 port 0 and talks to them over real sockets.
 
 mod beats;
+mod binary;
 mod dns;
 mod naming_http;
 mod readme;
