@@ -23,7 +23,7 @@ use crate::settings::Settings;
 #[derive(Debug, Error)]
 pub enum AppError {
     /// The HTTP address could not be bound.
-    #[error("cannot bind HTTP on {addr}: {source}")]
+    #[error("cannot bind HTTP on {addr}")]
     HttpBind {
         /// The address.
         addr: SocketAddr,
@@ -34,7 +34,7 @@ pub enum AppError {
     #[error(transparent)]
     Dns(#[from] DnsError),
     /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    #[error("cannot create data directory {path}")]
     DataDir {
         /// The directory.
         path: String,

@@ -43,7 +43,7 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
+            // The cause chain on one line: "cannot bind ... (hint): Permission denied".
             eprintln!("nacre: {e:#}");
             ExitCode::FAILURE
         }

@@ -32,7 +32,7 @@ use zone::ServiceZone;
 #[derive(Debug, Error)]
 pub enum DnsError {
     /// The address could not be bound.
-    #[error("cannot bind DNS {protocol} on {addr}: {source}{hint}")]
+    #[error("cannot bind DNS {protocol} on {addr}{hint}")]
     Bind {
         /// "UDP" or "TCP".
         protocol: &'static str,
