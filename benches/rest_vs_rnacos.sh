@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Nacos HTTP API throughput and memory, Nacre against r-nacos, in one session, with the
+# shared harness (../shared/bench). Runs the naming workloads on a fresh server each:
+#   mem_idle register beat list mem_100k
+# and prints both servers' figures and the ratios Nacre / r-nacos.
+#
+#   RNACOS_BIN   r-nacos binary (default /tmp/rnacos/bin/rnacos; build it once with
+#                `cargo install rnacos --version 0.8.8 --locked --root /tmp/rnacos`)
+#   NACRE_BIN    default target/release/nacre
+#   BENCH_DIR    the shared harness (default ../shared/bench from the repo root)
+# Loopback only; both servers are stopped on exit.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+ROOT=$PWD
+NACRE_BIN=${NACRE_BIN:-target/release/nacre}
+RNACOS_BIN=${RNACOS_BIN:-/tmp/rnacos/bin/rnacos}
+BENCH_DIR=${BENCH_DIR:-$ROOT/../shared/bench}
+WORKLOADS=(mem_idle register beat list mem_100k)
+[[ -x $NACRE_BIN ]] || { echo "build Nacre first: cargo build --release" >&2; exit 2; }
+[[ -x $RNACOS_BIN ]] || { echo "no r-nacos at $RNACOS_BIN (see the header of this script)" >&2; exit 2; }
+"$BENCH_DIR/setup.sh" >/dev/null
+
+TMP=$(mktemp -d)
+NACRE_PID=
+cleanup() {
+  [[ -n $NACRE_PID ]] && kill "$NACRE_PID" 2>/dev/null || true
+  RNACOS_BIN=$RNACOS_BIN "$BENCH_DIR/peers/rnacos.sh" stop >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+HTTP_PORT=$(free_port)
+"$NACRE_BIN" serve --http-addr "127.0.0.1:$HTTP_PORT" --dns-addr 127.0.0.1:0 \
+  --data-dir "$TMP/nacre" >"$TMP/nacre.log" 2>&1 &
+NACRE_PID=$!
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$HTTP_PORT/nacos/v1/console/health/liveness" >/dev/null && break
+  sleep 0.1
+done
+echo "# nacre pid $NACRE_PID on 127.0.0.1:$HTTP_PORT"
+NACOS_ADDR=127.0.0.1:$HTTP_PORT NACOS_PID=$NACRE_PID "$BENCH_DIR/run.sh" "${WORKLOADS[@]}" \
+  | tee "$TMP/nacre.txt" | grep -v '^#' | sed 's/^/nacre /'
+kill "$NACRE_PID"; NACRE_PID=
+
+RNACOS_BIN=$RNACOS_BIN "$BENCH_DIR/peers/rnacos.sh" start >/dev/null
+RPID=$(cat "${RNACOS_BENCH_DIR:-/tmp/rnacos-bench}/pid")
+sleep 3
+echo "# r-nacos pid $RPID on 127.0.0.1:${RNACOS_BENCH_PORT:-28848}"
+NACOS_ADDR=127.0.0.1:${RNACOS_BENCH_PORT:-28848} NACOS_PID=$RPID "$BENCH_DIR/run.sh" "${WORKLOADS[@]}" \
+  | tee "$TMP/rnacos.txt" | grep -v '^#' | sed 's/^/rnacos /'
+RNACOS_BIN=$RNACOS_BIN "$BENCH_DIR/peers/rnacos.sh" stop >/dev/null
+
+value() { awk -v k="$1:" '$1 == k {print $2}' "$2"; }
+for k in register beat list register_100k mem_after_100k; do
+  n=$(value "$k" "$TMP/nacre.txt"); r=$(value "$k" "$TMP/rnacos.txt")
+  [[ -n $n && -n $r ]] && python3 -c "print('ratio_${k}_nacre_over_rnacos: %.2f' % ($n / $r))"
+done
