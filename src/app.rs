@@ -63,7 +63,9 @@ impl App {
             path: settings.data.dir.display().to_string(),
             source,
         })?;
-        let registry = Arc::new(Registry::new());
+        let registry = Arc::new(Registry::with_empty_service_ttl(
+            settings.naming.empty_service_ttl_ms,
+        ));
         let naming = Arc::new(NamingService::new(registry.clone()));
         let cancel = CancellationToken::new();
 

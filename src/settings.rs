@@ -135,6 +135,10 @@ pub struct NamingSettings {
     pub expiry_tick_ms: u64,
     /// `cacheMillis` in list answers, milliseconds. Default 10000 (Nacos 2.x).
     pub cache_millis: u64,
+    /// Milliseconds a service created by registration may stay without instances
+    /// before it is removed (Nacos 2.x `nacos.naming.clean.empty-service.expired-time`).
+    /// Services created through the service API stay. Default 60000.
+    pub empty_service_ttl_ms: u64,
 }
 
 impl Default for NamingSettings {
@@ -142,6 +146,7 @@ impl Default for NamingSettings {
         Self {
             expiry_tick_ms: 500,
             cache_millis: 10_000,
+            empty_service_ttl_ms: 60_000,
         }
     }
 }

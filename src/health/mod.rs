@@ -39,6 +39,9 @@ impl BeatExpiryWorker {
             for (service, id) in &report.removed {
                 info!(%service, instance = %id, "instance removed: no beat within its delete timeout");
             }
+            for service in &report.removed_services {
+                info!(%service, "service removed: empty for longer than its empty-service TTL");
+            }
         }
     }
 }

@@ -152,50 +152,45 @@ pub fn validate_service_name(name: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// True when `value` has 1 to `max` characters, each an ASCII letter or digit or one of
+/// `extra`.
+fn is_token(value: &str, max: usize, extra: &[char]) -> bool {
+    !value.is_empty()
+        && value.len() <= max
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || extra.contains(&c))
+}
+
 /// Checks a group name: at most 128 characters of `[A-Za-z0-9-_:.]` (Nacos 2.3 checker).
 pub fn validate_group(group: &str) -> Result<(), String> {
-    if group.is_empty()
-        || group.len() > 128
-        || !group
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | ':' | '.'))
-    {
-        return Err(format!(
-            "Param 'groupName' is illegal, it must be 1-128 characters of 0-9a-zA-Z-_:. : {group}"
-        ));
+    if is_token(group, 128, &['-', '_', ':', '.']) {
+        return Ok(());
     }
-    Ok(())
+    Err(format!(
+        "Param 'groupName' is illegal, it must be 1-128 characters of 0-9a-zA-Z-_:. : {group}"
+    ))
 }
 
 /// Checks a namespace id: at most 64 characters of `[\w-]` (Nacos 2.3 checker).
 pub fn validate_namespace(namespace: &str) -> Result<(), String> {
-    if namespace.is_empty()
-        || namespace.len() > 64
-        || !namespace
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-    {
-        return Err(format!(
-            "Param 'namespaceId' is illegal, it must be 1-64 characters of 0-9a-zA-Z-_ : {namespace}"
-        ));
+    if is_token(namespace, 64, &['-', '_']) {
+        return Ok(());
     }
-    Ok(())
+    Err(format!(
+        "Param 'namespaceId' is illegal, it must be 1-64 characters of 0-9a-zA-Z-_ : {namespace}"
+    ))
 }
 
 /// Checks a cluster name against Nacos's `^[0-9a-zA-Z-]+$` (underscore is also accepted,
 /// as the 2.3 parameter checker does), at most 64 characters.
 pub fn validate_cluster(cluster: &str) -> Result<(), String> {
-    if cluster.is_empty()
-        || cluster.len() > 64
-        || !cluster
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
-    {
-        return Err(format!(
-            "Instance 'clusterName' should be characters with only 0-9a-zA-Z-. (current: {cluster})"
-        ));
+    if is_token(cluster, 64, &['-', '_']) {
+        return Ok(());
     }
-    Ok(())
+    Err(format!(
+        "Instance 'clusterName' should be characters with only 0-9a-zA-Z-. (current: {cluster})"
+    ))
 }
 
 /// The host of an instance: an IP address (answered as A/AAAA in DNS) or a host name

@@ -406,6 +406,42 @@ mod tests {
     }
 
     #[test]
+    fn empty_auto_created_services_go_after_their_ttl() {
+        let naming = NamingService::new(Arc::new(Registry::with_empty_service_ttl(1_000)));
+        let auto = ServiceKey::new("public", "DEFAULT_GROUP", "auto");
+        let kept = ServiceKey::new("public", "DEFAULT_GROUP", "kept");
+        naming
+            .create_service(
+                &kept,
+                ServiceSpec {
+                    protect_threshold: 0.0,
+                    metadata: Default::default(),
+                    selector: None,
+                },
+            )
+            .unwrap();
+        for key in [&auto, &kept] {
+            naming.register(key, spec("10.0.0.1", &[]));
+            naming.deregister(key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        }
+        let now = registry::now_millis();
+        assert!(
+            naming
+                .registry()
+                .sweep_expired(now + 500)
+                .removed_services
+                .is_empty()
+        );
+        let report = naming.registry().sweep_expired(now + 1_500);
+        assert_eq!(report.removed_services, vec![auto.clone()]);
+        assert!(naming.service(&auto).is_none());
+        assert!(
+            naming.service(&kept).is_some(),
+            "services made by the API stay"
+        );
+    }
+
+    #[test]
     fn writes_emit_one_change_event_each() {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let mut events = naming.registry().subscribe();

@@ -74,6 +74,8 @@ pub(crate) struct ServiceState {
     pub(crate) instances: BTreeMap<InstanceKey, Slot>,
     /// Cluster names in use, shared by every instance of a cluster.
     clusters: Vec<Arc<str>>,
+    /// When the service last lost its last instance, milliseconds since the epoch.
+    emptied_at_ms: u64,
 }
 
 impl ServiceState {
@@ -101,12 +103,13 @@ struct CellState {
     data: ServiceState,
 }
 
-/// An expiry deadline: which instance of which service to look at, and when.
-/// Ordered by time only; holds `Arc`s, so an entry costs no allocation.
+/// An expiry deadline: which instance of which service to look at, and when; with no
+/// instance, whether the service itself is empty and may go. Ordered by time only;
+/// holds `Arc`s, so an entry costs no allocation.
 struct Due {
     at_ms: u64,
     cell: Arc<ServiceCell>,
-    instance: Arc<Instance>,
+    instance: Option<Arc<Instance>>,
 }
 
 impl PartialEq for Due {
@@ -148,7 +151,7 @@ impl WriteCtx<'_> {
         self.registry.expiry.lock().push(Reverse(Due {
             at_ms,
             cell: self.cell.clone(),
-            instance: slot.instance.clone(),
+            instance: Some(slot.instance.clone()),
         }));
     }
 }
@@ -170,6 +173,8 @@ pub(crate) enum Outcome<R> {
 /// What a sweep of the expiry queue did.
 #[derive(Debug, Default, PartialEq)]
 pub struct SweepReport {
+    /// Services removed because they stayed empty (auto-created ones only).
+    pub removed_services: Vec<ServiceKey>,
     /// Instances that turned unhealthy, `(service, instance id)`.
     pub unhealthy: Vec<(ServiceKey, String)>,
     /// Instances removed, `(service, instance id)`.
@@ -178,6 +183,8 @@ pub struct SweepReport {
 
 /// The registry table. Cloning is not offered: share it in an `Arc`.
 pub struct Registry {
+    /// Milliseconds an auto-created service may stay empty before it is removed.
+    empty_service_ttl_ms: u64,
     tables: RwLock<Tables>,
     expiry: Mutex<BinaryHeap<Reverse<Due>>>,
     events: broadcast::Sender<ChangeEvent>,
@@ -190,11 +197,22 @@ impl Default for Registry {
     }
 }
 
+/// How long an auto-created service may stay empty, as Nacos 2.x
+/// `nacos.naming.clean.empty-service.expired-time` (60 s).
+pub const DEFAULT_EMPTY_SERVICE_TTL_MS: u64 = 60_000;
+
 impl Registry {
-    /// An empty registry.
+    /// An empty registry; empty auto-created services go after 60 s.
     pub fn new() -> Self {
+        Self::with_empty_service_ttl(DEFAULT_EMPTY_SERVICE_TTL_MS)
+    }
+
+    /// An empty registry whose auto-created services are removed once they have been
+    /// empty for `ttl_ms` milliseconds. Services created through the service API stay.
+    pub fn with_empty_service_ttl(ttl_ms: u64) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
+            empty_service_ttl_ms: ttl_ms,
             tables: RwLock::new(Tables::default()),
             expiry: Mutex::new(BinaryHeap::new()),
             events,
@@ -310,6 +328,14 @@ impl Registry {
         let outcome = f(&mut state.data, &ctx);
         let after = state.data.instances.len();
         self.adjust_count(before, after);
+        if before > 0 && after == 0 && !state.data.meta.explicit {
+            state.data.emptied_at_ms = ctx.now;
+            self.expiry.lock().push(Reverse(Due {
+                at_ms: ctx.now + self.empty_service_ttl_ms,
+                cell: cell.clone(),
+                instance: None,
+            }));
+        }
         match outcome {
             Outcome::Unchanged(r) => r,
             Outcome::Changed(r) => {
@@ -361,6 +387,7 @@ impl Registry {
                 meta: ServiceMeta::default(),
                 instances: BTreeMap::new(),
                 clusters: Vec::new(),
+                emptied_at_ms: 0,
             },
         };
         let cell = Arc::new(ServiceCell {
@@ -410,6 +437,31 @@ impl Registry {
         Ok(true)
     }
 
+    /// Removes an auto-created service that has had no instance since its deadline was
+    /// set (a registration in between cancels it: the service is not empty, or was
+    /// emptied again later and has a later deadline).
+    fn remove_if_still_empty(
+        &self,
+        cell: &Arc<ServiceCell>,
+        now_ms: u64,
+        report: &mut SweepReport,
+    ) {
+        let removable = |state: &ServiceState| {
+            state.instances.is_empty()
+                && !state.meta.explicit
+                && state.emptied_at_ms + self.empty_service_ttl_ms <= now_ms
+        };
+        if self
+            .remove_service(
+                &cell.key,
+                |state| if removable(state) { Ok(()) } else { Err(()) },
+            )
+            .unwrap_or(false)
+        {
+            report.removed_services.push(cell.key.clone());
+        }
+    }
+
     /// Pops every expiry deadline that has passed at `now_ms` and applies the beat
     /// rules (as Nacos `ClientBeatCheckTask`): past the beat timeout an instance turns
     /// unhealthy, past the delete timeout it is removed; otherwise it is queued again at
@@ -425,7 +477,11 @@ impl Registry {
                 }
             };
             let Some(due) = due else { break };
-            let instance_key = due.instance.key();
+            let Some(instance) = &due.instance else {
+                self.remove_if_still_empty(&due.cell, now_ms, &mut report);
+                continue;
+            };
+            let instance_key = instance.key();
             let service = due.cell.key.clone();
             self.update_cell(&due.cell, |state, ctx| {
                 let Some(slot) = state.instances.get_mut(&instance_key) else {

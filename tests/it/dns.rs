@@ -453,3 +453,36 @@ async fn random_and_truncated_packets_leave_the_server_answering() {
     assert_eq!(resp.metadata.response_code, ResponseCode::FormErr);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn an_emptied_service_answers_nodata_then_nxdomain_once_cleaned_up() {
+    let server = TestServer::start_with(|s| s.naming.empty_service_ttl_ms = 300).await;
+    server.register("brief", "10.7.0.1", 80, &[]).await;
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            "/nacos/v1/ns/instance",
+            &[("serviceName", "brief"), ("ip", "10.7.0.1"), ("port", "80")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let name = "brief.DEFAULT_GROUP.svc.";
+    let mut client = udp_client(server.dns_addr()).await;
+    let nodata = query(&mut client, name, RecordType::A).await;
+    assert_eq!(nodata.metadata.response_code, ResponseCode::NoError);
+    assert!(nodata.answers.is_empty());
+    wait_until(
+        Duration::from_secs(5),
+        "the empty service is removed",
+        || async {
+            let mut c = udp_client(server.dns_addr()).await;
+            query(&mut c, name, RecordType::A)
+                .await
+                .metadata
+                .response_code
+                == ResponseCode::NXDomain
+        },
+    )
+    .await;
+    server.shutdown().await;
+}

@@ -49,15 +49,7 @@ impl TestServer {
 
     /// Sends a request with parameters in the query string; returns status and body.
     pub async fn call(&self, method: Method, path: &str, query: &[(&str, &str)]) -> (u16, String) {
-        let resp = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .query(query)
-            .send()
-            .await
-            .expect("http request");
-        let status = resp.status().as_u16();
-        (status, resp.text().await.expect("body"))
+        self.send(self.request(method, path).query(query)).await
     }
 
     /// Sends a request with parameters in a form body.
@@ -67,13 +59,15 @@ impl TestServer {
         path: &str,
         form: &[(&str, &str)],
     ) -> (u16, String) {
-        let resp = self
-            .http
-            .request(method, format!("{}{}", self.base, path))
-            .form(form)
-            .send()
-            .await
-            .expect("http request");
+        self.send(self.request(method, path).form(form)).await
+    }
+
+    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+        self.http.request(method, format!("{}{}", self.base, path))
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, String) {
+        let resp = request.send().await.expect("http request");
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("body"))
     }
