@@ -82,10 +82,11 @@ async fn silent_instance_goes_unhealthy_then_is_removed_and_dns_follows() {
 
     // The removed instance's light beat now asks the client to register again.
     let (_, body) = server
-        .call(
+        .instance(
             Method::PUT,
             "/nacos/v1/ns/instance/beat",
-            &[("serviceName", "beaty"), ("ip", "10.5.0.1"), ("port", "80")],
+            ("beaty", "10.5.0.1", "80"),
+            &[],
         )
         .await;
     assert!(body.contains("20404"), "{body}");
@@ -117,14 +118,11 @@ async fn a_beat_revives_an_unhealthy_instance() {
     })
     .await;
     let (status, body) = server
-        .call(
+        .instance(
             Method::PUT,
             "/nacos/v1/ns/instance/beat",
-            &[
-                ("serviceName", "phoenix"),
-                ("ip", "10.6.0.1"),
-                ("port", "80"),
-            ],
+            ("phoenix", "10.6.0.1", "80"),
+            &[],
         )
         .await;
     assert_eq!(status, 200);

@@ -75,28 +75,20 @@ async fn a_and_srv_answer_only_healthy_enabled_weighted_instances() {
 
     // Disabling an instance and setting a weight to 0 take them out of DNS at once.
     let (status, body) = server
-        .call(
+        .instance(
             Method::PUT,
             "/nacos/v1/ns/instance",
-            &[
-                ("serviceName", "stock"),
-                ("ip", "10.0.0.1"),
-                ("port", "8080"),
-                ("enabled", "false"),
-            ],
+            ("stock", "10.0.0.1", "8080"),
+            &[("enabled", "false")],
         )
         .await;
     assert_eq!((status, body.as_str()), (200, "ok"));
     let (status, _) = server
-        .call(
+        .instance(
             Method::PATCH,
             "/nacos/v1/ns/instance",
-            &[
-                ("serviceName", "stock"),
-                ("ip", "10.0.0.4"),
-                ("port", "8083"),
-                ("weight", "3"),
-            ],
+            ("stock", "10.0.0.4", "8083"),
+            &[("weight", "3")],
         )
         .await;
     assert_eq!(status, 200);
@@ -106,14 +98,11 @@ async fn a_and_srv_answer_only_healthy_enabled_weighted_instances() {
 
     // Deregistration removes it.
     let (status, _) = server
-        .call(
+        .instance(
             Method::DELETE,
             "/nacos/v1/ns/instance",
-            &[
-                ("serviceName", "stock"),
-                ("ip", "10.0.0.2"),
-                ("port", "8081"),
-            ],
+            ("stock", "10.0.0.2", "8081"),
+            &[],
         )
         .await;
     assert_eq!(status, 200);
@@ -459,10 +448,11 @@ async fn an_emptied_service_answers_nodata_then_nxdomain_once_cleaned_up() {
     let server = TestServer::start_with(|s| s.naming.empty_service_ttl_ms = 300).await;
     server.register("brief", "10.7.0.1", 80, &[]).await;
     let (status, _) = server
-        .call(
+        .instance(
             Method::DELETE,
             "/nacos/v1/ns/instance",
-            &[("serviceName", "brief"), ("ip", "10.7.0.1"), ("port", "80")],
+            ("brief", "10.7.0.1", "80"),
+            &[],
         )
         .await;
     assert_eq!(status, 200);

@@ -67,14 +67,11 @@ async fn register_list_and_deregister_as_nacos_answers() {
     assert_eq!(c1["clusters"], "c1");
 
     let (status, body) = server
-        .call(
+        .instance(
             Method::GET,
             "/nacos/v1/ns/instance",
-            &[
-                ("serviceName", "orders"),
-                ("ip", "10.0.0.2"),
-                ("port", "8080"),
-            ],
+            ("orders", "10.0.0.2", "8080"),
+            &[],
         )
         .await;
     assert_eq!(status, 200);
@@ -83,39 +80,30 @@ async fn register_list_and_deregister_as_nacos_answers() {
     assert_eq!(detail["weight"], 3.5);
 
     let (status, _) = server
-        .call(
+        .instance(
             Method::DELETE,
             "/nacos/v1/ns/instance",
-            &[
-                ("serviceName", "orders"),
-                ("ip", "10.0.0.2"),
-                ("port", "8080"),
-            ],
+            ("orders", "10.0.0.2", "8080"),
+            &[],
         )
         .await;
     assert_eq!(status, 200);
     // Deregistering what is not there is still ok.
     let (status, body) = server
-        .call(
+        .instance(
             Method::DELETE,
             "/nacos/v1/ns/instance",
-            &[
-                ("serviceName", "nothing"),
-                ("ip", "10.0.0.2"),
-                ("port", "8080"),
-            ],
+            ("nothing", "10.0.0.2", "8080"),
+            &[],
         )
         .await;
     assert_eq!((status, body.as_str()), (200, "ok"));
     let (status, body) = server
-        .call(
+        .instance(
             Method::GET,
             "/nacos/v1/ns/instance",
-            &[
-                ("serviceName", "orders"),
-                ("ip", "10.0.0.2"),
-                ("port", "8080"),
-            ],
+            ("orders", "10.0.0.2", "8080"),
+            &[],
         )
         .await;
     assert_eq!(status, 404, "{body}");
@@ -131,14 +119,11 @@ async fn beat_contract_matches_nacos() {
     let server = TestServer::start().await;
     // Unknown instance without beat JSON: 20404 so the client registers again.
     let (status, body) = server
-        .call(
+        .instance(
             Method::PUT,
             "/nacos/v1/ns/instance/beat",
-            &[
-                ("serviceName", "DEFAULT_GROUP@@pay"),
-                ("ip", "10.0.0.7"),
-                ("port", "9000"),
-            ],
+            ("DEFAULT_GROUP@@pay", "10.0.0.7", "9000"),
+            &[],
         )
         .await;
     assert_eq!(status, 200);
@@ -169,10 +154,11 @@ async fn beat_contract_matches_nacos() {
 
     // A light beat now finds it.
     let (_, body) = server
-        .call(
+        .instance(
             Method::PUT,
             "/nacos/v1/ns/instance/beat",
-            &[("serviceName", "pay"), ("ip", "10.0.0.7"), ("port", "9000")],
+            ("pay", "10.0.0.7", "9000"),
+            &[],
         )
         .await;
     let reply: Value = serde_json::from_str(&body).unwrap();

@@ -72,6 +72,20 @@ impl TestServer {
         (status, resp.text().await.expect("body"))
     }
 
+    /// Calls `/nacos/v1/ns/instance` (or a path below it) for one instance, with
+    /// `serviceName`, `ip`, `port` and `extra` in the query string.
+    pub async fn instance(
+        &self,
+        method: Method,
+        path: &str,
+        (service, ip, port): (&str, &str, &str),
+        extra: &[(&str, &str)],
+    ) -> (u16, String) {
+        let mut params = vec![("serviceName", service), ("ip", ip), ("port", port)];
+        params.extend_from_slice(extra);
+        self.call(method, path, &params).await
+    }
+
     pub async fn register(&self, service: &str, ip: &str, port: u16, extra: &[(&str, &str)]) {
         let port = port.to_string();
         let mut params = vec![
