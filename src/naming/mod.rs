@@ -150,7 +150,7 @@ impl NamingService {
                 }
             };
             if ephemeral {
-                ctx.schedule_expiry(slot, now + timeout + 1);
+                ctx.schedule_expiry(slot, now.saturating_add(timeout).saturating_add(1));
             }
             if changed {
                 Outcome::Changed(())
@@ -221,7 +221,9 @@ impl NamingService {
             slot.last_beat_ms = now;
             let interval_ms = slot.instance.beat_interval_ms();
             if slot.instance.ephemeral {
-                let at = now + slot.instance.beat_timeout_ms() + 1;
+                let at = now
+                    .saturating_add(slot.instance.beat_timeout_ms())
+                    .saturating_add(1);
                 ctx.schedule_expiry(slot, at);
             }
             if slot.instance.healthy {
@@ -439,6 +441,24 @@ mod tests {
             naming.service(&kept).is_some(),
             "services made by the API stay"
         );
+    }
+
+    #[test]
+    fn huge_timeouts_from_metadata_do_not_overflow() {
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "forever");
+        let max = u64::MAX.to_string();
+        naming.register(
+            &key,
+            spec(
+                "10.0.0.1",
+                &[(META_BEAT_TIMEOUT, &max), (META_DELETE_TIMEOUT, &max)],
+            ),
+        );
+        naming.beat(&key, &ikey("10.0.0.1"), None);
+        let report = naming.registry().sweep_expired(u64::MAX);
+        assert!(report.unhealthy.is_empty() && report.removed.is_empty());
+        assert!(naming.service(&key).unwrap().instances[0].healthy);
     }
 
     #[test]

@@ -331,7 +331,7 @@ impl Registry {
         if before > 0 && after == 0 && !state.data.meta.explicit {
             state.data.emptied_at_ms = ctx.now;
             self.expiry.lock().push(Reverse(Due {
-                at_ms: ctx.now + self.empty_service_ttl_ms,
+                at_ms: ctx.now.saturating_add(self.empty_service_ttl_ms),
                 cell: cell.clone(),
                 instance: None,
             }));
@@ -449,7 +449,10 @@ impl Registry {
         let removable = |state: &ServiceState| {
             state.instances.is_empty()
                 && !state.meta.explicit
-                && state.emptied_at_ms + self.empty_service_ttl_ms <= now_ms
+                && state
+                    .emptied_at_ms
+                    .saturating_add(self.empty_service_ttl_ms)
+                    <= now_ms
         };
         if self
             .remove_service(
@@ -468,15 +471,19 @@ impl Registry {
     /// its next deadline. Only ephemeral instances are ever queued.
     pub fn sweep_expired(&self, now_ms: u64) -> SweepReport {
         let mut report = SweepReport::default();
-        loop {
-            let due = {
-                let mut queue = self.expiry.lock();
-                match queue.peek() {
-                    Some(Reverse(d)) if d.at_ms <= now_ms => queue.pop().map(|r| r.0),
-                    _ => None,
+        // Take this sweep's batch first: entries re-queued while processing it wait for
+        // the next sweep, so a deadline that saturates at `u64::MAX` cannot spin here.
+        let batch: Vec<Due> = {
+            let mut queue = self.expiry.lock();
+            let mut batch = Vec::new();
+            while queue.peek().is_some_and(|Reverse(d)| d.at_ms <= now_ms) {
+                if let Some(Reverse(due)) = queue.pop() {
+                    batch.push(due);
                 }
-            };
-            let Some(due) = due else { break };
+            }
+            batch
+        };
+        for due in batch {
             let Some(instance) = &due.instance else {
                 self.remove_if_still_empty(&due.cell, now_ms, &mut report);
                 continue;
@@ -497,7 +504,10 @@ impl Registry {
                         .push((service.clone(), inst.instance_id(&service)));
                     return Outcome::Changed(());
                 }
-                let delete_at = slot.last_beat_ms + inst.delete_timeout_ms() + 1;
+                let delete_at = slot
+                    .last_beat_ms
+                    .saturating_add(inst.delete_timeout_ms())
+                    .saturating_add(1);
                 if silent > inst.beat_timeout_ms() {
                     ctx.schedule_expiry(slot, delete_at);
                     if inst.healthy {
@@ -512,7 +522,9 @@ impl Registry {
                     return Outcome::Unchanged(());
                 }
                 let next = if inst.healthy {
-                    slot.last_beat_ms + inst.beat_timeout_ms() + 1
+                    slot.last_beat_ms
+                        .saturating_add(inst.beat_timeout_ms())
+                        .saturating_add(1)
                 } else {
                     delete_at
                 };
