@@ -65,6 +65,11 @@ impl<'a> QueryView<'a> {
         &self.lower[..self.lower_len]
     }
 
+    /// The whole packet.
+    pub fn packet(&self) -> &'a [u8] {
+        self.packet
+    }
+
     /// Raw question section bytes (name, type, class) as the client sent them.
     pub fn question(&self) -> &'a [u8] {
         &self.packet[HEADER_LEN..self.question_end]
@@ -222,6 +227,8 @@ pub struct Prepared {
     pub body: Vec<u8>,
     /// Present when the answer section may be reordered per query.
     pub shuffle: Option<Shuffle>,
+    /// The encoder had to drop records (the answer exceeds 65535 bytes): send TC.
+    pub truncated: bool,
 }
 
 /// Per-query options of a response.
@@ -272,6 +279,9 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
         _ => {
             if prepared.body.len() <= room {
                 out.extend_from_slice(&prepared.body);
+                if prepared.truncated {
+                    flags |= 0x0200;
+                }
             } else {
                 flags |= 0x0200;
                 counts = [0, 0, 0];

@@ -168,8 +168,8 @@ impl ServiceZone {
         let qname = match name_from_wire(query.lower_name()) {
             Some(n) => n,
             None => {
-                if let Some(resp) = wire::error_response(&[], &[], 2) {
-                    out.clear();
+                out.clear();
+                if let Some(resp) = wire::error_response(query.packet(), query.question(), 2) {
                     out.extend_from_slice(&resp);
                 }
                 return;
@@ -366,11 +366,6 @@ impl ServiceZone {
         let weights = answer.weights.clone();
         let rcode = u16::from(answer.rcode) as u8 & 0xF;
         let msg = self.message(qname, qtype, answer);
-        let counts = [
-            msg.answers.len() as u16,
-            msg.authorities.len() as u16,
-            msg.additionals.len() as u16,
-        ];
         let question_len = wire_len(qname) + 4;
         let bytes = match msg.to_vec() {
             Ok(b) if b.len() >= wire::HEADER_LEN + question_len => b,
@@ -380,13 +375,24 @@ impl ServiceZone {
                     counts: [0; 3],
                     body: Vec::new(),
                     shuffle: None,
+                    truncated: false,
                 };
             }
         };
+        // The counts and TC bit as encoded: past 65535 bytes hickory drops records.
+        let count = |at: usize| u16::from_be_bytes([bytes[at], bytes[at + 1]]);
+        let counts = [count(6), count(8), count(10)];
+        let truncated = bytes[2] & 0x02 != 0;
         let body = bytes[wire::HEADER_LEN + question_len..].to_vec();
         let shuffle = weights.and_then(|weights| {
             let n = weights.len();
-            if n == 0 || counts[1] != 0 || counts[2] != 0 || body.len() % n != 0 {
+            if n == 0
+                || truncated
+                || usize::from(counts[0]) != n
+                || counts[1] != 0
+                || counts[2] != 0
+                || body.len() % n != 0
+            {
                 return None;
             }
             let record_len = body.len() / n;
@@ -405,6 +411,7 @@ impl ServiceZone {
             counts,
             body,
             shuffle,
+            truncated,
         }
     }
 

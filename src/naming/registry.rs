@@ -39,7 +39,8 @@ pub fn now_millis() -> u64 {
 pub struct ChangeEvent {
     /// The service that changed.
     pub key: ServiceKey,
-    /// Its revision after the change; 0 when the service was removed.
+    /// Its revision after the change (registry-wide, increasing); 0 when the service
+    /// was removed.
     pub revision: u64,
 }
 
@@ -48,7 +49,8 @@ pub struct ChangeEvent {
 pub struct ServiceSnapshot {
     /// The service's key.
     pub key: ServiceKey,
-    /// Revision, bumped on every visible change; starts at 1.
+    /// Revision, raised on every visible change; drawn from a registry-wide counter, so
+    /// it never repeats, even for a service removed and created again.
     pub revision: u64,
     /// Service-level settings.
     pub meta: ServiceMeta,
@@ -183,6 +185,9 @@ pub struct SweepReport {
 
 /// The registry table. Cloning is not offered: share it in an `Arc`.
 pub struct Registry {
+    /// Source of revisions, shared by all services so that a service removed and
+    /// created again never repeats a revision a cache may still hold.
+    revisions: AtomicU64,
     /// Milliseconds an auto-created service may stay empty before it is removed.
     empty_service_ttl_ms: u64,
     tables: RwLock<Tables>,
@@ -212,6 +217,7 @@ impl Registry {
     pub fn with_empty_service_ttl(ttl_ms: u64) -> Self {
         let (events, _) = broadcast::channel(4096);
         Self {
+            revisions: AtomicU64::new(0),
             empty_service_ttl_ms: ttl_ms,
             tables: RwLock::new(Tables::default()),
             expiry: Mutex::new(BinaryHeap::new()),
@@ -339,7 +345,7 @@ impl Registry {
         match outcome {
             Outcome::Unchanged(r) => r,
             Outcome::Changed(r) => {
-                state.revision += 1;
+                state.revision = self.next_revision();
                 let revision = state.revision;
                 cell.dirty.store(true, Ordering::Release);
                 drop(state);
@@ -347,6 +353,10 @@ impl Registry {
                 r
             }
         }
+    }
+
+    fn next_revision(&self) -> u64 {
+        self.revisions.fetch_add(1, Ordering::Relaxed) + 1
     }
 
     /// Sends a change event, without building one when nobody listens.
@@ -380,8 +390,9 @@ impl Registry {
         if let Some(cell) = tables.services.get(key) {
             return Some(cell.clone());
         }
+        let revision = self.next_revision();
         let state = CellState {
-            revision: 1,
+            revision,
             removed: false,
             data: ServiceState {
                 meta: ServiceMeta::default(),
@@ -402,7 +413,7 @@ impl Registry {
             .entry(key.folded())
             .or_insert_with(|| key.clone());
         drop(tables);
-        self.notify(key, 1);
+        self.notify(key, revision);
         Some(cell)
     }
 
