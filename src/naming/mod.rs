@@ -144,7 +144,7 @@ impl NamingService {
                     let slot = state.instances.entry(ikey).or_insert(Slot {
                         instance: Arc::new(instance),
                         last_beat_ms: now,
-                        queued: false,
+                        due: None,
                     });
                     (slot, true)
                 }
@@ -459,6 +459,36 @@ mod tests {
         let report = naming.registry().sweep_expired(u64::MAX);
         assert!(report.unhealthy.is_empty() && report.removed.is_empty());
         assert!(naming.service(&key).unwrap().instances[0].healthy);
+    }
+
+    #[test]
+    fn restarts_do_not_pile_up_expiry_entries_and_shorter_timeouts_apply() {
+        let naming = NamingService::new(Arc::new(Registry::with_empty_service_ttl(1_000)));
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "restarts");
+        for _ in 0..10 {
+            naming.register(&key, spec("10.0.0.1", &[]));
+            naming.deregister(&key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        }
+        naming.register(&key, spec("10.0.0.1", &[]));
+        // Past the 15 s beat timeout every stale entry (and every empty-service check)
+        // is dropped when it pops; the one live entry turns the instance unhealthy and
+        // is queued again for its delete deadline.
+        let report = naming
+            .registry()
+            .sweep_expired(registry::now_millis() + 16_000);
+        assert_eq!(report.unhealthy.len(), 1, "{report:?}");
+        assert_eq!(naming.registry().queued_expiries(), 1);
+
+        // Re-registering with a shorter timeout takes effect before the old deadline.
+        let short = [(META_BEAT_TIMEOUT, "100"), (META_DELETE_TIMEOUT, "60000")];
+        let mut s = spec("10.0.0.1", &short);
+        s.metadata
+            .insert(crate::model::META_BEAT_INTERVAL.into(), "50".into());
+        naming.register(&key, s);
+        let report = naming
+            .registry()
+            .sweep_expired(registry::now_millis() + 500);
+        assert_eq!(report.unhealthy.len(), 1, "{report:?}");
     }
 
     #[test]

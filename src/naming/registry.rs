@@ -65,9 +65,14 @@ pub(crate) struct Slot {
     pub(crate) instance: Arc<Instance>,
     /// Last beat (or registration), milliseconds since the epoch.
     pub(crate) last_beat_ms: u64,
-    /// Whether the expiry queue holds an entry for this slot.
-    pub(crate) queued: bool,
+    /// The queue entry that counts for this slot, `(sequence, deadline)`; entries
+    /// with another sequence are stale and skipped.
+    pub(crate) due: Option<(u64, u64)>,
 }
+
+/// The latest a deadline is queued ahead: a later one is checked (and re-queued) then,
+/// so entries left by deregistered instances with huge timeouts do not pile up.
+const MAX_QUEUE_AHEAD_MS: u64 = 3_600_000;
 
 /// The writable state of one service. Only the naming module mutates it, through
 /// [`Registry::update`].
@@ -110,6 +115,8 @@ struct CellState {
 /// holds `Arc`s, so an entry costs no allocation.
 struct Due {
     at_ms: u64,
+    /// Matches `Slot::due` while this entry is the one that counts.
+    seq: u64,
     cell: Arc<ServiceCell>,
     instance: Option<Arc<Instance>>,
 }
@@ -144,14 +151,19 @@ pub(crate) struct WriteCtx<'a> {
 }
 
 impl WriteCtx<'_> {
-    /// Puts an instance on the expiry queue at `at_ms`, unless it is queued already.
+    /// Puts an instance on the expiry queue at `at_ms` (at most an hour ahead), unless
+    /// an entry at that time or earlier is pending; an earlier deadline replaces a later
+    /// one, which becomes stale.
     pub(crate) fn schedule_expiry(&self, slot: &mut Slot, at_ms: u64) {
-        if slot.queued {
+        let at_ms = at_ms.min(self.now.saturating_add(MAX_QUEUE_AHEAD_MS));
+        if slot.due.is_some_and(|(_, pending)| pending <= at_ms) {
             return;
         }
-        slot.queued = true;
+        let seq = self.registry.expiry_seq.fetch_add(1, Ordering::Relaxed);
+        slot.due = Some((seq, at_ms));
         self.registry.expiry.lock().push(Reverse(Due {
             at_ms,
+            seq,
             cell: self.cell.clone(),
             instance: Some(slot.instance.clone()),
         }));
@@ -185,6 +197,8 @@ pub struct SweepReport {
 
 /// The registry table. Cloning is not offered: share it in an `Arc`.
 pub struct Registry {
+    /// Sequence numbers of expiry entries.
+    expiry_seq: AtomicU64,
     /// Source of revisions, shared by all services so that a service removed and
     /// created again never repeats a revision a cache may still hold.
     revisions: AtomicU64,
@@ -218,6 +232,7 @@ impl Registry {
         let (events, _) = broadcast::channel(4096);
         Self {
             revisions: AtomicU64::new(0),
+            expiry_seq: AtomicU64::new(1),
             empty_service_ttl_ms: ttl_ms,
             tables: RwLock::new(Tables::default()),
             expiry: Mutex::new(BinaryHeap::new()),
@@ -265,6 +280,11 @@ impl Registry {
     /// Number of services.
     pub fn service_count(&self) -> usize {
         self.tables.read().services.len()
+    }
+
+    /// Number of entries in the expiry queue (stale ones included until they pop).
+    pub fn queued_expiries(&self) -> usize {
+        self.expiry.lock().len()
     }
 
     /// Number of instances in all services.
@@ -338,6 +358,7 @@ impl Registry {
             state.data.emptied_at_ms = ctx.now;
             self.expiry.lock().push(Reverse(Due {
                 at_ms: ctx.now.saturating_add(self.empty_service_ttl_ms),
+                seq: 0,
                 cell: cell.clone(),
                 instance: None,
             }));
@@ -505,8 +526,15 @@ impl Registry {
                 let Some(slot) = state.instances.get_mut(&instance_key) else {
                     return Outcome::Unchanged(());
                 };
-                slot.queued = false;
+                if slot.due.map(|(seq, _)| seq) != Some(due.seq) {
+                    // Stale: the slot was re-registered or re-queued since.
+                    return Outcome::Unchanged(());
+                }
+                slot.due = None;
                 let inst = slot.instance.clone();
+                if !inst.ephemeral {
+                    return Outcome::Unchanged(());
+                }
                 let silent = now_ms.saturating_sub(slot.last_beat_ms);
                 if silent > inst.delete_timeout_ms() {
                     state.instances.remove(&instance_key);
