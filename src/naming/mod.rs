@@ -254,8 +254,11 @@ impl NamingService {
     }
 
     /// Creates a service through the service API (`POST /ns/service`). Errors when it
-    /// exists already with explicit settings.
+    /// exists already, also when registration created it (Nacos 2.x).
     pub fn create_service(&self, key: &ServiceKey, spec: ServiceSpec) -> Result<(), NamingError> {
+        if self.registry.snapshot(key).is_some() {
+            return Err(NamingError::ServiceExists(key.clone()));
+        }
         let created = self.registry.update(key, true, |state, _| {
             if state.meta.explicit {
                 return Outcome::Unchanged(false);

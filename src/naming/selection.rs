@@ -20,7 +20,8 @@ pub struct ListSelection {
 /// keep enabled instances of the requested clusters (all clusters when `clusters` is
 /// empty); with `healthy_only`, keep the healthy ones; then, only for a service that has
 /// service metadata (created or updated through the service API), when
-/// `healthy / total <= protectThreshold` report every kept instance as healthy.
+/// `healthy / total <= protectThreshold` over the kept instances (so after the
+/// `healthy_only` filter, as 2.x does) report every kept instance as healthy.
 pub fn select_for_list(
     snapshot: &ServiceSnapshot,
     clusters: &[&str],
@@ -31,13 +32,13 @@ pub fn select_for_list(
         .iter()
         .filter(|i| i.enabled && (clusters.is_empty() || clusters.contains(&&*i.cluster)))
         .collect();
-    let total = in_clusters.len();
-    let healthy = in_clusters.iter().filter(|i| i.healthy).count();
     let kept: Vec<&Arc<Instance>> = if healthy_only {
         in_clusters.into_iter().filter(|i| i.healthy).collect()
     } else {
         in_clusters
     };
+    let total = kept.len();
+    let healthy = kept.iter().filter(|i| i.healthy).count();
     let threshold = snapshot.meta.protect_threshold.max(0.0) as f64;
     let protected =
         snapshot.meta.explicit && total > 0 && (healthy as f64 / total as f64) <= threshold;

@@ -349,6 +349,19 @@ async fn service_api_creates_updates_lists_and_removes() {
     assert!(body.contains("already exists"), "{body}");
     create("beta").await;
     create("gamma").await;
+    // A service that registration created exists too (Nacos 2.x).
+    server
+        .register("auto", "10.0.0.9", 80, &[("namespaceId", "scratch")])
+        .await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "auto"), ("namespaceId", "scratch")],
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("already exists"), "{body}");
 
     let (status, body) = server
         .call(
