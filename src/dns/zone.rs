@@ -62,6 +62,9 @@ struct ZoneAnswer {
 }
 
 struct Cached {
+    /// The registry's service-set generation when the name was resolved: a created or
+    /// removed service may change which service a name means.
+    generation: u64,
     /// The service and revision this answer was built from; `None` for the apex.
     source: Option<(ServiceKey, u64)>,
     prepared: Prepared,
@@ -158,6 +161,7 @@ impl ServiceZone {
             wire::assemble(query, &cached.prepared, reply, out);
             return;
         }
+        let generation = self.registry.generation();
         let labels: Vec<&[u8]> = query.labels().take(labels_below).collect();
         let target = self.resolve(&labels);
         let source = match &target {
@@ -184,7 +188,14 @@ impl ServiceZone {
             if cache.len() >= CACHE_LIMIT {
                 cache.clear();
             }
-            cache.insert(key.into(), Arc::new(Cached { source, prepared }));
+            cache.insert(
+                key.into(),
+                Arc::new(Cached {
+                    generation,
+                    source,
+                    prepared,
+                }),
+            );
         }
     }
 
@@ -200,6 +211,9 @@ impl ServiceZone {
     }
 
     fn is_current(&self, cached: &Cached) -> bool {
+        if cached.generation != self.registry.generation() {
+            return false;
+        }
         match &cached.source {
             None => true,
             Some((key, revision)) => self

@@ -199,6 +199,9 @@ pub struct SweepReport {
 pub struct Registry {
     /// Sequence numbers of expiry entries.
     expiry_seq: AtomicU64,
+    /// Bumped whenever a service is created or removed: which service a (folded) name
+    /// resolves to can change only then.
+    generation: AtomicU64,
     /// Source of revisions, shared by all services so that a service removed and
     /// created again never repeats a revision a cache may still hold.
     revisions: AtomicU64,
@@ -233,6 +236,7 @@ impl Registry {
         Self {
             revisions: AtomicU64::new(0),
             expiry_seq: AtomicU64::new(1),
+            generation: AtomicU64::new(0),
             empty_service_ttl_ms: ttl_ms,
             tables: RwLock::new(Tables::default()),
             expiry: Mutex::new(BinaryHeap::new()),
@@ -280,6 +284,12 @@ impl Registry {
     /// Number of services.
     pub fn service_count(&self) -> usize {
         self.tables.read().services.len()
+    }
+
+    /// The service-set generation: changes whenever a service is created or removed,
+    /// so a cache of name-to-service resolutions is valid while it stays the same.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
     }
 
     /// Number of entries in the expiry queue (stale ones included until they pop).
@@ -429,6 +439,7 @@ impl Registry {
             dirty: AtomicBool::new(false),
         });
         tables.services.insert(key.clone(), cell.clone());
+        self.generation.fetch_add(1, Ordering::AcqRel);
         tables
             .folded
             .entry(key.folded())
@@ -455,6 +466,7 @@ impl Registry {
         self.adjust_count(state.data.instances.len(), 0);
         drop(state);
         tables.services.remove(key);
+        self.generation.fetch_add(1, Ordering::AcqRel);
         let folded = key.folded();
         if tables.folded.get(&folded) == Some(key) {
             tables.folded.remove(&folded);

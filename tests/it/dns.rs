@@ -476,3 +476,21 @@ async fn an_emptied_service_answers_nodata_then_nxdomain_once_cleaned_up() {
     .await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_cached_answer_follows_a_new_service_that_takes_over_the_name() {
+    let server = TestServer::start().await;
+    // `a.b.c.svc.` is first service `a.b` of group `c` in namespace public ...
+    server.register("c@@a.b", "10.8.0.1", 80, &[]).await;
+    let mut client = udp_client(server.dns_addr()).await;
+    let name = "a.b.c.svc.";
+    let first = query(&mut client, name, RecordType::A).await;
+    assert_eq!(addresses(&first.answers), vec!["10.8.0.1"]);
+    // ... until service `a` of group `b` in namespace `c` exists: the namespace form wins.
+    server
+        .register("b@@a", "10.8.0.2", 80, &[("namespaceId", "c")])
+        .await;
+    let second = query(&mut client, name, RecordType::A).await;
+    assert_eq!(addresses(&second.answers), vec!["10.8.0.2"]);
+    server.shutdown().await;
+}
