@@ -74,6 +74,16 @@ impl Dispatcher {
                 .any(|net| net.contains(&src.ip().to_canonical()))
     }
 
+    /// Largest response for a client: over UDP 512 bytes without EDNS (RFC 1035 §4.2.1),
+    /// else the client's payload size capped at `dns.udp_payload`; 65535 over TCP.
+    fn response_limit(&self, protocol: Protocol, edns_payload: Option<u16>) -> u16 {
+        match (protocol, edns_payload) {
+            (Protocol::Udp, Some(payload)) => payload.clamp(512, self.udp_payload),
+            (Protocol::Udp, None) => 512,
+            _ => u16::MAX,
+        }
+    }
+
     /// Answers a service-zone query straight from encoded answers. Returns false (and
     /// leaves `out` unspecified) when the packet needs the general path.
     pub fn try_fast(
@@ -95,13 +105,8 @@ impl Dispatcher {
         let Some(below) = query.labels_below(self.zone.origin_wire()) else {
             return false;
         };
-        let limit = match (protocol, query.edns) {
-            (Protocol::Udp, Some(edns)) => edns.payload.clamp(512, self.udp_payload) as usize,
-            (Protocol::Udp, None) => 512,
-            _ => u16::MAX as usize,
-        };
         let reply = Reply {
-            limit,
+            limit: self.response_limit(protocol, query.edns.map(|e| e.payload)) as usize,
             recursion_available: self.may_recurse(src),
             server_payload: self.udp_payload,
         };
@@ -127,14 +132,8 @@ impl Dispatcher {
         if request.metadata.message_type != hickory_server::proto::op::MessageType::Query {
             return None;
         }
-        let max_size = match protocol {
-            Protocol::Udp => request
-                .edns
-                .as_ref()
-                .map(|e| e.max_payload().clamp(512, self.udp_payload))
-                .unwrap_or(512),
-            _ => u16::MAX,
-        };
+        let max_size =
+            self.response_limit(protocol, request.edns.as_ref().map(|e| e.max_payload()));
         let name = request
             .queries
             .queries()

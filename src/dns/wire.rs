@@ -84,11 +84,6 @@ impl<'a> QueryView<'a> {
         })
     }
 
-    /// Number of labels, without the root.
-    pub fn label_count(&self) -> usize {
-        self.label_count
-    }
-
     /// When the name is at or below the zone given in wire format (lower case), the
     /// number of labels left of the zone.
     pub fn labels_below(&self, zone_wire: &[u8]) -> Option<usize> {

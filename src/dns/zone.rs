@@ -76,7 +76,6 @@ pub struct ServiceZone {
     origin_wire: Vec<u8>,
     registry: Arc<Registry>,
     ttl: u32,
-    negative_ttl: u32,
     max_answers: usize,
     soa: Record,
     ns: Record,
@@ -122,7 +121,6 @@ impl ServiceZone {
             origin_wire,
             registry,
             ttl: settings.ttl,
-            negative_ttl: settings.negative_ttl,
             max_answers: settings.max_answers,
             soa,
             ns,
@@ -427,11 +425,6 @@ impl ServiceZone {
             shuffle,
             truncated,
         }
-    }
-
-    /// Negative TTL of the zone, seconds.
-    pub fn negative_ttl(&self) -> u32 {
-        self.negative_ttl
     }
 }
 

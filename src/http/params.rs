@@ -136,14 +136,6 @@ impl Params {
         }
     }
 
-    /// Builds parameters from pairs (tests and internal callers).
-    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
-        let query = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(pairs)
-            .finish();
-        Params::new(query, Bytes::new())
-    }
-
     fn text<'s>(&'s self, t: &'s Text) -> &'s str {
         match t {
             Text::Query(s, e) => &self.query[*s..*e],

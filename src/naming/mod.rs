@@ -307,8 +307,7 @@ impl NamingService {
         self.registry.snapshot(key)
     }
 
-    /// Plain names of the services of one group in one namespace, sorted, and their
-    /// total count.
+    /// Plain names of the services of one group in one namespace, sorted.
     pub fn service_names(&self, namespace: &str, group: &str) -> Vec<String> {
         self.registry
             .service_keys(Some(namespace))
