@@ -50,6 +50,10 @@ pub struct Settings {
     pub naming: NamingSettings,
     /// Where the node keeps its files.
     pub data: DataSettings,
+    /// The config center's behaviour.
+    pub config: ConfigSettings,
+    /// The config center's database.
+    pub config_store: ConfigStoreSettings,
 }
 
 /// `[http]`: the Nacos HTTP API.
@@ -167,6 +171,58 @@ impl Default for DataSettings {
     }
 }
 
+/// `[config]`: the config center's behaviour.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigSettings {
+    /// Largest config content accepted by a publish, bytes of UTF-8. Default 102400
+    /// (100 KiB, Nacos's default per-config capacity).
+    pub max_content_bytes: usize,
+    /// Shortest hold of a long-polling listener, milliseconds. A listener is held for
+    /// `max(min_long_poll_ms, Long-Pulling-Timeout - 500)`, as Nacos
+    /// `LongPollingService` (where the floor is 10000). Default 10000.
+    pub min_long_poll_ms: u64,
+    /// Largest `pageSize` accepted by searches and history, items. Default 1000 (the
+    /// Python client lists with 1000).
+    pub max_page_size: u32,
+}
+
+impl Default for ConfigSettings {
+    fn default() -> Self {
+        Self {
+            max_content_bytes: 100 * 1024,
+            min_long_poll_ms: 10_000,
+            max_page_size: 1000,
+        }
+    }
+}
+
+/// `[config_store]`: where configs, history and namespaces are kept.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ConfigStoreSettings {
+    /// Empty (the default): SQLite in `<data.dir>/nacre.db`. Otherwise a database URL:
+    /// `mysql://user:password@host:3306/db` (MySQL or MariaDB, Nacos's schema) or
+    /// `sqlite:///path/file.db`.
+    pub url: String,
+    /// Most pooled connections. Default 8.
+    pub max_connections: u32,
+    /// SQLite's `synchronous` pragma in WAL mode: `full` (the default) syncs the log
+    /// on every commit, so an acknowledged publish survives a power cut; `normal`
+    /// survives a crash of the process only.
+    pub sqlite_synchronous: String,
+}
+
+impl Default for ConfigStoreSettings {
+    fn default() -> Self {
+        Self {
+            url: String::new(),
+            max_connections: 8,
+            sqlite_synchronous: "full".into(),
+        }
+    }
+}
+
 impl Settings {
     /// Reads a TOML file over the defaults.
     pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
@@ -215,6 +271,32 @@ impl Settings {
         }
         if self.dns.udp_payload < 512 {
             return invalid("dns.udp_payload", "must be at least 512");
+        }
+        if self.config.max_page_size == 0 {
+            return invalid("config.max_page_size", "must be at least 1");
+        }
+        if self.config_store.max_connections == 0 {
+            return invalid("config_store.max_connections", "must be at least 1");
+        }
+        if !matches!(
+            self.config_store.sqlite_synchronous.as_str(),
+            "full" | "normal"
+        ) {
+            return invalid(
+                "config_store.sqlite_synchronous",
+                "must be \"full\" or \"normal\"",
+            );
+        }
+        let url = &self.config_store.url;
+        if !(url.is_empty()
+            || url.starts_with("mysql://")
+            || url.starts_with("mariadb://")
+            || url.starts_with("sqlite:"))
+        {
+            return invalid(
+                "config_store.url",
+                "must be empty (SQLite in the data dir), mysql://... or sqlite:...",
+            );
         }
         if self.naming.expiry_tick_ms == 0 {
             return invalid("naming.expiry_tick_ms", "must be at least 1");

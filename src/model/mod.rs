@@ -6,6 +6,8 @@
 //! name; an [`Instance`] always has a valid host (IP literal or host name), a port and a
 //! weight in `0.0..=10000.0`.
 
+pub mod config;
+
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -1,0 +1,242 @@
+//! The config center's durable record, through sqlx: SQLite embedded (the default, a
+//! file in the data dir) or MySQL/MariaDB, with Nacos's table and column names
+//! (`config_info`, `his_config_info`, `config_info_beta`, `config_info_tag`,
+//! `config_tags_relation`, `tenant_info`). Schemas are in `migrations/sqlite` and
+//! `migrations/mysql`, applied at start.
+//!
+//! One [`ConfigStore`] serves both databases: the SQL is the same text for both (both
+//! take `?` placeholders), and [`with_pool!`] expands each body once per backend. No
+//! business rule lives here; callers validate and serialize writes per key.
+//!
+//! SQLite: one connection writes (so a write transaction never meets `SQLITE_BUSY` on
+//! lock upgrade), several read; WAL journal, `synchronous` from the settings.
+//!
+//! Times are UTC `DATETIME`s; `tenant_info` keeps milliseconds, as Nacos. Unsigned
+//! columns of Nacos's MySQL schema (`his_config_info.id`, `.nid`) are read through
+//! `CAST(... AS SIGNED)` so one decoder serves both databases.
+
+pub mod config;
+pub mod namespace;
+
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{NaiveDateTime, Utc};
+use sqlx::mysql::{MySqlPool, MySqlPoolOptions, MySqlQueryResult};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteQueryResult,
+    SqliteSynchronous,
+};
+use thiserror::Error;
+
+use crate::settings::ConfigStoreSettings;
+
+/// Errors of the store. Every one is a server-side failure (HTTP 500).
+#[derive(Debug, Error)]
+pub enum StoreError {
+    /// The database refused or failed a statement.
+    #[error("database error: {0}")]
+    Sql(#[from] sqlx::Error),
+    /// The schema could not be applied.
+    #[error("cannot apply database migrations: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+/// The two backends.
+#[derive(Clone, Debug)]
+enum Backend {
+    /// SQLite: `write` has one connection, `read` several.
+    Sqlite { read: SqlitePool, write: SqlitePool },
+    /// MySQL or MariaDB.
+    MySql(MySqlPool),
+}
+
+/// Runs `$body` with `$pool` bound to the backend's pool for reading (`read`) or
+/// writing (`write`); the body is compiled once per backend.
+macro_rules! with_pool {
+    ($store:expr, read, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::storage::Backend::Sqlite { read: $pool, .. } => $body,
+            $crate::storage::Backend::MySql($pool) => $body,
+        }
+    };
+    ($store:expr, write, $pool:ident => $body:expr) => {
+        match &$store.backend {
+            $crate::storage::Backend::Sqlite { write: $pool, .. } => $body,
+            $crate::storage::Backend::MySql($pool) => $body,
+        }
+    };
+}
+pub(crate) use with_pool;
+
+/// The id of the row an `INSERT` created, for either backend.
+pub(crate) trait LastInsertId {
+    fn last_id(&self) -> i64;
+}
+
+impl LastInsertId for SqliteQueryResult {
+    fn last_id(&self) -> i64 {
+        self.last_insert_rowid()
+    }
+}
+
+impl LastInsertId for MySqlQueryResult {
+    fn last_id(&self) -> i64 {
+        i64::try_from(self.last_insert_id()).unwrap_or(i64::MAX)
+    }
+}
+
+/// The config database.
+#[derive(Clone, Debug)]
+pub struct ConfigStore {
+    backend: Backend,
+}
+
+impl ConfigStore {
+    /// Opens (creating and migrating) the database of `settings`: SQLite in
+    /// `<data_dir>/nacre.db` when the URL is empty.
+    pub async fn open(settings: &ConfigStoreSettings, data_dir: &Path) -> Result<Self, StoreError> {
+        let url = settings.url.trim();
+        if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let pool = MySqlPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect(url)
+                .await?;
+            sqlx::migrate!("migrations/mysql").run(&pool).await?;
+            return Ok(Self {
+                backend: Backend::MySql(pool),
+            });
+        }
+        let options = if url.is_empty() {
+            SqliteConnectOptions::new().filename(data_dir.join("nacre.db"))
+        } else {
+            SqliteConnectOptions::from_str(url)?
+        };
+        let synchronous = if settings.sqlite_synchronous == "normal" {
+            SqliteSynchronous::Normal
+        } else {
+            SqliteSynchronous::Full
+        };
+        let options = options
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(synchronous)
+            .busy_timeout(Duration::from_secs(10))
+            // LIKE is case-sensitive, as on MySQL with Nacos's utf8_bin collation.
+            .pragma("case_sensitive_like", "ON");
+        let write = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("migrations/sqlite").run(&write).await?;
+        let read = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections)
+            .connect_with(options)
+            .await?;
+        Ok(Self {
+            backend: Backend::Sqlite { read, write },
+        })
+    }
+
+    /// Which database this is: `sqlite` or `mysql`.
+    pub fn kind(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite { .. } => "sqlite",
+            Backend::MySql(_) => "mysql",
+        }
+    }
+
+    /// Closes every connection (waits for checked-out ones).
+    pub async fn close(&self) {
+        match &self.backend {
+            Backend::Sqlite { read, write } => {
+                read.close().await;
+                write.close().await;
+            }
+            Backend::MySql(pool) => pool.close().await,
+        }
+    }
+}
+
+/// A text column. Read as bytes because MySQL flags columns with a `_bin` collation
+/// (Nacos's `utf8_bin`) as BINARY, and sqlx then refuses to decode them as `String`.
+pub(crate) fn text<R: sqlx::Row>(row: &R, column: &str) -> Result<String, sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let bytes: Vec<u8> = row.try_get(column)?;
+    utf8(column, bytes)
+}
+
+/// A nullable text column (see [`text`]).
+pub(crate) fn opt_text<R: sqlx::Row>(row: &R, column: &str) -> Result<Option<String>, sqlx::Error>
+where
+    for<'a> &'a str: sqlx::ColumnIndex<R>,
+    for<'a> Vec<u8>: sqlx::Decode<'a, R::Database> + sqlx::Type<R::Database>,
+{
+    let bytes: Option<Vec<u8>> = row.try_get(column)?;
+    bytes.map(|b| utf8(column, b)).transpose()
+}
+
+fn utf8(column: &str, bytes: Vec<u8>) -> Result<String, sqlx::Error> {
+    String::from_utf8(bytes).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(e),
+    })
+}
+
+/// Now, as stored in `DATETIME` columns (UTC, millisecond precision).
+pub(crate) fn now() -> NaiveDateTime {
+    let now = Utc::now().naive_utc();
+    now.with_nanosecond_millis()
+}
+
+trait MillisPrecision {
+    fn with_nanosecond_millis(self) -> Self;
+}
+
+impl MillisPrecision for NaiveDateTime {
+    fn with_nanosecond_millis(self) -> Self {
+        use chrono::Timelike;
+        let ms = self.nanosecond() / 1_000_000 * 1_000_000;
+        self.with_nanosecond(ms).unwrap_or(self)
+    }
+}
+
+/// Milliseconds since the epoch of a stored UTC time.
+pub fn millis(t: NaiveDateTime) -> i64 {
+    t.and_utc().timestamp_millis()
+}
+
+/// A page request: 1-based page number and page size, both at least 1.
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest {
+    /// Page number, from 1.
+    pub number: u32,
+    /// Items per page.
+    pub size: u32,
+}
+
+impl PageRequest {
+    pub(crate) fn offset(&self) -> i64 {
+        i64::from(self.number.saturating_sub(1)) * i64::from(self.size)
+    }
+
+    pub(crate) fn limit(&self) -> i64 {
+        i64::from(self.size)
+    }
+}
+
+/// One page of results and the total count (Nacos `Page`).
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    /// Matching rows in all pages.
+    pub total: i64,
+    /// The request.
+    pub request: PageRequest,
+    /// This page's rows.
+    pub items: Vec<T>,
+}
