@@ -1,0 +1,335 @@
+//! Nacos's config export/import zip format (`ConfigController#exportConfig`,
+//! `#exportConfigV2`, `#importAndPublishConfig`).
+//!
+//! * v1 (`export=true`): one entry `group/dataId` per config, plus `.meta.yml` with one
+//!   line `group.dataId.app=appName` per config that has an app name, where the
+//!   dataId's dots are written as `~` (lines end with `\r\n`).
+//! * v2 (`exportV2=true`): the same entries plus `.metadata.yml`:
+//!   `metadata:` followed by items `- dataId:`, `group:`, `type:`, `appName:`, `desc:`.
+//!
+//! Import reads either. Entries that are not `group/dataId` (or, with v2 metadata,
+//! that the metadata does not list) are returned as unrecognized.
+
+use std::io::{Cursor, Read, Write};
+
+use zip::write::SimpleFileOptions;
+
+use crate::storage::config::ConfigRow;
+
+/// v1 metadata entry name.
+pub const META_V1: &str = ".meta.yml";
+/// v2 metadata entry name.
+pub const META_V2: &str = ".metadata.yml";
+
+/// One config read from an archive.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ArchivedConfig {
+    /// dataId.
+    pub data_id: String,
+    /// group.
+    pub group: String,
+    /// content.
+    pub content: String,
+    /// type, when the metadata (v2) or the dataId's extension (v1) gives one.
+    pub config_type: Option<String>,
+    /// appName from the metadata.
+    pub app_name: Option<String>,
+    /// desc from the metadata (v2).
+    pub desc: Option<String>,
+}
+
+/// What an archive held.
+#[derive(Clone, Debug, Default)]
+pub struct Archive {
+    /// Configs, in entry order.
+    pub configs: Vec<ArchivedConfig>,
+    /// Entry names that are not configs.
+    pub unrecognized: Vec<String>,
+}
+
+/// Why an archive could not be read (Nacos's import result codes).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ArchiveError {
+    /// 100004: not a zip, or an entry is not UTF-8.
+    Parse(String),
+    /// 100002: the metadata file is malformed.
+    Metadata(String),
+    /// 100005: no configs at all.
+    Empty,
+}
+
+impl ArchiveError {
+    /// Nacos's `ResultCodeEnum` code.
+    pub fn code(&self) -> u32 {
+        match self {
+            ArchiveError::Parse(_) => 100004,
+            ArchiveError::Metadata(_) => 100002,
+            ArchiveError::Empty => 100005,
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> String {
+        match self {
+            ArchiveError::Parse(m) => {
+                format!("cannot read the import file (a Nacos export zip): {m}")
+            }
+            ArchiveError::Metadata(m) => format!("invalid metadata in the import file: {m}"),
+            ArchiveError::Empty => "the import file holds no config".to_string(),
+        }
+    }
+}
+
+/// Writes configs as a zip; `v2` selects `.metadata.yml` instead of `.meta.yml`.
+pub fn export(rows: &[ConfigRow], v2: bool) -> Result<Vec<u8>, String> {
+    let mut zip = zip::ZipWriter::new(Cursor::new(Vec::new()));
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+    let mut meta = String::new();
+    if v2 {
+        meta.push_str("metadata:\n");
+    }
+    for row in rows {
+        let name = format!("{}/{}", row.key.group, row.key.data_id);
+        zip.start_file(name, options).map_err(|e| e.to_string())?;
+        zip.write_all(row.content.as_bytes())
+            .map_err(|e| e.to_string())?;
+        if v2 {
+            meta.push_str(&format!(
+                "- dataId: {}\n  group: {}\n",
+                yaml_str(&row.key.data_id),
+                yaml_str(&row.key.group)
+            ));
+            if let Some(t) = &row.config_type {
+                meta.push_str(&format!("  type: {}\n", yaml_str(t)));
+            }
+            if let Some(a) = row.app_name.as_deref().filter(|a| !a.is_empty()) {
+                meta.push_str(&format!("  appName: {}\n", yaml_str(a)));
+            }
+            if let Some(d) = row.desc.as_deref().filter(|d| !d.is_empty()) {
+                meta.push_str(&format!("  desc: {}\n", yaml_str(d)));
+            }
+        } else if let Some(app) = row.app_name.as_deref().filter(|a| !a.is_empty()) {
+            meta.push_str(&format!(
+                "{}.{}.app={}\r\n",
+                row.key.group,
+                row.key.data_id.replace('.', "~"),
+                app
+            ));
+        }
+    }
+    if v2 || !meta.is_empty() {
+        zip.start_file(if v2 { META_V2 } else { META_V1 }, options)
+            .map_err(|e| e.to_string())?;
+        zip.write_all(meta.as_bytes()).map_err(|e| e.to_string())?;
+    }
+    let cursor = zip.finish().map_err(|e| e.to_string())?;
+    Ok(cursor.into_inner())
+}
+
+/// A YAML scalar: plain when safe, else double-quoted with JSON escapes (valid YAML).
+fn yaml_str(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        && !matches!(s, "true" | "false" | "null" | "~")
+        && s.parse::<f64>().is_err();
+    if plain {
+        s.to_string()
+    } else {
+        serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    }
+}
+
+/// Reads a YAML scalar written by [`yaml_str`] or by Nacos (plain or quoted).
+fn yaml_unquote(raw: &str) -> String {
+    let t = raw.trim();
+    if t.starts_with('"') {
+        serde_json::from_str::<String>(t).unwrap_or_else(|_| t.trim_matches('"').to_string())
+    } else if t.len() >= 2 && t.starts_with('\'') && t.ends_with('\'') {
+        t[1..t.len() - 1].replace("''", "'")
+    } else {
+        t.to_string()
+    }
+}
+
+/// Items of a v2 `.metadata.yml`: `(dataId, group, type, appName, desc)`.
+type MetaItem = (
+    String,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<String>,
+);
+
+fn parse_metadata_v2(text: &str) -> Result<Vec<MetaItem>, ArchiveError> {
+    let mut items: Vec<MetaItem> = Vec::new();
+    let mut saw_root = false;
+    for line in text.lines() {
+        let trimmed = line.trim_end();
+        if trimmed.trim().is_empty() || trimmed.trim_start().starts_with('#') {
+            continue;
+        }
+        if trimmed == "metadata:" {
+            saw_root = true;
+            continue;
+        }
+        let body = trimmed.trim_start();
+        let (new_item, field) = match body.strip_prefix("- ") {
+            Some(rest) => (true, rest),
+            None => (false, body),
+        };
+        if new_item {
+            items.push(Default::default());
+        }
+        let Some(item) = items.last_mut() else {
+            return Err(ArchiveError::Metadata(format!(
+                "unexpected line {trimmed:?}"
+            )));
+        };
+        let Some((k, v)) = field.split_once(':') else {
+            return Err(ArchiveError::Metadata(format!(
+                "unexpected line {trimmed:?}"
+            )));
+        };
+        let v = yaml_unquote(v);
+        match k.trim() {
+            "dataId" => item.0 = v,
+            "group" => item.1 = v,
+            "type" => item.2 = Some(v),
+            "appName" => item.3 = Some(v),
+            "desc" => item.4 = Some(v),
+            _ => {}
+        }
+    }
+    if !saw_root || items.iter().any(|i| i.0.is_empty() || i.1.is_empty()) {
+        return Err(ArchiveError::Metadata(
+            "each item needs dataId and group".into(),
+        ));
+    }
+    Ok(items)
+}
+
+/// Reads a v1 or v2 export.
+pub fn import(bytes: &[u8]) -> Result<Archive, ArchiveError> {
+    let mut zip =
+        zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::Parse(e.to_string()))?;
+    let mut entries: Vec<(String, String)> = Vec::new();
+    for i in 0..zip.len() {
+        let mut file = zip
+            .by_index(i)
+            .map_err(|e| ArchiveError::Parse(e.to_string()))?;
+        if file.is_dir() {
+            continue;
+        }
+        let name = file.name().to_string();
+        let mut content = String::new();
+        file.read_to_string(&mut content)
+            .map_err(|e| ArchiveError::Parse(format!("{name}: {e}")))?;
+        entries.push((name, content));
+    }
+    let meta_v2 = entries
+        .iter()
+        .find(|(n, _)| n == META_V2)
+        .map(|(_, c)| c.clone());
+    let meta_v1 = entries
+        .iter()
+        .find(|(n, _)| n == META_V1)
+        .map(|(_, c)| c.clone());
+    let mut archive = Archive::default();
+    let v2_items = meta_v2.as_deref().map(parse_metadata_v2).transpose()?;
+    let mut v1_apps = Vec::new();
+    if let Some(text) = &meta_v1 {
+        for line in text.lines() {
+            if let Some((k, v)) = line.trim().split_once(".app=") {
+                v1_apps.push((k.to_string(), v.to_string()));
+            }
+        }
+    }
+    for (name, content) in entries {
+        if name == META_V1 || name == META_V2 {
+            continue;
+        }
+        let parts: Vec<&str> = name.split('/').collect();
+        let [group, data_id] = parts.as_slice() else {
+            archive.unrecognized.push(name);
+            continue;
+        };
+        let mut cfg = ArchivedConfig {
+            data_id: data_id.to_string(),
+            group: group.to_string(),
+            content,
+            ..Default::default()
+        };
+        match &v2_items {
+            Some(items) => {
+                let Some(item) = items
+                    .iter()
+                    .find(|i| i.0 == cfg.data_id && i.1 == cfg.group)
+                else {
+                    archive.unrecognized.push(name);
+                    continue;
+                };
+                cfg.config_type = item.2.clone();
+                cfg.app_name = item.3.clone();
+                cfg.desc = item.4.clone();
+            }
+            None => {
+                let meta_key = format!("{}.{}", cfg.group, cfg.data_id.replace('.', "~"));
+                cfg.app_name = v1_apps
+                    .iter()
+                    .find(|(k, _)| *k == meta_key)
+                    .map(|(_, v)| v.clone());
+                cfg.config_type = cfg.data_id.rsplit_once('.').map(|(_, ext)| ext.to_string());
+            }
+        }
+        archive.configs.push(cfg);
+    }
+    if archive.configs.is_empty() {
+        return Err(ArchiveError::Empty);
+    }
+    Ok(archive)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::config::ConfigKey;
+
+    fn row(data_id: &str, app: Option<&str>) -> ConfigRow {
+        ConfigRow {
+            id: 1,
+            key: ConfigKey::new(data_id, "G", ""),
+            content: format!("content of {data_id}: 配置"),
+            app_name: app.map(str::to_string),
+            config_type: Some("yaml".into()),
+            desc: Some("a: \"quoted\" desc".into()),
+            encrypted_data_key: String::new(),
+        }
+    }
+
+    #[test]
+    fn v1_and_v2_round_trip() {
+        let rows = [row("a.yaml", Some("shop")), row("b", None)];
+        for v2 in [false, true] {
+            let bytes = export(&rows, v2).expect("export");
+            let archive = import(&bytes).expect("import");
+            assert_eq!(archive.configs.len(), 2);
+            let a = &archive.configs[0];
+            assert_eq!((a.data_id.as_str(), a.group.as_str()), ("a.yaml", "G"));
+            assert_eq!(a.content, "content of a.yaml: 配置");
+            assert_eq!(a.app_name.as_deref(), Some("shop"));
+            assert_eq!(a.config_type.as_deref(), Some("yaml"));
+            if v2 {
+                assert_eq!(a.desc.as_deref(), Some("a: \"quoted\" desc"));
+            }
+            assert_eq!(archive.configs[1].app_name, None);
+        }
+    }
+
+    #[test]
+    fn bad_archives_are_refused() {
+        assert!(matches!(import(b"not a zip"), Err(ArchiveError::Parse(_))));
+        let empty = export(&[], false).expect("export");
+        assert_eq!(import(&empty).err(), Some(ArchiveError::Empty));
+    }
+}

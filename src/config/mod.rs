@@ -1,0 +1,532 @@
+//! The config center's use cases: publish, get, remove, beta (gray) and tag versions,
+//! listen (long polling), search, history and namespaces.
+//!
+//! Reads come from an in-memory cache of every config's content and MD5, loaded at
+//! start, so a `get` or a listener check never touches the database. Writes go to the
+//! [`ConfigStore`] first; only after the transaction commits is the cache updated and
+//! are listeners woken. Writes to one key are serialized by a striped lock held across
+//! the transaction and the cache update, so the cache always ends on the version the
+//! database committed last.
+
+pub mod archive;
+pub mod listen;
+
+use std::collections::HashMap;
+use std::hash::BuildHasher;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::RwLock;
+use thiserror::Error;
+
+use crate::model::config::ConfigKey;
+use crate::storage::config::{
+    ConfigDetail, ConfigRow, HistoryRow, PublishRecord, SearchFilter, StoredBeta, StoredTag,
+};
+use crate::storage::namespace::NamespaceRow;
+use crate::storage::{ConfigStore, Page, PageRequest, StoreError};
+use listen::{ChangeScope, ListenEntry, ListenerHub, Registration, encode_answer};
+
+/// Errors of the config use cases.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The database failed; the change was not made.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// One cached version of a config's content.
+#[derive(Debug)]
+pub struct Version {
+    /// Row id in its table.
+    pub id: i64,
+    /// Content.
+    pub content: Arc<str>,
+    /// Lowercase hex MD5 of the content.
+    pub md5: Arc<str>,
+    /// Type (`text`, `yaml`, …); tag versions take the formal one's.
+    pub config_type: Arc<str>,
+    /// Last modification, ms since the epoch.
+    pub modified_ms: i64,
+    /// `encrypted_data_key` (2.x), usually empty.
+    pub encrypted_data_key: Arc<str>,
+}
+
+/// A beta version and the client IPs it is served to.
+#[derive(Debug)]
+pub struct BetaVersion {
+    /// The content.
+    pub version: Arc<Version>,
+    /// Client IPs, as listed in `betaIps`.
+    pub ips: Vec<String>,
+}
+
+#[derive(Debug, Default)]
+struct CacheItem {
+    formal: Option<Arc<Version>>,
+    beta: Option<Arc<BetaVersion>>,
+    tags: Vec<(String, Arc<Version>)>,
+}
+
+impl CacheItem {
+    fn is_empty(&self) -> bool {
+        self.formal.is_none() && self.beta.is_none() && self.tags.is_empty()
+    }
+
+    fn tag(&self, tag: &str) -> Option<&Arc<Version>> {
+        self.tags.iter().find(|(t, _)| t == tag).map(|(_, v)| v)
+    }
+
+    fn beta_for(&self, ip: IpAddr) -> Option<&Arc<BetaVersion>> {
+        self.beta
+            .as_ref()
+            .filter(|b| b.ips.contains(&ip.to_string()))
+    }
+}
+
+/// What a `get` serves.
+#[derive(Clone, Debug)]
+pub struct Served {
+    /// The version served.
+    pub version: Arc<Version>,
+    /// The config's formal type (for `Content-Type`).
+    pub config_type: Arc<str>,
+    /// Served from the beta version.
+    pub beta: bool,
+    /// Served from this tag version.
+    pub tag: Option<String>,
+}
+
+/// Who asks for a config: the client's IP (beta) and tag (`tag` parameter, or the
+/// `Vipserver-Tag` header which falls back to the formal version).
+#[derive(Clone, Debug)]
+pub struct Requester<'a> {
+    /// Client IP.
+    pub ip: IpAddr,
+    /// `tag` parameter: only that tag version is served.
+    pub tag: Option<&'a str>,
+    /// `Vipserver-Tag` header: that tag version if it exists, else the formal one.
+    pub auto_tag: Option<&'a str>,
+}
+
+/// A publish as accepted by the API (validated).
+#[derive(Clone, Debug, Default)]
+pub struct PublishCommand {
+    /// The record for `config_info`.
+    pub record: PublishRecord,
+    /// Beta IPs (`betaIps` header): publish a beta version instead.
+    pub beta_ips: Option<Vec<String>>,
+    /// Tag: publish a tag version instead.
+    pub tag: Option<String>,
+}
+
+/// Number of stripes of the per-key write lock.
+const WRITE_STRIPES: usize = 256;
+
+/// The config center.
+pub struct ConfigService {
+    store: ConfigStore,
+    cache: RwLock<HashMap<ConfigKey, CacheItem>>,
+    hub: ListenerHub,
+    stripes: Vec<tokio::sync::Mutex<()>>,
+    hasher: std::collections::hash_map::RandomState,
+}
+
+impl ConfigService {
+    /// Loads every config, beta and tag version from `store` into the cache.
+    pub async fn load(store: ConfigStore) -> Result<Self, ConfigError> {
+        let mut cache: HashMap<ConfigKey, CacheItem> = HashMap::new();
+        for c in store.load_configs().await? {
+            cache.entry(c.key.clone()).or_default().formal = Some(Arc::new(Version {
+                id: c.id,
+                content: c.content.into(),
+                md5: c.md5.into(),
+                config_type: c.config_type.into(),
+                modified_ms: c.modified_ms,
+                encrypted_data_key: c.encrypted_data_key.into(),
+            }));
+        }
+        for b in store.load_betas().await? {
+            let item = cache.entry(b.key.clone()).or_default();
+            item.beta = Some(Arc::new(beta_version(&b)));
+        }
+        for t in store.load_tags().await? {
+            let item = cache.entry(t.key.clone()).or_default();
+            item.tags.push((t.tag.clone(), Arc::new(tag_version(&t))));
+        }
+        Ok(Self {
+            store,
+            cache: RwLock::new(cache),
+            hub: ListenerHub::default(),
+            stripes: (0..WRITE_STRIPES)
+                .map(|_| tokio::sync::Mutex::new(()))
+                .collect(),
+            hasher: Default::default(),
+        })
+    }
+
+    /// The database.
+    pub fn store(&self) -> &ConfigStore {
+        &self.store
+    }
+
+    /// The held listeners.
+    pub fn hub(&self) -> &ListenerHub {
+        &self.hub
+    }
+
+    fn stripe(&self, key: &ConfigKey) -> &tokio::sync::Mutex<()> {
+        &self.stripes[(self.hasher.hash_one(key) as usize) % WRITE_STRIPES]
+    }
+
+    /// The version a requester gets, as Nacos `ConfigServletInner#doGetConfig`: beta
+    /// when the caller's IP is listed; with `tag`, that tag version or nothing; with
+    /// `auto_tag`, that tag version if it exists; else the formal version.
+    pub fn get(&self, key: &ConfigKey, who: &Requester<'_>) -> Option<Served> {
+        let cache = self.cache.read();
+        let item = cache.get(key)?;
+        let config_type = item
+            .formal
+            .as_ref()
+            .map(|v| v.config_type.clone())
+            .unwrap_or_else(|| Arc::from("text"));
+        if let Some(b) = item.beta_for(who.ip) {
+            return Some(Served {
+                version: b.version.clone(),
+                config_type,
+                beta: true,
+                tag: None,
+            });
+        }
+        if let Some(tag) = who.tag {
+            return item.tag(tag).map(|v| Served {
+                version: v.clone(),
+                config_type,
+                beta: false,
+                tag: Some(tag.to_string()),
+            });
+        }
+        if let Some(tag) = who.auto_tag
+            && let Some(v) = item.tag(tag)
+        {
+            return Some(Served {
+                version: v.clone(),
+                config_type,
+                beta: false,
+                tag: Some(tag.to_string()),
+            });
+        }
+        item.formal.as_ref().map(|v| Served {
+            version: v.clone(),
+            config_type,
+            beta: false,
+            tag: None,
+        })
+    }
+
+    /// The MD5 a listener is compared with (`""` when there is nothing), as Nacos
+    /// `ConfigCacheService#getContentMd5`: beta for listed IPs, the tag version for
+    /// its tag, else the formal one.
+    pub fn md5_for(&self, key: &ConfigKey, ip: IpAddr, tag: Option<&str>) -> Arc<str> {
+        let cache = self.cache.read();
+        md5_in(&cache, key, ip, tag)
+    }
+
+    /// The formal MD5 of a config, `""` when absent.
+    pub fn formal_md5(&self, key: &ConfigKey) -> Arc<str> {
+        let cache = self.cache.read();
+        cache
+            .get(key)
+            .and_then(|i| i.formal.as_ref())
+            .map(|v| v.md5.clone())
+            .unwrap_or_else(|| Arc::from(""))
+    }
+
+    /// Number of formal configs per tenant.
+    pub fn count_by_tenant(&self) -> HashMap<String, usize> {
+        let cache = self.cache.read();
+        let mut out = HashMap::new();
+        for (k, item) in cache.iter() {
+            if item.formal.is_some() {
+                *out.entry(k.tenant.clone()).or_insert(0) += 1;
+            }
+        }
+        out
+    }
+
+    /// Publishes: a formal version (with its history row), or a beta version when
+    /// `beta_ips` is set, or a tag version when `tag` is set. Returns after the
+    /// database committed, the cache was updated and listeners were woken.
+    pub async fn publish(&self, cmd: PublishCommand) -> Result<(), ConfigError> {
+        let rec = &cmd.record;
+        let key = rec.key.clone();
+        let _guard = self.stripe(&key).lock().await;
+        if let Some(ips) = cmd.beta_ips {
+            let beta = StoredBeta {
+                id: 0,
+                key: key.clone(),
+                content: rec.content.clone(),
+                md5: rec.md5.clone(),
+                beta_ips: ips.join(","),
+                app_name: rec.app_name.clone(),
+                modified_ms: 0,
+                created_ms: 0,
+                encrypted_data_key: rec.encrypted_data_key.clone(),
+            };
+            let id = self.store.publish_beta(&beta, &rec.src_ip).await?;
+            let version = Arc::new(BetaVersion {
+                version: Arc::new(Version {
+                    id,
+                    content: rec.content.as_str().into(),
+                    md5: rec.md5.as_str().into(),
+                    config_type: rec.config_type.as_str().into(),
+                    modified_ms: now_ms(),
+                    encrypted_data_key: rec.encrypted_data_key.as_str().into(),
+                }),
+                ips: ips.clone(),
+            });
+            self.cache.write().entry(key.clone()).or_default().beta = Some(version);
+            self.hub.notify(&key, &ChangeScope::Beta(ips));
+            return Ok(());
+        }
+        if let Some(tag) = cmd.tag {
+            let stored = StoredTag {
+                id: 0,
+                key: key.clone(),
+                tag: tag.clone(),
+                content: rec.content.clone(),
+                md5: rec.md5.clone(),
+                modified_ms: 0,
+            };
+            let id = self
+                .store
+                .publish_tag(
+                    &stored,
+                    rec.app_name.as_deref(),
+                    &rec.src_ip,
+                    rec.src_user.as_deref(),
+                )
+                .await?;
+            let version = Arc::new(Version {
+                id,
+                content: rec.content.as_str().into(),
+                md5: rec.md5.as_str().into(),
+                config_type: rec.config_type.as_str().into(),
+                modified_ms: now_ms(),
+                encrypted_data_key: Arc::from(""),
+            });
+            {
+                let mut cache = self.cache.write();
+                let item = cache.entry(key.clone()).or_default();
+                item.tags.retain(|(t, _)| *t != tag);
+                item.tags.push((tag.clone(), version));
+            }
+            self.hub.notify(&key, &ChangeScope::Tag(tag));
+            return Ok(());
+        }
+        let done = self.store.publish(rec).await?;
+        let version = Arc::new(Version {
+            id: done.id,
+            content: rec.content.as_str().into(),
+            md5: rec.md5.as_str().into(),
+            config_type: rec.config_type.as_str().into(),
+            modified_ms: done.modified_ms,
+            encrypted_data_key: rec.encrypted_data_key.as_str().into(),
+        });
+        self.cache.write().entry(key.clone()).or_default().formal = Some(version);
+        self.hub.notify(&key, &ChangeScope::Formal);
+        Ok(())
+    }
+
+    /// Removes the formal version (with a `D` history row), or only the tag version
+    /// when `tag` is set. Absent configs are not an error. Returns whether one existed.
+    pub async fn remove(
+        &self,
+        key: &ConfigKey,
+        tag: Option<&str>,
+        src_ip: &str,
+        src_user: Option<&str>,
+    ) -> Result<bool, ConfigError> {
+        let _guard = self.stripe(key).lock().await;
+        let existed = match tag {
+            Some(tag) => {
+                let existed = self.store.remove_tag(key, tag).await?;
+                self.update_item(key, |item| item.tags.retain(|(t, _)| t != tag));
+                self.hub.notify(key, &ChangeScope::Tag(tag.to_string()));
+                existed
+            }
+            None => {
+                let existed = self.store.remove(key, src_ip, src_user).await?;
+                self.update_item(key, |item| item.formal = None);
+                self.hub.notify(key, &ChangeScope::Formal);
+                existed
+            }
+        };
+        Ok(existed)
+    }
+
+    /// Stops a beta: deletes the beta version and wakes the listeners it was served to.
+    pub async fn stop_beta(&self, key: &ConfigKey) -> Result<bool, ConfigError> {
+        let _guard = self.stripe(key).lock().await;
+        let existed = self.store.remove_beta(key).await?;
+        let mut ips = Vec::new();
+        self.update_item(key, |item| {
+            if let Some(b) = item.beta.take() {
+                ips = b.ips.clone();
+            }
+        });
+        if !ips.is_empty() {
+            self.hub.notify(key, &ChangeScope::Beta(ips));
+        }
+        Ok(existed)
+    }
+
+    /// The beta version of a config with its IPs, from the database.
+    pub async fn beta(&self, key: &ConfigKey) -> Result<Option<StoredBeta>, ConfigError> {
+        Ok(self
+            .store
+            .load_betas()
+            .await?
+            .into_iter()
+            .find(|b| b.key == *key))
+    }
+
+    fn update_item(&self, key: &ConfigKey, f: impl FnOnce(&mut CacheItem)) {
+        let mut cache = self.cache.write();
+        if let Some(item) = cache.get_mut(key) {
+            f(item);
+            if item.is_empty() {
+                cache.remove(key);
+            }
+        }
+    }
+
+    /// Long polling. Answers at once (with the stale entries, URL-encoded) when any
+    /// client MD5 differs from ours or when `hold` is `None`; otherwise waits up to
+    /// `hold` for a change of a watched key and answers with that key, or with `""` at
+    /// the end of the hold.
+    pub async fn listen(
+        &self,
+        ip: IpAddr,
+        tag: Option<String>,
+        entries: Vec<ListenEntry>,
+        hold: Option<Duration>,
+    ) -> String {
+        let registration = {
+            let tag_ref = tag.clone();
+            self.hub
+                .check_or_register(ip, tag, entries.clone(), hold.is_some(), |e| {
+                    *self.md5_for(&e.key, ip, tag_ref.as_deref()) != *e.md5
+                })
+        };
+        match registration {
+            Registration::Changed(idx) => {
+                let lines: Vec<String> = idx.iter().map(|&i| entries[i].wire_line()).collect();
+                if lines.is_empty() {
+                    String::new()
+                } else {
+                    encode_answer(&lines)
+                }
+            }
+            Registration::Held(guard, rx) => {
+                let hold = hold.unwrap_or_default();
+                let answer = tokio::time::timeout(hold, rx).await;
+                drop(guard);
+                match answer {
+                    Ok(Ok(line)) => line,
+                    _ => String::new(),
+                }
+            }
+        }
+    }
+
+    /// Detail of one config from the database (`show=all`, catalog).
+    pub async fn detail(&self, key: &ConfigKey) -> Result<Option<ConfigDetail>, ConfigError> {
+        Ok(self.store.detail(key).await?)
+    }
+
+    /// A page of configs (`search=accurate|blur`).
+    pub async fn search(
+        &self,
+        filter: &SearchFilter,
+        page: PageRequest,
+    ) -> Result<Page<ConfigRow>, ConfigError> {
+        Ok(self.store.search(filter, page).await?)
+    }
+
+    /// A page of a config's history, newest first.
+    pub async fn history(
+        &self,
+        key: &ConfigKey,
+        page: PageRequest,
+    ) -> Result<Page<HistoryRow>, ConfigError> {
+        Ok(self.store.history(key, page).await?)
+    }
+
+    /// Custom namespaces.
+    pub async fn namespaces(&self) -> Result<Vec<NamespaceRow>, ConfigError> {
+        Ok(self.store.namespaces().await?)
+    }
+}
+
+fn md5_in(
+    cache: &HashMap<ConfigKey, CacheItem>,
+    key: &ConfigKey,
+    ip: IpAddr,
+    tag: Option<&str>,
+) -> Arc<str> {
+    let Some(item) = cache.get(key) else {
+        return Arc::from("");
+    };
+    if let Some(b) = item.beta_for(ip) {
+        return b.version.md5.clone();
+    }
+    if let Some(tag) = tag
+        && let Some(v) = item.tag(tag)
+    {
+        return v.md5.clone();
+    }
+    item.formal
+        .as_ref()
+        .map(|v| v.md5.clone())
+        .unwrap_or_else(|| Arc::from(""))
+}
+
+fn beta_version(b: &StoredBeta) -> BetaVersion {
+    BetaVersion {
+        version: Arc::new(Version {
+            id: b.id,
+            content: b.content.as_str().into(),
+            md5: b.md5.as_str().into(),
+            config_type: Arc::from("text"),
+            modified_ms: b.modified_ms,
+            encrypted_data_key: b.encrypted_data_key.as_str().into(),
+        }),
+        ips: split_ips(&b.beta_ips),
+    }
+}
+
+fn tag_version(t: &StoredTag) -> Version {
+    Version {
+        id: t.id,
+        content: t.content.as_str().into(),
+        md5: t.md5.as_str().into(),
+        config_type: Arc::from("text"),
+        modified_ms: t.modified_ms,
+        encrypted_data_key: Arc::from(""),
+    }
+}
+
+/// Splits a comma-separated IP list, trimming and dropping blanks.
+pub fn split_ips(raw: &str) -> Vec<String> {
+    raw.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_string)
+        .collect()
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}
