@@ -12,12 +12,14 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::config::{ConfigError, ConfigService};
 use crate::dns::{DnsError, DnsServer};
 use crate::health::BeatExpiryWorker;
 use crate::http::{self, AppState};
 use crate::naming::NamingService;
 use crate::naming::registry::Registry;
 use crate::settings::Settings;
+use crate::storage::{ConfigStore, StoreError};
 
 /// Errors starting a node.
 #[derive(Debug, Error)]
@@ -33,6 +35,12 @@ pub enum AppError {
     /// The DNS server could not start.
     #[error(transparent)]
     Dns(#[from] DnsError),
+    /// The config database could not be opened or migrated.
+    #[error("cannot open the config database")]
+    Store(#[from] StoreError),
+    /// The config cache could not be loaded.
+    #[error("cannot load configs")]
+    Config(#[from] ConfigError),
     /// The data directory could not be created.
     #[error("cannot create data directory {path}")]
     DataDir {
@@ -51,13 +59,16 @@ pub struct App {
     pub dns_addr: SocketAddr,
     /// The naming use cases (tests and benches may drive them directly).
     pub naming: Arc<NamingService>,
+    /// The config use cases.
+    pub config: Arc<ConfigService>,
     cancel: CancellationToken,
     dns: DnsServer,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl App {
-    /// Starts a node: registry, naming, beat expiry, DNS and HTTP.
+    /// Starts a node: config database and cache, registry, naming, beat expiry, DNS
+    /// and HTTP.
     pub async fn start(settings: Settings) -> Result<Self, AppError> {
         std::fs::create_dir_all(&settings.data.dir).map_err(|source| AppError::DataDir {
             path: settings.data.dir.display().to_string(),
@@ -67,6 +78,9 @@ impl App {
             settings.naming.empty_service_ttl_ms,
         ));
         let naming = Arc::new(NamingService::new(registry.clone()));
+        let store = ConfigStore::open(&settings.config_store, &settings.data.dir).await?;
+        info!(database = store.kind(), "config store open");
+        let config = Arc::new(ConfigService::load(store).await?);
         let cancel = CancellationToken::new();
 
         let dns = DnsServer::start(&settings.dns, registry.clone()).await?;
@@ -88,6 +102,8 @@ impl App {
             naming: naming.clone(),
             cache_millis: settings.naming.cache_millis,
             list_cache: Default::default(),
+            config: config.clone(),
+            config_settings: Arc::new(settings.config.clone()),
         };
         let router = http::router(state, &settings);
         let mut tasks = Vec::new();
@@ -107,6 +123,7 @@ impl App {
             http_addr,
             dns_addr: dns.local_addr,
             naming,
+            config,
             cancel,
             dns,
             tasks,
@@ -120,6 +137,7 @@ impl App {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
+        self.config.store().close().await;
         info!("stopped");
     }
 }

@@ -1,27 +1,32 @@
-//! Nacre: a Nacos-compatible naming server that answers first of all as an
-//! authoritative DNS server.
+//! Nacre: a Nacos-compatible naming and configuration server that answers first of
+//! all as an authoritative DNS server.
 //!
 //! Bird's-eye view: apps register over Nacos's HTTP API ([`http`]) into the in-memory
 //! registry ([`naming::registry`]); beats keep ephemeral instances alive
 //! ([`health`]); every reader — DNS ([`dns`]), the list API — answers from immutable
-//! registry snapshots. [`app`] wires the parts from [`settings`].
+//! registry snapshots. The config center ([`config`]) serves reads from its cache and
+//! keeps the durable record in SQLite or MySQL ([`storage`]). [`app`] wires the parts
+//! from [`settings`].
 //!
 //! Dependency rule (each level uses only the levels below it):
 //!
 //! ```text
 //! app, main
 //! dns, http, health      front doors and drivers
-//! naming                 use cases
+//! naming, config         use cases
+//! storage                sqlx repositories
 //! model, settings, telemetry
 //! ```
 //!
 //! `naming` never imports axum or hickory; `dns` never writes to the registry.
 
 pub mod app;
+pub mod config;
 pub mod dns;
 pub mod health;
 pub mod http;
 pub mod model;
 pub mod naming;
 pub mod settings;
+pub mod storage;
 pub mod telemetry;

@@ -35,6 +35,10 @@ enum Command {
         /// Data directory.
         #[arg(long, env = "NACRE_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Config database URL: mysql://user:password@host:3306/db, or sqlite:path.
+        /// Default: SQLite in the data directory.
+        #[arg(long, env = "NACRE_DB_URL")]
+        db_url: Option<String>,
     },
 }
 
@@ -56,6 +60,7 @@ fn run() -> anyhow::Result<()> {
         http_addr,
         dns_addr,
         data_dir,
+        db_url,
     } = Cli::parse().command;
     let default_file = PathBuf::from("conf/nacre.toml");
     let mut settings = match config {
@@ -71,6 +76,9 @@ fn run() -> anyhow::Result<()> {
     }
     if let Some(dir) = data_dir {
         settings.data.dir = dir;
+    }
+    if let Some(url) = db_url {
+        settings.config_store.url = url;
     }
     settings.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

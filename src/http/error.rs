@@ -34,6 +34,35 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The config API's shape: status and body `caused: <message>;` (Nacos
+    /// `config/.../GlobalExceptionHandler`).
+    pub fn caused(status: StatusCode, message: impl std::fmt::Display) -> Self {
+        Self {
+            status,
+            message: format!("caused: {message};"),
+        }
+    }
+
+    /// 400 in the config API's shape.
+    pub fn config_bad_request(message: impl std::fmt::Display) -> Self {
+        Self::caused(StatusCode::BAD_REQUEST, message)
+    }
+}
+
+impl From<crate::config::ConfigError> for ApiError {
+    fn from(e: crate::config::ConfigError) -> Self {
+        tracing::error!(error = %e, "config store failed");
+        Self::caused(StatusCode::INTERNAL_SERVER_ERROR, e)
+    }
+}
+
+impl From<crate::storage::StoreError> for ApiError {
+    fn from(e: crate::storage::StoreError) -> Self {
+        crate::config::ConfigError::from(e).into()
+    }
+}
+
 impl From<NamingError> for ApiError {
     fn from(e: NamingError) -> Self {
         let status = match &e {

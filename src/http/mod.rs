@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tower_http::trace::TraceLayer;
 
+use crate::config::ConfigService;
 use crate::naming::NamingService;
-use crate::settings::Settings;
+use crate::settings::{ConfigSettings, Settings};
 
 /// State shared by every handler.
 #[derive(Clone)]
@@ -27,6 +28,10 @@ pub struct AppState {
     pub cache_millis: u64,
     /// Encoded `hosts` of list answers.
     pub list_cache: Arc<list_cache::ListCache>,
+    /// The config use cases.
+    pub config: Arc<ConfigService>,
+    /// The config center's limits.
+    pub config_settings: Arc<ConfigSettings>,
 }
 
 /// The whole router, testable without a socket.
@@ -37,13 +42,17 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `cancel` fires, then finishes in-flight requests.
+/// Serves `router` on `listener` until `cancel` fires, then finishes in-flight
+/// requests. Handlers see the peer address (`ConnectInfo<SocketAddr>`).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(async move { cancel.cancelled().await })
-        .await
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move { cancel.cancelled().await })
+    .await
 }

@@ -62,14 +62,6 @@ impl<S: Send + Sync> FromRequest<S> for Params {
     }
 }
 
-/// Trims ASCII and Unicode whitespace off a range of `src`.
-fn trimmed_range(src: &str, start: usize, end: usize) -> (usize, usize) {
-    let piece = &src[start..end];
-    let lead = piece.len() - piece.trim_start().len();
-    let trail = piece.len() - piece.trim_end().len();
-    (start + lead, (end - trail).max(start + lead))
-}
-
 fn index(src: &str, from_query: bool, entries: &mut Vec<Entry>) {
     let mut at = 0;
     for pair in src.split('&') {
@@ -83,37 +75,30 @@ fn index(src: &str, from_query: bool, entries: &mut Vec<Entry>) {
             None => (start + pair.len(), start + pair.len()),
         };
         let v_end = start + pair.len();
-        let text = |s: usize, e: usize, trim: bool| {
+        let text = |s: usize, e: usize| {
             let raw = &src[s..e];
             if raw.contains(['%', '+']) {
-                let decoded: String = form_urlencoded::parse(format!("x={raw}").as_bytes())
-                    .next()
-                    .map(|(_, v)| v.into_owned())
-                    .unwrap_or_default();
-                let kept = if trim {
-                    decoded.trim()
-                } else {
-                    decoded.as_str()
-                };
-                Text::Decoded(kept.into())
+                Text::Decoded(percent_decode(raw).into())
+            } else if from_query {
+                Text::Query(s, e)
             } else {
-                let (s, e) = if trim {
-                    trimmed_range(src, s, e)
-                } else {
-                    (s, e)
-                };
-                if from_query {
-                    Text::Query(s, e)
-                } else {
-                    Text::Body(s, e)
-                }
+                Text::Body(s, e)
             }
         };
         entries.push(Entry {
-            key: text(start, k_end, false),
-            value: text(v_start, v_end, true),
+            key: text(start, k_end),
+            value: text(v_start, v_end),
         });
     }
+}
+
+/// Decodes one `application/x-www-form-urlencoded` value: `+` is a space, `%XX` a
+/// byte; invalid UTF-8 is replaced, as a servlet container would.
+pub fn percent_decode(raw: &str) -> String {
+    form_urlencoded::parse(format!("x={}", raw.replace('&', "%26")).as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
 }
 
 impl Params {
@@ -150,13 +135,18 @@ impl Params {
             .ok_or_else(|| ApiError::bad_request(format!("Param '{name}' is required.")))
     }
 
-    /// An optional parameter; missing or blank gives `None`.
+    /// An optional parameter, trimmed; missing or blank gives `None`.
     pub fn optional(&self, name: &str) -> Option<&str> {
+        self.raw(name).map(str::trim).filter(|v| !v.is_empty())
+    }
+
+    /// A parameter exactly as sent (decoded, not trimmed), even when empty; for
+    /// values whose bytes matter, such as config content.
+    pub fn raw(&self, name: &str) -> Option<&str> {
         self.entries
             .iter()
             .find(|e| self.text(&e.key) == name)
             .map(|e| self.text(&e.value))
-            .filter(|v| !v.is_empty())
     }
 
     /// A boolean as Java's `Boolean.parseBoolean`: `true` in any case is true, any other
@@ -213,6 +203,8 @@ mod tests {
         assert_eq!(p.optional("empty"), None);
         assert_eq!(p.optional("flag"), None);
         assert_eq!(p.optional("missing"), None);
+        assert_eq!(p.raw("ip"), Some(" 10.0.0.1 "));
+        assert_eq!(p.raw("empty"), Some(""));
         assert!(p.required("empty").is_err());
     }
 
