@@ -2,14 +2,16 @@
 //! a clean exit on SIGTERM, and a privileged DNS port refused with a hint.
 
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_nacre");
+pub const BIN: &str = env!("CARGO_BIN_EXE_nacre");
 
-#[test]
-fn serve_on_port_zero_logs_both_addresses_and_stops_on_sigterm() {
-    let dir = tempfile::tempdir().unwrap();
+/// Starts `nacre serve` on port 0 for HTTP and DNS with `data_dir` and `extra` flags;
+/// returns the child and the HTTP and DNS addresses it logged.
+pub fn spawn_nacre(data_dir: &Path, extra: &[&str]) -> (Child, SocketAddr, SocketAddr) {
     let mut child = Command::new(BIN)
         .args([
             "serve",
@@ -19,14 +21,15 @@ fn serve_on_port_zero_logs_both_addresses_and_stops_on_sigterm() {
             "127.0.0.1:0",
         ])
         .arg("--data-dir")
-        .arg(dir.path().join("data"))
-        .current_dir(dir.path())
+        .arg(data_dir)
+        .args(extra)
+        .current_dir(data_dir.parent().unwrap_or(data_dir))
         .env("RUST_LOG", "info")
         .env("NO_COLOR", "1")
         .stderr(Stdio::piped())
         .spawn()
         .expect("nacre starts");
-    let stderr = child.stderr.take().unwrap();
+    let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
@@ -35,7 +38,7 @@ fn serve_on_port_zero_logs_both_addresses_and_stops_on_sigterm() {
     });
     let start = Instant::now();
     let (mut dns, mut http) = (None, None);
-    while (dns.is_none() || http.is_none()) && start.elapsed() < Duration::from_secs(20) {
+    while (dns.is_none() || http.is_none()) && start.elapsed() < Duration::from_secs(30) {
         if let Ok(line) = rx.recv_timeout(Duration::from_millis(200)) {
             let addr = line.split("addr=").nth(1).map(|a| a.trim().to_string());
             if line.contains("DNS listening") {
@@ -45,8 +48,21 @@ fn serve_on_port_zero_logs_both_addresses_and_stops_on_sigterm() {
             }
         }
     }
-    let dns: std::net::SocketAddr = dns.expect("DNS address logged").parse().unwrap();
-    let http: std::net::SocketAddr = http.expect("HTTP address logged").parse().unwrap();
+    let dns = dns
+        .expect("DNS address logged")
+        .parse()
+        .expect("DNS address");
+    let http = http
+        .expect("HTTP address logged")
+        .parse()
+        .expect("HTTP address");
+    (child, http, dns)
+}
+
+#[test]
+fn serve_on_port_zero_logs_both_addresses_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, http, dns) = spawn_nacre(&dir.path().join("data"), &[]);
     assert_ne!(dns.port(), 0);
     assert_ne!(http.port(), 0);
     std::net::TcpStream::connect(http).expect("HTTP accepts");

@@ -3,7 +3,9 @@
 
 mod beats;
 mod binary;
+mod config;
 mod dns;
+mod durability;
 mod naming_http;
 mod readme;
 mod support;

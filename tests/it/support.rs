@@ -21,6 +21,74 @@ pub struct TestServer {
     pub http: reqwest::Client,
     pub base: String,
     _dir: tempfile::TempDir,
+    _db: Option<MariaDb>,
+}
+
+/// Which config database a test runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Db {
+    /// SQLite in the test's data dir (the default).
+    Sqlite,
+    /// A fresh database on the MariaDB of this machine.
+    MariaDb,
+}
+
+/// The MariaDB server the tests use (root, no password). Tests fail, not skip, when it
+/// is down.
+pub const MARIADB_ADMIN_URL: &str = "mysql://root@127.0.0.1:3306/test";
+
+/// A database of its own on the local MariaDB, dropped when the test ends.
+pub struct MariaDb {
+    pub name: String,
+}
+
+impl MariaDb {
+    pub async fn create() -> Self {
+        use sqlx::Connection;
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let name = format!("nacre_it_{}_{}", std::process::id(), n);
+        let mut conn = sqlx::MySqlConnection::connect(MARIADB_ADMIN_URL)
+            .await
+            .unwrap_or_else(|e| {
+                panic!("MariaDB at 127.0.0.1:3306 (root, no password) is needed: {e}")
+            });
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("drop old test database");
+        sqlx::query(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        Self { name }
+    }
+
+    pub fn url(&self) -> String {
+        format!("mysql://root@127.0.0.1:3306/{}", self.name)
+    }
+}
+
+impl Drop for MariaDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Its own runtime on its own thread: Drop may run inside the test's runtime.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                use sqlx::Connection;
+                if let Ok(mut conn) = sqlx::MySqlConnection::connect(MARIADB_ADMIN_URL).await {
+                    let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name}"))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        })
+        .join();
+    }
 }
 
 impl TestServer {
@@ -29,6 +97,19 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut Settings)) -> Self {
+        Self::start_on(Db::Sqlite, configure).await
+    }
+
+    /// A node whose config center runs on `db`; long polls hold at least 200 ms.
+    pub async fn start_db(db: Db) -> Self {
+        Self::start_on(db, |_| {}).await
+    }
+
+    pub async fn start_on(db: Db, configure: impl FnOnce(&mut Settings)) -> Self {
+        let mariadb = match db {
+            Db::MariaDb => Some(MariaDb::create().await),
+            Db::Sqlite => None,
+        };
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = Settings::default();
         settings.http.addr = "127.0.0.1:0".parse().unwrap();
@@ -36,6 +117,10 @@ impl TestServer {
         settings.data.dir = dir.path().join("data");
         settings.dns.zones_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zones");
         settings.naming.expiry_tick_ms = 50;
+        settings.config.min_long_poll_ms = 200;
+        if let Some(m) = &mariadb {
+            settings.config_store.url = m.url();
+        }
         configure(&mut settings);
         let app = App::start(settings).await.expect("node starts");
         let base = format!("http://{}", app.http_addr);
@@ -44,6 +129,7 @@ impl TestServer {
             http: reqwest::Client::new(),
             base,
             _dir: dir,
+            _db: mariadb,
         }
     }
 
@@ -62,11 +148,11 @@ impl TestServer {
         self.send(self.request(method, path).form(form)).await
     }
 
-    fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
+    pub fn request(&self, method: Method, path: &str) -> reqwest::RequestBuilder {
         self.http.request(method, format!("{}{}", self.base, path))
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> (u16, String) {
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, String) {
         let resp = request.send().await.expect("http request");
         let status = resp.status().as_u16();
         (status, resp.text().await.expect("body"))
