@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Nacos HTTP API throughput and memory, Nacre against r-nacos, in one session, with the
-# shared harness (../shared/bench). Runs the naming workloads on a fresh server each:
-#   mem_idle register beat list mem_100k
-# and prints both servers' figures and the ratios Nacre / r-nacos.
+# shared harness (../shared/bench). Runs the workloads on a fresh server each (default
+# the naming ones: mem_idle register beat list mem_100k) and prints both servers'
+# figures and the ratios Nacre / r-nacos.
 #
+#   BENCH_WORKLOADS  e.g. "config_pub config_get longpoll" for the config center
+#   NACRE_ARGS       extra flags for Nacre, e.g. "--db-url mysql://root@127.0.0.1:3306/nacre_bench"
 #   RNACOS_BIN   r-nacos binary (default /tmp/rnacos/bin/rnacos; build it once with
 #                `cargo install rnacos --version 0.8.8 --locked --root /tmp/rnacos`)
 #   NACRE_BIN    default target/release/nacre
@@ -15,7 +17,10 @@ ROOT=$PWD
 NACRE_BIN=${NACRE_BIN:-target/release/nacre}
 RNACOS_BIN=${RNACOS_BIN:-/tmp/rnacos/bin/rnacos}
 BENCH_DIR=${BENCH_DIR:-$ROOT/../shared/bench}
-WORKLOADS=(mem_idle register beat list mem_100k)
+read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-mem_idle register beat list mem_100k}"
+read -r -a EXTRA <<<"${NACRE_ARGS:-}"
+# 5,000 held long polls need as many sockets on each side.
+ulimit -n 65536 2>/dev/null || true
 [[ -x $NACRE_BIN ]] || { echo "build Nacre first: cargo build --release" >&2; exit 2; }
 [[ -x $RNACOS_BIN ]] || { echo "no r-nacos at $RNACOS_BIN (see the header of this script)" >&2; exit 2; }
 "$BENCH_DIR/setup.sh" >/dev/null
@@ -33,7 +38,7 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 
 HTTP_PORT=$(free_port)
 "$NACRE_BIN" serve --http-addr "127.0.0.1:$HTTP_PORT" --dns-addr 127.0.0.1:0 \
-  --data-dir "$TMP/nacre" >"$TMP/nacre.log" 2>&1 &
+  --data-dir "$TMP/nacre" "${EXTRA[@]}" >"$TMP/nacre.log" 2>&1 &
 NACRE_PID=$!
 for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$HTTP_PORT/nacos/v1/console/health/liveness" >/dev/null && break
@@ -53,7 +58,8 @@ NACOS_ADDR=127.0.0.1:${RNACOS_BENCH_PORT:-28848} NACOS_PID=$RPID "$BENCH_DIR/run
 RNACOS_BIN=$RNACOS_BIN "$BENCH_DIR/peers/rnacos.sh" stop >/dev/null
 
 value() { awk -v k="$1:" '$1 == k {print $2}' "$2"; }
-for k in register beat list register_100k mem_after_100k; do
+for k in register beat list register_100k mem_after_100k config_publish config_get \
+  longpoll_notify_p99 longpoll_rss_held; do
   n=$(value "$k" "$TMP/nacre.txt"); r=$(value "$k" "$TMP/rnacos.txt")
   [[ -n $n && -n $r ]] && python3 -c "print('ratio_${k}_nacre_over_rnacos: %.2f' % ($n / $r))"
 done

@@ -164,8 +164,9 @@ impl Drop for WaiterGuard<'_> {
 
 /// The result of [`ListenerHub::check_or_register`].
 pub enum Registration<'h> {
-    /// These entries are stale already (indexes into the request's entries).
-    Changed(Vec<usize>),
+    /// These entries are stale already: their answer lines (see
+    /// [`ListenEntry::wire_line`]).
+    Changed(Vec<String>),
     /// Nothing is stale; the waiter is held until a change arrives on the receiver.
     Held(WaiterGuard<'h>, oneshot::Receiver<String>),
 }
@@ -182,11 +183,10 @@ impl ListenerHub {
         is_stale: impl Fn(&ListenEntry) -> bool,
     ) -> Registration<'_> {
         let mut hub = self.inner.lock();
-        let changed: Vec<usize> = entries
+        let changed: Vec<String> = entries
             .iter()
-            .enumerate()
-            .filter(|(_, e)| is_stale(e))
-            .map(|(i, _)| i)
+            .filter(|e| is_stale(e))
+            .map(ListenEntry::wire_line)
             .collect();
         if !changed.is_empty() || !hold {
             return Registration::Changed(changed);

@@ -41,8 +41,10 @@ pub enum ConfigError {
 pub struct Version {
     /// Row id in its table.
     pub id: i64,
-    /// Content.
-    pub content: Arc<str>,
+    /// Content, UTF-8 (shared with answers without a copy).
+    pub content: bytes::Bytes,
+    /// `modified_ms` as an HTTP date (RFC 9110 IMF-fixdate), for `Last-Modified`.
+    pub last_modified: Arc<str>,
     /// Lowercase hex MD5 of the content.
     pub md5: Arc<str>,
     /// Type (`text`, `yaml`, …); tag versions take the formal one's.
@@ -51,6 +53,32 @@ pub struct Version {
     pub modified_ms: i64,
     /// `encrypted_data_key` (2.x), usually empty.
     pub encrypted_data_key: Arc<str>,
+}
+
+impl Version {
+    /// A version of `content`; the HTTP date is computed once here.
+    pub fn new(
+        id: i64,
+        content: &str,
+        md5: &str,
+        config_type: &str,
+        modified_ms: i64,
+        encrypted_data_key: &str,
+    ) -> Self {
+        let last_modified = chrono::DateTime::from_timestamp_millis(modified_ms)
+            .unwrap_or_default()
+            .format("%a, %d %b %Y %H:%M:%S GMT")
+            .to_string();
+        Self {
+            id,
+            content: bytes::Bytes::copy_from_slice(content.as_bytes()),
+            last_modified: last_modified.into(),
+            md5: md5.into(),
+            config_type: config_type.into(),
+            modified_ms,
+            encrypted_data_key: encrypted_data_key.into(),
+        }
+    }
 }
 
 /// A beta version and the client IPs it is served to.
@@ -138,14 +166,14 @@ impl ConfigService {
     pub async fn load(store: ConfigStore) -> Result<Self, ConfigError> {
         let mut cache: HashMap<ConfigKey, CacheItem> = HashMap::new();
         for c in store.load_configs().await? {
-            cache.entry(c.key.clone()).or_default().formal = Some(Arc::new(Version {
-                id: c.id,
-                content: c.content.into(),
-                md5: c.md5.into(),
-                config_type: c.config_type.into(),
-                modified_ms: c.modified_ms,
-                encrypted_data_key: c.encrypted_data_key.into(),
-            }));
+            cache.entry(c.key.clone()).or_default().formal = Some(Arc::new(Version::new(
+                c.id,
+                &c.content,
+                &c.md5,
+                &c.config_type,
+                c.modified_ms,
+                &c.encrypted_data_key,
+            )));
         }
         for b in store.load_betas().await? {
             let item = cache.entry(b.key.clone()).or_default();
@@ -276,14 +304,14 @@ impl ConfigService {
             };
             let id = self.store.publish_beta(&beta, &rec.src_ip).await?;
             let version = Arc::new(BetaVersion {
-                version: Arc::new(Version {
+                version: Arc::new(Version::new(
                     id,
-                    content: rec.content.as_str().into(),
-                    md5: rec.md5.as_str().into(),
-                    config_type: rec.config_type.as_str().into(),
-                    modified_ms: now_ms(),
-                    encrypted_data_key: rec.encrypted_data_key.as_str().into(),
-                }),
+                    &rec.content,
+                    &rec.md5,
+                    &rec.config_type,
+                    now_ms(),
+                    &rec.encrypted_data_key,
+                )),
                 ips: ips.clone(),
             });
             self.cache.write().entry(key.clone()).or_default().beta = Some(version);
@@ -308,14 +336,14 @@ impl ConfigService {
                     rec.src_user.as_deref(),
                 )
                 .await?;
-            let version = Arc::new(Version {
+            let version = Arc::new(Version::new(
                 id,
-                content: rec.content.as_str().into(),
-                md5: rec.md5.as_str().into(),
-                config_type: rec.config_type.as_str().into(),
-                modified_ms: now_ms(),
-                encrypted_data_key: Arc::from(""),
-            });
+                &rec.content,
+                &rec.md5,
+                &rec.config_type,
+                now_ms(),
+                "",
+            ));
             {
                 let mut cache = self.cache.write();
                 let item = cache.entry(key.clone()).or_default();
@@ -325,15 +353,15 @@ impl ConfigService {
             self.hub.notify(&key, &ChangeScope::Tag(tag));
             return Ok(());
         }
-        let done = self.store.publish(rec).await?;
-        let version = Arc::new(Version {
-            id: done.id,
-            content: rec.content.as_str().into(),
-            md5: rec.md5.as_str().into(),
-            config_type: rec.config_type.as_str().into(),
-            modified_ms: done.modified_ms,
-            encrypted_data_key: rec.encrypted_data_key.as_str().into(),
-        });
+        let done = self.store.publish(rec.clone()).await?;
+        let version = Arc::new(Version::new(
+            done.id,
+            &rec.content,
+            &rec.md5,
+            &rec.config_type,
+            done.modified_ms,
+            &rec.encrypted_data_key,
+        ));
         self.cache.write().entry(key.clone()).or_default().formal = Some(version);
         self.hub.notify(&key, &ChangeScope::Formal);
         Ok(())
@@ -416,13 +444,12 @@ impl ConfigService {
         let registration = {
             let tag_ref = tag.clone();
             self.hub
-                .check_or_register(ip, tag, entries.clone(), hold.is_some(), |e| {
+                .check_or_register(ip, tag, entries, hold.is_some(), |e| {
                     *self.md5_for(&e.key, ip, tag_ref.as_deref()) != *e.md5
                 })
         };
         match registration {
-            Registration::Changed(idx) => {
-                let lines: Vec<String> = idx.iter().map(|&i| entries[i].wire_line()).collect();
+            Registration::Changed(lines) => {
                 if lines.is_empty() {
                     String::new()
                 } else {
@@ -495,27 +522,20 @@ fn md5_in(
 
 fn beta_version(b: &StoredBeta) -> BetaVersion {
     BetaVersion {
-        version: Arc::new(Version {
-            id: b.id,
-            content: b.content.as_str().into(),
-            md5: b.md5.as_str().into(),
-            config_type: Arc::from("text"),
-            modified_ms: b.modified_ms,
-            encrypted_data_key: b.encrypted_data_key.as_str().into(),
-        }),
+        version: Arc::new(Version::new(
+            b.id,
+            &b.content,
+            &b.md5,
+            "text",
+            b.modified_ms,
+            &b.encrypted_data_key,
+        )),
         ips: split_ips(&b.beta_ips),
     }
 }
 
 fn tag_version(t: &StoredTag) -> Version {
-    Version {
-        id: t.id,
-        content: t.content.as_str().into(),
-        md5: t.md5.as_str().into(),
-        config_type: Arc::from("text"),
-        modified_ms: t.modified_ms,
-        encrypted_data_key: Arc::from(""),
-    }
+    Version::new(t.id, &t.content, &t.md5, "text", t.modified_ms, "")
 }
 
 /// Splits a comma-separated IP list, trimming and dropping blanks.

@@ -351,120 +351,172 @@ impl ConfigStore {
     }
 
     /// Inserts or updates a config and writes its history row, in one transaction.
-    pub async fn publish(&self, rec: &PublishRecord) -> Result<Published, StoreError> {
+    ///
+    /// Concurrent publishes are committed together (group commit): they queue for the
+    /// one writer, which runs each waiting batch in one transaction, so a batch costs
+    /// one commit (and one log sync) however many publishes it holds. Each caller is
+    /// answered after its batch committed; if the batch fails, every publish in it
+    /// fails and none is stored.
+    pub async fn publish(&self, rec: PublishRecord) -> Result<Published, StoreError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.publisher
+            .send((rec, tx))
+            .await
+            .map_err(|_| StoreError::Closed)?;
+        rx.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Publishes a batch in one transaction (see [`ConfigStore::publish`]) with a
+    /// fixed number of statements whatever its size: read the current rows, upsert
+    /// every config (`ON CONFLICT` / `ON DUPLICATE KEY`), read the ids of new ones,
+    /// insert every history row. Keys in a batch are distinct (callers serialize
+    /// writes per key). Tags are rare and written per record.
+    pub(crate) async fn publish_batch(
+        &self,
+        records: &[PublishRecord],
+    ) -> Result<Vec<Published>, StoreError> {
+        const COLUMNS: &str = "data_id, group_id, tenant_id, content, md5, src_ip, src_user, \
+            gmt_create, gmt_modified, app_name, c_desc, c_use, effect, type, c_schema, \
+            encrypted_data_key";
+        const UPDATED: [&str; 12] = [
+            "content",
+            "md5",
+            "src_ip",
+            "src_user",
+            "gmt_modified",
+            "app_name",
+            "c_desc",
+            "c_use",
+            "effect",
+            "type",
+            "c_schema",
+            "encrypted_data_key",
+        ];
         let at = now();
-        let k = &rec.key;
+        let at_text = super::sql_time(at);
+        let marks = |n: usize, per: usize| {
+            let one = format!("({})", vec!["?"; per].join(", "));
+            vec![one; n].join(", ")
+        };
+        let ids_sql = format!(
+            "SELECT id, data_id, group_id, tenant_id, content, md5, app_name, encrypted_data_key \
+             FROM config_info WHERE data_id IN ({})",
+            vec!["?"; records.len()].join(", ")
+        );
+        let upsert_sql = {
+            let head = format!(
+                "INSERT INTO config_info ({COLUMNS}) VALUES {}",
+                marks(records.len(), 16)
+            );
+            match self.backend {
+                super::Backend::Sqlite { .. } => format!(
+                    "{head} ON CONFLICT (data_id, group_id, tenant_id) DO UPDATE SET {}",
+                    UPDATED.map(|c| format!("{c} = excluded.{c}")).join(", ")
+                ),
+                super::Backend::MySql(_) => format!(
+                    "{head} ON DUPLICATE KEY UPDATE {}",
+                    UPDATED.map(|c| format!("{c} = VALUES({c})")).join(", ")
+                ),
+            }
+        };
+        let history_sql = format!(
+            "INSERT INTO his_config_info (id, data_id, group_id, tenant_id, app_name, content, \
+             md5, src_ip, src_user, gmt_create, gmt_modified, op_type, encrypted_data_key) VALUES {}",
+            marks(records.len(), 13)
+        );
+        /// The current row of a key: id, content, md5, app name, data key.
+        type Old = (i64, String, Option<String>, Option<String>, String);
         with_pool!(self, write, pool => {
             let mut tx = pool.begin().await?;
-            let old = sqlx::query(
-                "SELECT id, content, md5, app_name, encrypted_data_key FROM config_info \
-                 WHERE data_id = ? AND group_id = ? AND tenant_id = ?",
-            )
-            .bind(&k.data_id)
-            .bind(&k.group)
-            .bind(&k.tenant)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let id = match old {
-                Some(row) => {
-                    let id: i64 = row.try_get("id")?;
-                    let old_content: String = text(&row, "content")?;
-                    let old_md5: Option<String> = opt_text(&row, "md5")?;
-                    let old_app: Option<String> = opt_text(&row, "app_name")?;
-                    let old_key: String = text(&row, "encrypted_data_key")?;
-                    let app = rec.app_name.clone().or_else(|| old_app.clone());
-                    sqlx::query(
-                        "UPDATE config_info SET content = ?, md5 = ?, src_ip = ?, src_user = ?, \
-                         gmt_modified = ?, app_name = ?, c_desc = ?, c_use = ?, effect = ?, \
-                         type = ?, c_schema = ?, encrypted_data_key = ? WHERE id = ?",
-                    )
+            let mut q = sqlx::query(&ids_sql);
+            for rec in records {
+                q = q.bind(&rec.key.data_id);
+            }
+            let mut old: std::collections::HashMap<ConfigKey, Old> = std::collections::HashMap::new();
+            for row in q.fetch_all(&mut *tx).await? {
+                old.insert(
+                    key_of(&row)?,
+                    (
+                        row.try_get("id")?,
+                        text(&row, "content")?,
+                        opt_text(&row, "md5")?,
+                        opt_text(&row, "app_name")?,
+                        text(&row, "encrypted_data_key")?,
+                    ),
+                );
+            }
+            let mut q = sqlx::query(&upsert_sql);
+            for rec in records {
+                let app = rec
+                    .app_name
+                    .clone()
+                    .or_else(|| old.get(&rec.key).and_then(|o| o.3.clone()));
+                q = q
+                    .bind(&rec.key.data_id)
+                    .bind(&rec.key.group)
+                    .bind(&rec.key.tenant)
                     .bind(&rec.content)
                     .bind(&rec.md5)
                     .bind(&rec.src_ip)
                     .bind(&rec.src_user)
-                    .bind(at)
-                    .bind(&app)
+                    .bind(&at_text)
+                    .bind(&at_text)
+                    .bind(app)
                     .bind(&rec.desc)
                     .bind(&rec.usage)
                     .bind(&rec.effect)
                     .bind(&rec.config_type)
                     .bind(&rec.schema)
-                    .bind(&rec.encrypted_data_key)
-                    .bind(id)
-                    .execute(&mut *tx)
-                    .await?;
-                    sqlx::query(
-                        "INSERT INTO his_config_info (id, data_id, group_id, tenant_id, app_name, \
-                         content, md5, src_ip, src_user, gmt_create, gmt_modified, op_type, \
-                         encrypted_data_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'U', ?)",
-                    )
-                    .bind(id)
-                    .bind(&k.data_id)
-                    .bind(&k.group)
-                    .bind(&k.tenant)
-                    .bind(&old_app)
-                    .bind(&old_content)
-                    .bind(&old_md5)
-                    .bind(&rec.src_ip)
-                    .bind(&rec.src_user)
-                    .bind(at)
-                    .bind(at)
-                    .bind(&old_key)
-                    .execute(&mut *tx)
-                    .await?;
-                    id
+                    .bind(&rec.encrypted_data_key);
+            }
+            q.execute(&mut *tx).await?;
+            let mut new_ids: std::collections::HashMap<ConfigKey, i64> = std::collections::HashMap::new();
+            if records.iter().any(|r| !old.contains_key(&r.key)) {
+                let mut q = sqlx::query(&ids_sql);
+                for rec in records {
+                    q = q.bind(&rec.key.data_id);
                 }
-                None => {
-                    let done = sqlx::query(
-                        "INSERT INTO config_info (data_id, group_id, tenant_id, content, md5, \
-                         src_ip, src_user, gmt_create, gmt_modified, app_name, c_desc, c_use, \
-                         effect, type, c_schema, encrypted_data_key) \
-                         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    )
-                    .bind(&k.data_id)
-                    .bind(&k.group)
-                    .bind(&k.tenant)
-                    .bind(&rec.content)
-                    .bind(&rec.md5)
-                    .bind(&rec.src_ip)
-                    .bind(&rec.src_user)
-                    .bind(at)
-                    .bind(at)
-                    .bind(&rec.app_name)
-                    .bind(&rec.desc)
-                    .bind(&rec.usage)
-                    .bind(&rec.effect)
-                    .bind(&rec.config_type)
-                    .bind(&rec.schema)
-                    .bind(&rec.encrypted_data_key)
-                    .execute(&mut *tx)
-                    .await?;
-                    let id = done.last_id();
-                    sqlx::query(
-                        "INSERT INTO his_config_info (id, data_id, group_id, tenant_id, app_name, \
-                         content, md5, src_ip, src_user, gmt_create, gmt_modified, op_type, \
-                         encrypted_data_key) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 'I', ?)",
-                    )
-                    .bind(id)
-                    .bind(&k.data_id)
-                    .bind(&k.group)
-                    .bind(&k.tenant)
-                    .bind(&rec.app_name)
-                    .bind(&rec.content)
-                    .bind(&rec.md5)
-                    .bind(&rec.src_ip)
-                    .bind(&rec.src_user)
-                    .bind(at)
-                    .bind(at)
-                    .bind(&rec.encrypted_data_key)
-                    .execute(&mut *tx)
-                    .await?;
-                    id
+                for row in q.fetch_all(&mut *tx).await? {
+                    new_ids.insert(key_of(&row)?, row.try_get("id")?);
                 }
-            };
-            if let Some(tags) = &rec.config_tags {
+            }
+            let mut out = Vec::with_capacity(records.len());
+            let mut q = sqlx::query(&history_sql);
+            for rec in records {
+                // I rows hold the new content, U rows the content they replace.
+                let (id, content, md5, app, data_key, op) = match old.get(&rec.key) {
+                    Some((id, content, md5, app, data_key)) => {
+                        (*id, content.as_str(), md5.clone(), app.clone(), data_key.as_str(), "U")
+                    }
+                    None => {
+                        let id = new_ids.get(&rec.key).copied().ok_or_else(|| {
+                            sqlx::Error::RowNotFound
+                        })?;
+                        (id, rec.content.as_str(), Some(rec.md5.clone()), rec.app_name.clone(),
+                         rec.encrypted_data_key.as_str(), "I")
+                    }
+                };
+                q = q
+                    .bind(id)
+                    .bind(&rec.key.data_id)
+                    .bind(&rec.key.group)
+                    .bind(&rec.key.tenant)
+                    .bind(app)
+                    .bind(content)
+                    .bind(md5)
+                    .bind(&rec.src_ip)
+                    .bind(&rec.src_user)
+                    .bind(&at_text)
+                    .bind(&at_text)
+                    .bind(op)
+                    .bind(data_key);
+                out.push(Published { id, modified_ms: super::millis(at) });
+            }
+            q.execute(&mut *tx).await?;
+            for (rec, done) in records.iter().zip(&out) {
+                let Some(tags) = &rec.config_tags else { continue };
                 sqlx::query("DELETE FROM config_tags_relation WHERE id = ?")
-                    .bind(id)
+                    .bind(done.id)
                     .execute(&mut *tx)
                     .await?;
                 for tag in tags {
@@ -472,17 +524,17 @@ impl ConfigStore {
                         "INSERT INTO config_tags_relation (id, tag_name, tag_type, data_id, \
                          group_id, tenant_id) VALUES (?, ?, NULL, ?, ?, ?)",
                     )
-                    .bind(id)
+                    .bind(done.id)
                     .bind(tag)
-                    .bind(&k.data_id)
-                    .bind(&k.group)
-                    .bind(&k.tenant)
+                    .bind(&rec.key.data_id)
+                    .bind(&rec.key.group)
+                    .bind(&rec.key.tenant)
                     .execute(&mut *tx)
                     .await?;
                 }
             }
             tx.commit().await?;
-            Ok(Published { id, modified_ms: super::millis(at) })
+            Ok(out)
         })
     }
 

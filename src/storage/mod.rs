@@ -41,7 +41,26 @@ pub enum StoreError {
     /// The schema could not be applied.
     #[error("cannot apply database migrations: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// The transaction of a group commit failed; nothing of it was stored.
+    #[error("database error: {0}")]
+    Batch(String),
+    /// The store was closed.
+    #[error("the config store is closed")]
+    Closed,
 }
+
+/// A queued publish and where its outcome goes.
+type PublishJob = (
+    config::PublishRecord,
+    tokio::sync::oneshot::Sender<Result<config::Published, StoreError>>,
+);
+
+/// Most publishes committed in one transaction. Every batch size has its own SQL text,
+/// so the prepared-statement cache holds [`STATEMENT_CACHE`] statements: enough for
+/// the three multi-row statements of every size up to this one.
+const MAX_BATCH: usize = 64;
+/// Prepared statements kept per connection.
+const STATEMENT_CACHE: usize = 512;
 
 /// The two backends.
 #[derive(Clone, Debug)]
@@ -91,6 +110,8 @@ impl LastInsertId for MySqlQueryResult {
 #[derive(Clone, Debug)]
 pub struct ConfigStore {
     backend: Backend,
+    /// Queue of the group-commit writer (see [`ConfigStore::publish`]).
+    publisher: tokio::sync::mpsc::Sender<PublishJob>,
 }
 
 impl ConfigStore {
@@ -99,15 +120,15 @@ impl ConfigStore {
     pub async fn open(settings: &ConfigStoreSettings, data_dir: &Path) -> Result<Self, StoreError> {
         let url = settings.url.trim();
         if url.starts_with("mysql://") || url.starts_with("mariadb://") {
+            let options = sqlx::mysql::MySqlConnectOptions::from_str(url)?
+                .statement_cache_capacity(STATEMENT_CACHE);
             let pool = MySqlPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(Duration::from_secs(10))
-                .connect(url)
+                .connect_with(options)
                 .await?;
             sqlx::migrate!("migrations/mysql").run(&pool).await?;
-            return Ok(Self {
-                backend: Backend::MySql(pool),
-            });
+            return Ok(Self::with_writer(Backend::MySql(pool)));
         }
         let options = if url.is_empty() {
             SqliteConnectOptions::new().filename(data_dir.join("nacre.db"))
@@ -124,6 +145,7 @@ impl ConfigStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(synchronous)
             .busy_timeout(Duration::from_secs(10))
+            .statement_cache_capacity(STATEMENT_CACHE)
             // LIKE is case-sensitive, as on MySQL with Nacos's utf8_bin collation.
             .pragma("case_sensitive_like", "ON");
         let write = SqlitePoolOptions::new()
@@ -135,9 +157,39 @@ impl ConfigStore {
             .max_connections(settings.max_connections)
             .connect_with(options)
             .await?;
-        Ok(Self {
-            backend: Backend::Sqlite { read, write },
-        })
+        Ok(Self::with_writer(Backend::Sqlite { read, write }))
+    }
+
+    /// Starts the group-commit writer. It holds only the backend, so it ends once
+    /// every `ConfigStore` clone (every sender) is gone.
+    fn with_writer(backend: Backend) -> Self {
+        let (publisher, mut queue) = tokio::sync::mpsc::channel::<PublishJob>(4 * MAX_BATCH);
+        let (writer_tx, _) = tokio::sync::mpsc::channel(1);
+        let writer = ConfigStore {
+            backend: backend.clone(),
+            publisher: writer_tx,
+        };
+        tokio::spawn(async move {
+            let mut jobs: Vec<PublishJob> = Vec::with_capacity(MAX_BATCH);
+            while queue.recv_many(&mut jobs, MAX_BATCH).await > 0 {
+                let (records, replies): (Vec<_>, Vec<_>) = jobs.drain(..).unzip();
+                match writer.publish_batch(&records).await {
+                    Ok(done) => {
+                        for (reply, outcome) in replies.into_iter().zip(done) {
+                            let _ = reply.send(Ok(outcome));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, batch = records.len(), "publish batch failed");
+                        let message = e.to_string();
+                        for reply in replies {
+                            let _ = reply.send(Err(StoreError::Batch(message.clone())));
+                        }
+                    }
+                }
+            }
+        });
+        Self { backend, publisher }
     }
 
     /// Which database this is: `sqlite` or `mysql`.
@@ -186,6 +238,13 @@ fn utf8(column: &str, bytes: Vec<u8>) -> Result<String, sqlx::Error> {
         index: column.to_string(),
         source: Box::new(e),
     })
+}
+
+/// A stored time as bound in statements: `YYYY-MM-DD HH:MM:SS.fff`, which SQLite keeps
+/// as text and MySQL parses into `DATETIME`. Formatted once per statement instead of
+/// once per bound value.
+pub(crate) fn sql_time(t: NaiveDateTime) -> String {
+    t.format("%Y-%m-%d %H:%M:%S%.3f").to_string()
 }
 
 /// Now, as stored in `DATETIME` columns (UTC, millisecond precision).

@@ -45,14 +45,6 @@ pub fn client_ip(req: &Request) -> IpAddr {
         .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
 }
 
-/// An HTTP date (`Last-Modified`) from milliseconds since the epoch.
-pub fn http_date(ms: i64) -> String {
-    chrono::DateTime::from_timestamp_millis(ms)
-        .unwrap_or_default()
-        .format("%a, %d %b %Y %H:%M:%S GMT")
-        .to_string()
-}
-
 fn header_str<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get(name)
@@ -135,7 +127,7 @@ pub async fn get_configs(
     req: Request,
 ) -> Result<Response, ApiError> {
     let ip = client_ip(&req);
-    let headers = req.headers().clone();
+    let auto_tag = header_str(req.headers(), "Vipserver-Tag").map(str::to_string);
     let p = Params::from_request(req, &()).await?;
     if let Some(mode) = p.optional("search") {
         return search(&state, &p, mode == "blur").await;
@@ -184,7 +176,7 @@ pub async fn get_configs(
     let who = Requester {
         ip,
         tag,
-        auto_tag: header_str(&headers, "Vipserver-Tag"),
+        auto_tag: auto_tag.as_deref(),
     };
     let Some(served) = state.config.get(&key, &who) else {
         return Ok((
@@ -195,7 +187,7 @@ pub async fn get_configs(
             .into_response());
     };
     let v = &served.version;
-    let mut resp = Response::new(axum::body::Body::from(v.content.to_string()));
+    let mut resp = Response::new(axum::body::Body::from(v.content.clone()));
     let h = resp.headers_mut();
     h.insert(
         header::CONTENT_TYPE,
@@ -203,7 +195,7 @@ pub async fn get_configs(
     );
     insert(h, "Config-Type", &served.config_type);
     insert(h, "Content-MD5", &v.md5);
-    insert(h, "Last-Modified", &http_date(v.modified_ms));
+    insert(h, "Last-Modified", &v.last_modified);
     no_cache(h);
     if served.beta {
         h.insert("isBeta", HeaderValue::from_static("true"));
@@ -591,15 +583,16 @@ pub async fn catalog(State(state): State<AppState>, p: Params) -> Result<Respons
 /// `POST /nacos/v1/cs/configs/listener`: long polling (see [`crate::config::listen`]).
 pub async fn listener(State(state): State<AppState>, req: Request) -> Result<Response, ApiError> {
     let ip = client_ip(&req);
-    let headers = req.headers().clone();
-    let p = Params::from_request(req, &()).await?;
-    let invalid = || ApiError::config_bad_request("invalid probeModify");
-    let raw = p.raw("Listening-Configs").ok_or_else(invalid)?;
-    // Nacos decodes the (already decoded) parameter once more.
-    let decoded = percent_decode(raw);
-    let entries: Vec<ListenEntry> = parse_listening_configs(&decoded).map_err(|_| invalid())?;
-    let tag = header_str(&headers, "Vipserver-Tag").map(str::to_string);
-    let timeout = match header_str(&headers, "Long-Pulling-Timeout") {
+    let (tag, timeout, no_hangup) = {
+        let header = |name: &str| header_str(req.headers(), name).map(str::to_string);
+        (
+            header("Vipserver-Tag"),
+            header("Long-Pulling-Timeout"),
+            header("Long-Pulling-Timeout-No-Hangup")
+                .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        )
+    };
+    let timeout = match timeout {
         None => None,
         Some(raw) => Some(raw.parse::<u64>().map_err(|_| {
             ApiError::config_bad_request(format!(
@@ -607,8 +600,16 @@ pub async fn listener(State(state): State<AppState>, req: Request) -> Result<Res
             ))
         })?),
     };
-    let no_hangup = header_str(&headers, "Long-Pulling-Timeout-No-Hangup")
-        .is_some_and(|v| v.eq_ignore_ascii_case("true"));
+    // Only owned values live on while the request is held: the request's headers and
+    // body are views into hyper's read buffer, which would otherwise stay allocated
+    // for every held listener.
+    let entries: Vec<ListenEntry> = {
+        let p = Params::from_request(req, &()).await?;
+        let invalid = || ApiError::config_bad_request("invalid probeModify");
+        let raw = p.raw("Listening-Configs").ok_or_else(invalid)?;
+        // Nacos decodes the (already decoded) parameter once more.
+        parse_listening_configs(&percent_decode(raw)).map_err(|_| invalid())?
+    };
     let hold = match timeout {
         Some(ms) if !no_hangup => Some(Duration::from_millis(
             ms.saturating_sub(500)
@@ -616,7 +617,7 @@ pub async fn listener(State(state): State<AppState>, req: Request) -> Result<Res
         )),
         _ => None,
     };
-    let answer = state.config.listen(ip, tag, entries.clone(), hold).await;
+    let answer = state.config.listen(ip, tag, entries, hold).await;
     let mut resp = if answer.is_empty() {
         Response::new(axum::body::Body::empty())
     } else {
