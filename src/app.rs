@@ -15,7 +15,7 @@ use tracing::info;
 use crate::config::{ConfigError, ConfigService};
 use crate::dns::{DnsError, DnsServer};
 use crate::health::BeatExpiryWorker;
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, AppStateInner};
 use crate::naming::NamingService;
 use crate::naming::registry::Registry;
 use crate::settings::Settings;
@@ -98,13 +98,13 @@ impl App {
         })?;
         info!(addr = %http_addr, "HTTP listening (Nacos API under /nacos)");
 
-        let state = AppState {
+        let state = AppState::new(AppStateInner {
             naming: naming.clone(),
             cache_millis: settings.naming.cache_millis,
             list_cache: Default::default(),
             config: config.clone(),
             config_settings: Arc::new(settings.config.clone()),
-        };
+        });
         let router = http::router(state, &settings);
         let mut tasks = Vec::new();
         let http_cancel = cancel.clone();

@@ -13,15 +13,33 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::trace::TraceLayer;
 
 use crate::config::ConfigService;
 use crate::naming::NamingService;
 use crate::settings::{ConfigSettings, Settings};
 
-/// State shared by every handler.
+/// State shared by every handler: one `Arc`, so the per-request clone axum makes is
+/// one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppStateInner>);
+
+impl AppState {
+    /// Wraps the parts.
+    pub fn new(inner: AppStateInner) -> Self {
+        Self(Arc::new(inner))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = AppStateInner;
+
+    fn deref(&self) -> &AppStateInner {
+        &self.0
+    }
+}
+
+/// The parts of [`AppState`].
+pub struct AppStateInner {
     /// The naming use cases.
     pub naming: Arc<NamingService>,
     /// `cacheMillis` of list answers, milliseconds.
@@ -38,7 +56,6 @@ pub struct AppState {
 pub fn router(state: AppState, settings: &Settings) -> Router {
     nacos_v1::routes()
         .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))
-        .layer(TraceLayer::new_for_http())
         .with_state(state)
 }
 

@@ -9,7 +9,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::time::Duration;
 
 use axum::extract::{ConnectInfo, FromRequest, Multipart, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
@@ -28,6 +28,12 @@ use crate::storage::config::{PublishRecord, SearchFilter};
 
 /// `Expires` of answers that must not be cached.
 const EPOCH_HTTP_DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";
+/// Header names of config answers, parsed once.
+const CONFIG_TYPE: HeaderName = HeaderName::from_static("config-type");
+const CONTENT_MD5: HeaderName = HeaderName::from_static("content-md5");
+const IS_BETA: HeaderName = HeaderName::from_static("isbeta");
+const VIPSERVER_TAG: HeaderName = HeaderName::from_static("vipserver-tag");
+const ENCRYPTED_DATA_KEY: HeaderName = HeaderName::from_static("encrypted-data-key");
 
 /// The client's IP as the server sees it (the peer address). `X-Forwarded-For` is not
 /// trusted.
@@ -193,23 +199,23 @@ pub async fn get_configs(
         header::CONTENT_TYPE,
         HeaderValue::from_static(content_type_of(&served.config_type)),
     );
-    insert(h, "Config-Type", &served.config_type);
-    insert(h, "Content-MD5", &v.md5);
-    insert(h, "Last-Modified", &v.last_modified);
+    insert(h, CONFIG_TYPE, &served.config_type);
+    insert(h, CONTENT_MD5, &v.md5);
+    insert(h, header::LAST_MODIFIED, &v.last_modified);
     no_cache(h);
     if served.beta {
-        h.insert("isBeta", HeaderValue::from_static("true"));
+        h.insert(IS_BETA, HeaderValue::from_static("true"));
     }
     if let Some(tag) = &served.tag {
-        insert(h, "Vipserver-Tag", tag);
+        insert(h, VIPSERVER_TAG, tag);
     }
     if !v.encrypted_data_key.is_empty() {
-        insert(h, "Encrypted-Data-Key", &v.encrypted_data_key);
+        insert(h, ENCRYPTED_DATA_KEY, &v.encrypted_data_key);
     }
     Ok(resp)
 }
 
-fn insert(h: &mut HeaderMap, name: &'static str, value: &str) {
+fn insert(h: &mut HeaderMap, name: HeaderName, value: &str) {
     if let Ok(v) = HeaderValue::from_str(value) {
         h.insert(name, v);
     }
@@ -644,8 +650,12 @@ pub async fn listener(State(state): State<AppState>, req: Request) -> Result<Res
                 )
             })
             .collect();
-        insert(h, "Probe-Modify-Response", &old);
-        insert(h, "Probe-Modify-Response-New", &answer);
+        insert(h, HeaderName::from_static("probe-modify-response"), &old);
+        insert(
+            h,
+            HeaderName::from_static("probe-modify-response-new"),
+            &answer,
+        );
     }
     Ok(resp)
 }
