@@ -11,6 +11,11 @@ use nacre::app::App;
 use nacre::settings::Settings;
 
 /// Nacre: Nacos-compatible naming, answered over DNS.
+/// jemalloc: pages of freed memory go back to the OS, and untouched parts of large
+/// buffers (hyper's per-connection read buffer) stay out of the resident set.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
