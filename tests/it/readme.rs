@@ -1,5 +1,6 @@
-//! Replays the README walk-through with the real `curl` and `dig` against a node on
-//! port 0, and checks that `dig` prints exactly what the README shows.
+//! Replays the README walk-throughs with the real `curl` and `dig` against a node on
+//! port 0, and checks that `dig` and the config reads print exactly what the README
+//! shows.
 
 use std::process::Command;
 
@@ -71,5 +72,15 @@ async fn readme_walkthrough_prints_what_it_says() {
         }
     }
     assert_eq!(srv_output.as_deref(), Some(expected_srv.as_str()));
+
+    // The config walk-through prints what the README says.
+    let mut printed = String::new();
+    for line in block_after(&readme, "<!-- walkthrough:config -->") {
+        let out = run(line.replace("127.0.0.1:8848", &http)).await;
+        printed.push_str(&out);
+        printed.push('\n');
+    }
+    let expected = block_after(&readme, "<!-- walkthrough:config-output -->").join("\n") + "\n";
+    assert_eq!(printed, expected);
     server.shutdown().await;
 }
