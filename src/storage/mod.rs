@@ -148,13 +148,17 @@ impl ConfigStore {
             .statement_cache_capacity(STATEMENT_CACHE)
             // LIKE is case-sensitive, as on MySQL with Nacos's utf8_bin collation.
             .pragma("case_sensitive_like", "ON");
+        // An embedded database has no connection to lose: no ping before each use
+        // (for SQLite a ping is one more round trip to the connection's thread).
         let write = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .connect_with(options.clone())
             .await?;
         sqlx::migrate!("migrations/sqlite").run(&write).await?;
         let read = SqlitePoolOptions::new()
             .max_connections(settings.max_connections)
+            .test_before_acquire(false)
             .connect_with(options)
             .await?;
         Ok(Self::with_writer(Backend::Sqlite { read, write }))
