@@ -296,7 +296,10 @@ pub async fn beat_instance(
         })
         .transpose()?;
     let mut cluster = cluster(&p)?;
-    let (ikey, full) = match beat {
+    // The instance key first; the full instance (to register it again, as Nacos does
+    // for a beat with its JSON) is built only when the instance is gone, so an ordinary
+    // beat parses no host and builds no metadata map.
+    let ikey = match &beat {
         Some(beat) => {
             if let Some(c) = beat
                 .cluster
@@ -312,14 +315,23 @@ pub async fn beat_instance(
                 Some(ip) => ip.to_string(),
                 None => p.required("ip")?.to_string(),
             };
-            let host = Host::parse(&ip)
-                .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
             let port = match beat.port {
                 Some(port) => u16::try_from(port).map_err(|_| {
                     ApiError::bad_request(format!("Param 'beat' has an illegal port: {port}"))
                 })?,
                 None => p.port("port")?,
             };
+            InstanceKey::new(&ip, port, &cluster)
+        }
+        None => instance_key(&p)?,
+    };
+    let outcome = match state.naming.beat(&key, &ikey, None) {
+        BeatOutcome::NotFound if beat.is_some() => {
+            let Some(beat) = beat else {
+                return Err(ApiError::bad_request("Param 'beat' is required."));
+            };
+            let host = Host::parse(&ikey.ip)
+                .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
             let metadata: BTreeMap<String, String> = beat
                 .metadata
                 .unwrap_or_default()
@@ -333,9 +345,9 @@ pub async fn beat_instance(
             validate_beat_metadata(&metadata)
                 .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
             let spec = InstanceSpec {
-                ip: ip.clone(),
+                ip: ikey.ip.to_string(),
                 host,
-                port,
+                port: ikey.port,
                 cluster: cluster.clone(),
                 weight: check_weight(beat.weight.unwrap_or(1.0))?,
                 enabled: true,
@@ -343,11 +355,11 @@ pub async fn beat_instance(
                 ephemeral: beat.ephemeral.unwrap_or(true),
                 metadata,
             };
-            (InstanceKey::new(&ip, port, &cluster), Some(spec))
+            state.naming.beat(&key, &ikey, Some(spec))
         }
-        None => (instance_key(&p)?, None),
+        outcome => outcome,
     };
-    let reply = match state.naming.beat(&key, &ikey, full) {
+    let reply = match outcome {
         BeatOutcome::Recorded { interval_ms } => BeatReply {
             client_beat_interval: interval_ms,
             code: CODE_OK,
