@@ -93,6 +93,31 @@ fn listening(data_id: &str, group: &str, md5: &str) -> String {
     format!("{data_id}\u{2}{group}\u{2}{md5}\u{1}")
 }
 
+/// Starts a long-polling request (30 s) for `watch` in the background and waits until
+/// the server holds it; the task gives the time the answer came and its body.
+async fn hold_listener(
+    s: &TestServer,
+    watch: String,
+) -> tokio::task::JoinHandle<(Instant, String)> {
+    let before = s.app.config.hub().held();
+    let base = s.base.clone();
+    let task = tokio::spawn(async move {
+        let resp = reqwest::Client::new()
+            .post(format!("{base}{LISTENER}"))
+            .header("Long-Pulling-Timeout", "30000")
+            .form(&[("Listening-Configs", watch)])
+            .send()
+            .await
+            .expect("listener");
+        (Instant::now(), resp.text().await.expect("body"))
+    });
+    crate::support::wait_until(Duration::from_secs(5), "listener held", || async {
+        s.app.config.hub().held() > before
+    })
+    .await;
+    task
+}
+
 /// A long-polling request; returns status, body and how long it took.
 async fn listen(
     s: &TestServer,
@@ -498,24 +523,7 @@ async fn beta_is_served_by_client_ip(db: Db) {
     let formal_md5 = python_md5("formal");
     // A listener from 127.0.0.1 holds on the formal MD5; a beta for another IP does
     // not wake it, one for 127.0.0.1 does.
-    let held = {
-        let base = s.base.clone();
-        let body = listening("b", "G", &formal_md5);
-        tokio::spawn(async move {
-            let resp = reqwest::Client::new()
-                .post(format!("{base}{LISTENER}"))
-                .header("Long-Pulling-Timeout", "30000")
-                .form(&[("Listening-Configs", body)])
-                .send()
-                .await
-                .expect("listener");
-            resp.text().await.expect("body")
-        })
-    };
-    crate::support::wait_until(Duration::from_secs(5), "listener held", || async {
-        s.app.config.hub().held() == 1
-    })
-    .await;
+    let held = hold_listener(&s, listening("b", "G", &formal_md5)).await;
     let beta = |ips: &'static str, content: &'static str| {
         let s = &s;
         async move {
@@ -537,7 +545,7 @@ async fn beta_is_served_by_client_ip(db: Db) {
         "a beta for another IP wakes nobody"
     );
     beta("10.9.9.9,127.0.0.1", "beta-here").await;
-    let answer = tokio::time::timeout(Duration::from_secs(5), held)
+    let (_, answer) = tokio::time::timeout(Duration::from_secs(5), held)
         .await
         .expect("woken")
         .unwrap();
@@ -901,23 +909,7 @@ async fn long_polling(db: Db) {
         listening("other", "G", ""),
         python_md5("t")
     );
-    let held = {
-        let base = s.base.clone();
-        tokio::spawn(async move {
-            let resp = reqwest::Client::new()
-                .post(format!("{base}{LISTENER}"))
-                .header("Long-Pulling-Timeout", "30000")
-                .form(&[("Listening-Configs", watch)])
-                .send()
-                .await
-                .expect("listener");
-            (Instant::now(), resp.text().await.expect("body"))
-        })
-    };
-    crate::support::wait_until(Duration::from_secs(5), "listener held", || async {
-        s.app.config.hub().held() == 1
-    })
-    .await;
+    let held = hold_listener(&s, watch).await;
     // The listener queries see it while it is held.
     let by_key = get_json(
         &s,
@@ -966,31 +958,14 @@ async fn long_polling(db: Db) {
     assert_eq!(s.app.config.hub().held(), 0);
 
     // A delete wakes listeners too (the MD5 becomes "").
-    let held = {
-        let base = s.base.clone();
-        let watch = listening("lp", "G", &md5);
-        tokio::spawn(async move {
-            let resp = reqwest::Client::new()
-                .post(format!("{base}{LISTENER}"))
-                .header("Long-Pulling-Timeout", "30000")
-                .form(&[("Listening-Configs", watch)])
-                .send()
-                .await
-                .expect("listener");
-            resp.text().await.expect("body")
-        })
-    };
-    crate::support::wait_until(Duration::from_secs(5), "listener held", || async {
-        s.app.config.hub().held() == 1
-    })
-    .await;
+    let held = hold_listener(&s, listening("lp", "G", &md5)).await;
     assert_eq!(
         s.call(Method::DELETE, CONFIGS, &[("dataId", "lp"), ("group", "G")])
             .await
             .0,
         200
     );
-    let body = tokio::time::timeout(Duration::from_secs(5), held)
+    let (_, body) = tokio::time::timeout(Duration::from_secs(5), held)
         .await
         .expect("woken")
         .unwrap();

@@ -68,6 +68,11 @@ fn json_response(status: StatusCode, body: &Value) -> Response {
         .into_response()
 }
 
+/// 200 with a JSON body.
+pub fn json_ok(body: Value) -> Response {
+    json_response(StatusCode::OK, &body)
+}
+
 /// `true` as the config API's writes answer it.
 fn json_true() -> Response {
     json_response(StatusCode::OK, &Value::Bool(true))

@@ -4,13 +4,13 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::params::Params;
-use super::config::page_json;
+use super::config::{json_ok, page_json};
 use crate::model::config::{ConfigKey, normalize_tenant};
 use crate::storage::config::{HistoryRow, SearchFilter};
 
@@ -40,15 +40,6 @@ fn history_json(h: &HistoryRow, with_content: bool) -> Value {
         "lastModifiedTime": java_time(h.modified_ms),
         "encryptedDataKey": h.encrypted_data_key,
     })
-}
-
-fn json_ok(body: Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/json;charset=UTF-8")],
-        body.to_string(),
-    )
-        .into_response()
 }
 
 fn key_of(p: &Params) -> ConfigKey {

@@ -5,28 +5,19 @@
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::super::AppState;
 use super::super::error::ApiError;
 use super::super::params::Params;
-use super::config::rest_result;
+use super::config::{json_ok, rest_result};
 use crate::storage::namespace::NamespaceRow;
 
 /// Configs a namespace may hold (Nacos's default quota).
 const DEFAULT_QUOTA: u32 = 200;
 /// Longest namespace id.
 const MAX_NAMESPACE_ID_LEN: usize = 128;
-
-fn json_ok(body: Value) -> Response {
-    (
-        StatusCode::OK,
-        [("content-type", "application/json;charset=UTF-8")],
-        body.to_string(),
-    )
-        .into_response()
-}
 
 fn item(id: &str, name: &str, desc: Option<&str>, count: usize, kind: u8) -> Value {
     json!({
