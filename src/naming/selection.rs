@@ -1,10 +1,26 @@
-//! Which instances a reader gets: the Nacos list selection (with its protect threshold)
-//! and the DNS selection. Pure functions over a [`ServiceSnapshot`].
+//! Which instances a reader gets: the Nacos list selection and the DNS selection, with
+//! one protect-threshold rule for both. Pure functions over a [`ServiceSnapshot`].
+//!
+//! The protect threshold (Nacos `protectThreshold`): when the healthy share of a
+//! reader's candidates is at or under the service's threshold, the reader gets every
+//! candidate, so the few healthy instances are not overloaded. Nacre departs from
+//! Nacos in two ways, the same for the list API and DNS:
+//! * a threshold of 0 (the default) never trips it, so a service whose instances are
+//!   all down answers none (Nacos 1.x and 2.x trip on `0 <= 0` and report dead
+//!   instances as healthy);
+//! * the share is that of the service's candidates before `healthyOnly` (as Nacos 1.x;
+//!   2.x filters first, so a `healthyOnly` client could never see protection).
 
 use std::sync::Arc;
 
 use super::registry::ServiceSnapshot;
 use crate::model::Instance;
+
+/// Whether the protect threshold trips for `healthy` of `total` candidates: the
+/// threshold is above 0, there are candidates, and `healthy / total <= threshold`.
+pub fn protection_reached(healthy: usize, total: usize, threshold: f32) -> bool {
+    threshold > 0.0 && total > 0 && (healthy as f64 / total as f64) <= f64::from(threshold)
+}
 
 /// The result of a Nacos `instance/list` selection.
 #[derive(Debug)]
@@ -16,48 +32,36 @@ pub struct ListSelection {
     pub protected: bool,
 }
 
-/// Nacos 2.x `instance/list` selection (`ServiceUtil.selectInstancesWithHealthyProtection`):
-/// keep enabled instances of the requested clusters (all clusters when `clusters` is
-/// empty); with `healthy_only`, keep the healthy ones; then, only for a service that has
-/// service metadata (created or updated through the service API), when
-/// `healthy / total <= protectThreshold` over the kept instances (so after the
-/// `healthy_only` filter, as 2.x does) report every kept instance as healthy.
+/// `instance/list` selection: the candidates are the enabled instances of the
+/// requested clusters (all clusters when `clusters` is empty). When protection trips
+/// (see the module docs) every candidate is returned and reported healthy; otherwise
+/// the candidates are returned with their health, only the healthy ones with
+/// `healthy_only`.
 pub fn select_for_list(
     snapshot: &ServiceSnapshot,
     clusters: &[&str],
     healthy_only: bool,
 ) -> ListSelection {
-    let in_clusters: Vec<&Arc<Instance>> = snapshot
+    let candidates: Vec<&Arc<Instance>> = snapshot
         .instances
         .iter()
         .filter(|i| i.enabled && (clusters.is_empty() || clusters.contains(&&*i.cluster)))
         .collect();
-    let kept: Vec<&Arc<Instance>> = if healthy_only {
-        in_clusters.into_iter().filter(|i| i.healthy).collect()
-    } else {
-        in_clusters
-    };
-    let total = kept.len();
-    let healthy = kept.iter().filter(|i| i.healthy).count();
-    let threshold = snapshot.meta.protect_threshold.max(0.0) as f64;
-    let protected =
-        snapshot.meta.explicit && total > 0 && (healthy as f64 / total as f64) <= threshold;
+    let healthy = candidates.iter().filter(|i| i.healthy).count();
+    let protected = protection_reached(healthy, candidates.len(), snapshot.meta.protect_threshold);
     ListSelection {
-        hosts: kept
+        hosts: candidates
             .into_iter()
+            .filter(|i| protected || !healthy_only || i.healthy)
             .map(|i| (i.clone(), protected || i.healthy))
             .collect(),
         protected,
     }
 }
 
-/// The instances DNS answers with: enabled, weight above zero and healthy. When the
-/// service's protect threshold is above zero and the healthy share of the candidates
-/// (enabled, weight above zero) is at or under it, every candidate is answered instead,
-/// so that the few healthy ones are not overloaded (as Nacos's protect threshold).
-///
-/// A threshold of 0 means "off" here, unlike Nacos 1.x where 0 healthy out of N with
-/// threshold 0 also trips protection: DNS must stop answering dead addresses.
+/// The instances DNS answers with: the candidates are the enabled instances with a
+/// weight above zero; the healthy ones are answered, or every candidate when
+/// protection trips (see the module docs). Also says whether it tripped.
 pub fn select_for_dns(snapshot: &ServiceSnapshot) -> (Vec<&Arc<Instance>>, bool) {
     let candidates: Vec<&Arc<Instance>> = snapshot
         .instances
@@ -65,15 +69,26 @@ pub fn select_for_dns(snapshot: &ServiceSnapshot) -> (Vec<&Arc<Instance>>, bool)
         .filter(|i| i.enabled && i.weight > 0.0)
         .collect();
     let healthy = candidates.iter().filter(|i| i.healthy).count();
-    let threshold = snapshot.meta.protect_threshold as f64;
-    if threshold > 0.0
-        && !candidates.is_empty()
-        && (healthy as f64 / candidates.len() as f64) <= threshold
-    {
+    if protection_reached(healthy, candidates.len(), snapshot.meta.protect_threshold) {
         return (candidates, true);
     }
     (
         candidates.into_iter().filter(|i| i.healthy).collect(),
         false,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threshold_zero_never_trips_and_the_bound_is_inclusive() {
+        assert!(!protection_reached(0, 3, 0.0));
+        assert!(!protection_reached(0, 0, 0.5));
+        assert!(protection_reached(0, 3, 0.1));
+        assert!(protection_reached(1, 2, 0.5));
+        assert!(!protection_reached(2, 3, 0.5));
+        assert!(!protection_reached(0, 3, -1.0));
+    }
 }

@@ -144,16 +144,8 @@ async fn first_address_follows_the_weights() {
 }
 
 #[tokio::test]
-async fn protect_threshold_answers_every_instance_when_few_are_healthy() {
+async fn protect_threshold_is_applied_alike_by_dns_and_the_list_api() {
     let server = TestServer::start().await;
-    let (status, body) = server
-        .call(
-            Method::POST,
-            "/nacos/v1/ns/service",
-            &[("serviceName", "guarded"), ("protectThreshold", "0.6")],
-        )
-        .await;
-    assert_eq!((status, body.as_str()), (200, "ok"));
     server.register("guarded", "10.2.0.1", 80, &[]).await;
     server
         .register("guarded", "10.2.0.2", 80, &[("healthy", "false")])
@@ -161,39 +153,78 @@ async fn protect_threshold_answers_every_instance_when_few_are_healthy() {
     server
         .register("guarded", "10.2.0.3", 80, &[("healthy", "false")])
         .await;
-
+    let threshold = |t: &'static str| {
+        let server = &server;
+        async move {
+            let (status, body) = server
+                .call(
+                    Method::PUT,
+                    "/nacos/v1/ns/service",
+                    &[("serviceName", "guarded"), ("protectThreshold", t)],
+                )
+                .await;
+            assert_eq!((status, body.as_str()), (200, "ok"));
+        }
+    };
     let mut client = udp_client(server.dns_addr()).await;
     let name = "guarded.DEFAULT_GROUP.svc.";
-    let a = query(&mut client, name, RecordType::A).await;
-    assert_eq!(
-        addresses(&a.answers).len(),
-        3,
-        "1/3 healthy <= 0.6: everyone answers"
-    );
-    let list = server.list("guarded", &[]).await;
-    assert_eq!(list["reachProtectionThreshold"], true);
-    assert!(
-        list["hosts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .all(|h| h["healthy"] == true)
-    );
+    let listed = |healthy_only: &'static str| {
+        let server = &server;
+        async move {
+            let list = server
+                .list("guarded", &[("healthyOnly", healthy_only)])
+                .await;
+            let hosts: Vec<(String, bool)> = list["hosts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| (h["ip"].as_str().unwrap().to_string(), h["healthy"] == true))
+                .collect();
+            (hosts, list["reachProtectionThreshold"] == true)
+        }
+    };
 
-    let (status, _) = server
-        .call(
-            Method::PUT,
-            "/nacos/v1/ns/service",
-            &[("serviceName", "guarded"), ("protectThreshold", "0.2")],
-        )
-        .await;
-    assert_eq!(status, 200);
+    // 1 of 3 healthy is at or under 0.6: every instance answers, reported healthy,
+    // also to a healthyOnly client.
+    threshold("0.6").await;
     let a = query(&mut client, name, RecordType::A).await;
     assert_eq!(
-        addresses(&a.answers),
-        vec!["10.2.0.1"],
-        "1/3 > 0.2: only the healthy"
+        sorted(addresses(&a.answers)),
+        vec!["10.2.0.1", "10.2.0.2", "10.2.0.3"]
     );
+    for healthy_only in ["false", "true"] {
+        let (hosts, protected) = listed(healthy_only).await;
+        assert!(protected, "healthyOnly={healthy_only}");
+        assert_eq!(hosts.len(), 3, "healthyOnly={healthy_only}: {hosts:?}");
+        assert!(hosts.iter().all(|(_, healthy)| *healthy));
+    }
+
+    // 1 of 3 is above 0.2: only the healthy one.
+    threshold("0.2").await;
+    let a = query(&mut client, name, RecordType::A).await;
+    assert_eq!(addresses(&a.answers), vec!["10.2.0.1"]);
+    let (hosts, protected) = listed("true").await;
+    assert!(!protected);
+    assert_eq!(hosts, vec![("10.2.0.1".to_string(), true)]);
+    let (hosts, _) = listed("false").await;
+    assert_eq!(hosts.iter().filter(|(_, h)| *h).count(), 1, "{hosts:?}");
+
+    // Threshold 0 never trips: with every instance down, DNS answers NODATA and a
+    // healthyOnly list is empty; a full list shows them unhealthy.
+    threshold("0").await;
+    server
+        .register("guarded", "10.2.0.1", 80, &[("healthy", "false")])
+        .await;
+    let a = query(&mut client, name, RecordType::A).await;
+    assert_eq!(a.metadata.response_code, ResponseCode::NoError);
+    assert!(a.answers.is_empty(), "{:?}", a.answers);
+    let (hosts, protected) = listed("true").await;
+    assert!(!protected);
+    assert!(hosts.is_empty(), "{hosts:?}");
+    let (hosts, protected) = listed("false").await;
+    assert!(!protected);
+    assert_eq!(hosts.len(), 3);
+    assert!(hosts.iter().all(|(_, healthy)| !*healthy));
     server.shutdown().await;
 }
 
