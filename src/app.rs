@@ -15,9 +15,12 @@ use tracing::info;
 use crate::config::{ConfigError, ConfigService};
 use crate::dns::{DnsError, DnsServer};
 use crate::health::BeatExpiryWorker;
+use crate::health::probe::{ProbeStats, ProbeWorker};
 use crate::http::{self, AppState, AppStateInner};
 use crate::naming::NamingService;
 use crate::naming::registry::Registry;
+use crate::naming::service_info::ListCache;
+use crate::push::{PushError, PushService};
 use crate::settings::Settings;
 use crate::storage::{ConfigStore, StoreError};
 
@@ -38,6 +41,9 @@ pub enum AppError {
     /// The config database could not be opened or migrated.
     #[error("cannot open the config database")]
     Store(#[from] StoreError),
+    /// The UDP push socket could not be bound.
+    #[error(transparent)]
+    Push(#[from] PushError),
     /// The config cache could not be loaded.
     #[error("cannot load configs")]
     Config(#[from] ConfigError),
@@ -61,14 +67,18 @@ pub struct App {
     pub naming: Arc<NamingService>,
     /// The config use cases.
     pub config: Arc<ConfigService>,
+    /// UDP push to subscribers, when `push.enabled`.
+    pub push: Option<Arc<PushService>>,
+    /// Figures of the probe rounds.
+    pub probe_stats: Arc<ProbeStats>,
     cancel: CancellationToken,
     dns: DnsServer,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl App {
-    /// Starts a node: config database and cache, registry, naming, beat expiry, DNS
-    /// and HTTP.
+    /// Starts a node: config database and cache, registry, naming, beat expiry,
+    /// probes, push, DNS and HTTP.
     pub async fn start(settings: Settings) -> Result<Self, AppError> {
         std::fs::create_dir_all(&settings.data.dir).map_err(|source| AppError::DataDir {
             path: settings.data.dir.display().to_string(),
@@ -98,15 +108,40 @@ impl App {
         })?;
         info!(addr = %http_addr, "HTTP listening (Nacos API under /nacos)");
 
+        let mut tasks = Vec::new();
+        let list_cache = Arc::new(ListCache::default());
+        let push = if settings.push.enabled {
+            let (push, worker) = PushService::start(
+                &settings.push,
+                registry.clone(),
+                list_cache.clone(),
+                settings.naming.cache_millis,
+            )
+            .await?;
+            if let Ok(addr) = push.local_addr() {
+                info!(%addr, "UDP push socket bound");
+            }
+            tasks.push(tokio::spawn(worker.run(cancel.clone())));
+            Some(push)
+        } else {
+            None
+        };
+        let probes = ProbeWorker::new(naming.clone(), settings.health.clone());
+        let probe_stats = probes.stats();
+        if settings.health.enabled {
+            tasks.push(tokio::spawn(probes.run(cancel.clone())));
+        }
+
         let state = AppState::new(AppStateInner {
             naming: naming.clone(),
             cache_millis: settings.naming.cache_millis,
-            list_cache: Default::default(),
+            list_cache,
+            push: push.clone(),
+            probe_stats: probe_stats.clone(),
             config: config.clone(),
             config_settings: Arc::new(settings.config.clone()),
         });
         let router = http::router(state, &settings);
-        let mut tasks = Vec::new();
         let http_cancel = cancel.clone();
         tasks.push(tokio::spawn(async move {
             if let Err(e) = http::serve(listener, router, http_cancel).await {
@@ -124,6 +159,8 @@ impl App {
             dns_addr: dns.local_addr,
             naming,
             config,
+            push,
+            probe_stats,
             cancel,
             dns,
             tasks,

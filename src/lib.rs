@@ -3,16 +3,17 @@
 //!
 //! Bird's-eye view: apps register over Nacos's HTTP API ([`http`]) into the in-memory
 //! registry ([`naming::registry`]); beats keep ephemeral instances alive
-//! ([`health`]); every reader — DNS ([`dns`]), the list API — answers from immutable
-//! registry snapshots. The config center ([`config`]) serves reads from its cache and
-//! keeps the durable record in SQLite or MySQL ([`storage`]). [`app`] wires the parts
-//! from [`settings`].
+//! ([`health`]), probes check persistent ones; every reader — DNS ([`dns`]), the list
+//! API, UDP push ([`push`]) — answers from immutable registry snapshots. The config
+//! center ([`config`]) serves reads from its cache and keeps the durable record in
+//! SQLite or MySQL ([`storage`]). [`app`] wires the parts from [`settings`].
 //!
 //! Dependency rule (each level uses only the levels below it):
 //!
 //! ```text
 //! app, main
-//! dns, http, health      front doors and drivers
+//! dns, http, health,    front doors and drivers
+//! push
 //! naming, config         use cases
 //! storage                sqlx repositories
 //! model, settings, telemetry
@@ -27,6 +28,7 @@ pub mod health;
 pub mod http;
 pub mod model;
 pub mod naming;
+pub mod push;
 pub mod settings;
 pub mod storage;
 pub mod telemetry;

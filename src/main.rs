@@ -86,6 +86,12 @@ fn run() -> anyhow::Result<()> {
         settings.config_store.url = url;
     }
     settings.validate()?;
+    // Held long polls, TCP DNS clients and probes in flight each take a descriptor;
+    // the usual soft limit of 1024 is far too low for a server.
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

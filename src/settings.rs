@@ -54,6 +54,102 @@ pub struct Settings {
     pub config: ConfigSettings,
     /// The config center's database.
     pub config_store: ConfigStoreSettings,
+    /// Probes of persistent instances.
+    pub health: HealthSettings,
+    /// UDP push to subscribers.
+    pub push: PushSettings,
+}
+
+/// The loopback and private networks: who may use forwarding, and where pushes may go.
+fn local_networks() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "10.0.0.0/8",
+        "172.16.0.0/12",
+        "192.168.0.0/16",
+        "fc00::/7",
+        "fe80::/10",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
+}
+
+/// `[health]`: server-side probes of persistent instances (as Nacos's TCP, HTTP and
+/// MySQL health checks).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSettings {
+    /// Probe persistent instances at all. Default true.
+    pub enabled: bool,
+    /// Time between the starts of two check rounds, milliseconds. Default 5000.
+    pub interval_ms: u64,
+    /// Each round starts up to this much earlier or later than `interval_ms` says,
+    /// at random, milliseconds. Default 500.
+    pub jitter_ms: u64,
+    /// How long one probe may take (connect, request, query), milliseconds. Default
+    /// 1000.
+    pub timeout_ms: u64,
+    /// Consecutive results that flip an instance (Nacos's `checkTimes`). Default 3.
+    /// A refused connection or an unexpected HTTP status flips it at once.
+    pub check_times: u32,
+    /// Most probes in flight at once. Default 512.
+    pub max_concurrency: usize,
+}
+
+impl Default for HealthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            interval_ms: 5_000,
+            jitter_ms: 500,
+            timeout_ms: 1_000,
+            check_times: 3,
+            max_concurrency: 512,
+        }
+    }
+}
+
+/// `[push]`: UDP push of service changes to subscribed clients (Nacos's 1.x push).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PushSettings {
+    /// Push at all. Default true.
+    pub enabled: bool,
+    /// The UDP socket pushes are sent from and acks come back to. Default
+    /// `0.0.0.0:0` (any free port).
+    pub addr: SocketAddr,
+    /// Changes of a service within this window go out as one push, milliseconds.
+    /// Default 100.
+    pub delay_ms: u64,
+    /// A push not acked within this time is sent again, milliseconds. Default 1000.
+    pub ack_timeout_ms: u64,
+    /// Resends of one push before it is given up. Default 2.
+    pub max_retries: u32,
+    /// A subscriber that has not listed the service again for this long is dropped,
+    /// milliseconds. Default 30000.
+    pub subscriber_ttl_ms: u64,
+    /// Most subscribers of all services together. Default 100000.
+    pub max_subscribers: usize,
+    /// Networks a `clientIP` other than the request's own address may be in; pushes
+    /// to other hosts are refused. Default loopback and private ranges.
+    pub allow_targets: Vec<IpNet>,
+}
+
+impl Default for PushSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+            delay_ms: 100,
+            ack_timeout_ms: 1_000,
+            max_retries: 2,
+            subscriber_ttl_ms: 30_000,
+            max_subscribers: 100_000,
+            allow_targets: local_networks(),
+        }
+    }
 }
 
 /// `[http]`: the Nacos HTTP API.
@@ -107,15 +203,6 @@ pub struct DnsSettings {
 
 impl Default for DnsSettings {
     fn default() -> Self {
-        let nets = [
-            "127.0.0.0/8",
-            "::1/128",
-            "10.0.0.0/8",
-            "172.16.0.0/12",
-            "192.168.0.0/16",
-            "fc00::/7",
-            "fe80::/10",
-        ];
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 53)),
             zone: "svc.".into(),
@@ -125,7 +212,7 @@ impl Default for DnsSettings {
             udp_payload: 1232,
             zones_dir: PathBuf::from("zones"),
             forwarders: Vec::new(),
-            allow_recursion: nets.iter().filter_map(|n| n.parse().ok()).collect(),
+            allow_recursion: local_networks(),
             tcp_idle_secs: 10,
         }
     }
@@ -300,6 +387,24 @@ impl Settings {
         }
         if self.naming.expiry_tick_ms == 0 {
             return invalid("naming.expiry_tick_ms", "must be at least 1");
+        }
+        if self.health.interval_ms == 0 {
+            return invalid("health.interval_ms", "must be at least 1");
+        }
+        if self.health.jitter_ms >= self.health.interval_ms {
+            return invalid("health.jitter_ms", "must be less than health.interval_ms");
+        }
+        if self.health.timeout_ms == 0 {
+            return invalid("health.timeout_ms", "must be at least 1");
+        }
+        if self.health.check_times == 0 {
+            return invalid("health.check_times", "must be at least 1");
+        }
+        if self.health.max_concurrency == 0 {
+            return invalid("health.max_concurrency", "must be at least 1");
+        }
+        if self.push.ack_timeout_ms == 0 {
+            return invalid("push.ack_timeout_ms", "must be at least 1");
         }
         Ok(())
     }

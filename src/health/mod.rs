@@ -1,6 +1,9 @@
-//! Health workers. For now: the beat expiry worker for ephemeral instances, which asks
-//! the registry to apply the beat rules to instances whose deadline passed (the
-//! registry keeps a deadline queue, so a tick touches only those).
+//! Health workers: the beat expiry worker for ephemeral instances, which asks the
+//! registry to apply the beat rules to instances whose deadline passed (the registry
+//! keeps a deadline queue, so a tick touches only those), and the probe worker for
+//! persistent instances ([`probe`]).
+
+pub mod probe;
 
 use std::sync::Arc;
 use std::time::Duration;

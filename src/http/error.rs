@@ -68,7 +68,9 @@ impl From<NamingError> for ApiError {
         let status = match &e {
             NamingError::ServiceNotFound(_)
             | NamingError::ServiceExists(_)
-            | NamingError::ServiceNotEmpty(_) => StatusCode::BAD_REQUEST,
+            | NamingError::ServiceNotEmpty(_)
+            | NamingError::KindMismatch { .. }
+            | NamingError::HealthCheckRunning { .. } => StatusCode::BAD_REQUEST,
             NamingError::InstanceNotFound { .. } => StatusCode::NOT_FOUND,
         };
         Self {

@@ -3,7 +3,6 @@
 //! JSON; they never reach the registry's internals or any storage directly.
 
 pub mod error;
-pub mod list_cache;
 pub mod nacos_v1;
 pub mod params;
 
@@ -45,7 +44,11 @@ pub struct AppStateInner {
     /// `cacheMillis` of list answers, milliseconds.
     pub cache_millis: u64,
     /// Encoded `hosts` of list answers.
-    pub list_cache: Arc<list_cache::ListCache>,
+    pub list_cache: Arc<crate::naming::service_info::ListCache>,
+    /// UDP push to subscribers (`None` when `push.enabled` is off).
+    pub push: Option<Arc<crate::push::PushService>>,
+    /// Figures of the probe rounds.
+    pub probe_stats: Arc<crate::health::probe::ProbeStats>,
     /// The config use cases.
     pub config: Arc<ConfigService>,
     /// The config center's limits.

@@ -7,12 +7,13 @@
 //! weight in `0.0..=10000.0`.
 
 pub mod config;
+pub mod health;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use serde::Serialize;
+pub use health::{ClusterMeta, HealthChecker};
 
 /// Nacos's default naming namespace id (`Constants.DEFAULT_NAMESPACE_ID`).
 pub const DEFAULT_NAMESPACE: &str = "public";
@@ -361,7 +362,7 @@ impl InstanceKey {
 }
 
 /// Service-level settings, as Nacos's `ServiceMetadata`.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct ServiceMeta {
     /// Share of healthy instances at or under which every instance is returned
     /// (0.0..=1.0; 0 means off for DNS, see `naming::selection`).
@@ -370,9 +371,24 @@ pub struct ServiceMeta {
     pub metadata: BTreeMap<String, String>,
     /// The selector JSON as given (`{"type":"none"}` by default); stored, not evaluated.
     pub selector: serde_json::Value,
-    /// True once the service was created or updated through the service API: Nacos 2.x
-    /// applies protection to list answers only for such services.
+    /// True once the service was created or updated through the service API; such a
+    /// service stays when it has no instances.
     pub explicit: bool,
+    /// The kind of instance the service holds: ephemeral (beats) or persistent (probes).
+    /// Nacos 2.x makes this a property of the service, set when the service is created
+    /// (by its first registration, or persistent by `POST /nacos/v1/ns/service`), and
+    /// refuses instances of the other kind.
+    pub ephemeral: bool,
+    /// Settings of the clusters that have any (health checker, check port), by cluster
+    /// name; a cluster without an entry uses [`ClusterMeta::default`] (TCP).
+    pub clusters: BTreeMap<String, Arc<ClusterMeta>>,
+}
+
+impl ServiceMeta {
+    /// The settings of cluster `name` (the defaults when none were set).
+    pub fn cluster(&self, name: &str) -> Arc<ClusterMeta> {
+        self.clusters.get(name).cloned().unwrap_or_default()
+    }
 }
 
 impl Default for ServiceMeta {
@@ -382,6 +398,8 @@ impl Default for ServiceMeta {
             metadata: BTreeMap::new(),
             selector: serde_json::json!({"type": "none"}),
             explicit: false,
+            ephemeral: true,
+            clusters: BTreeMap::new(),
         }
     }
 }

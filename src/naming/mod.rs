@@ -7,13 +7,14 @@
 
 pub mod registry;
 pub mod selection;
+pub mod service_info;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use thiserror::Error;
 
-use crate::model::{Host, Instance, InstanceKey, ServiceKey, ServiceMeta};
+use crate::model::{ClusterMeta, Host, Instance, InstanceKey, ServiceKey, ServiceMeta};
 use registry::{Outcome, Registry, ServiceSnapshot, Slot};
 
 /// Errors of the naming use cases. Each carries what a caller needs to render Nacos's
@@ -41,6 +42,28 @@ pub enum NamingError {
         /// Its cluster.
         cluster: String,
     },
+    /// A registration of the other kind than the service holds (Nacos 2.x makes
+    /// ephemerality a property of the service).
+    #[error("Current service {} is {} service, can't register {} instance.", key.grouped_name(), kind(*service_ephemeral), kind(!service_ephemeral))]
+    KindMismatch {
+        /// The service.
+        key: ServiceKey,
+        /// The kind the service holds.
+        service_ephemeral: bool,
+    },
+    /// Manual health for a cluster whose instances are probed (as Nacos
+    /// `HealthOperatorV2Impl`): only clusters with the `NONE` checker take it.
+    #[error("health check is still working, service: {}, cluster: {cluster}", key.grouped_name())]
+    HealthCheckRunning {
+        /// The service.
+        key: ServiceKey,
+        /// The cluster.
+        cluster: String,
+    },
+}
+
+fn kind(ephemeral: bool) -> &'static str {
+    if ephemeral { "ephemeral" } else { "persistent" }
 }
 
 /// A registration or an update, fully validated by the caller.
@@ -87,6 +110,20 @@ pub struct ServiceSpec {
     pub metadata: BTreeMap<String, String>,
     /// Selector JSON.
     pub selector: Option<serde_json::Value>,
+    /// The kind of instance a service created with this spec holds (ignored by
+    /// updates, which keep the service's kind).
+    pub ephemeral: bool,
+}
+
+/// One persistent instance to probe, with the settings of its cluster.
+#[derive(Clone, Debug)]
+pub struct ProbeTarget {
+    /// Its service.
+    pub service: ServiceKey,
+    /// The instance as last seen (its health decides which way a result may flip it).
+    pub instance: Arc<Instance>,
+    /// Its cluster's checker and check port.
+    pub cluster: Arc<ClusterMeta>,
 }
 
 /// The naming use cases over one registry. Share it in an `Arc`.
@@ -108,63 +145,82 @@ impl NamingService {
     /// Registers (or re-registers) an instance, creating the service if needed (as Nacos
     /// `InstanceController#register`). A re-registration keeps the instance id and
     /// restarts its beat clock. Ephemeral instances are queued for beat expiry.
-    pub fn register(&self, key: &ServiceKey, spec: InstanceSpec) {
-        self.registry.update(key, true, |state, ctx| {
-            let now = ctx.now;
-            let ikey = InstanceKey {
-                ip: Arc::from(spec.ip.as_str()),
-                port: spec.port,
-                cluster: state.intern_cluster(&spec.cluster),
-            };
-            let mut instance = Instance {
-                ip: ikey.ip.clone(),
-                addr: spec.host.ip(),
-                port: spec.port,
-                weight: spec.weight,
-                healthy: spec.healthy,
-                enabled: spec.enabled,
-                ephemeral: spec.ephemeral,
-                cluster: ikey.cluster.clone(),
-                metadata: spec.metadata,
-            };
-            let timeout = instance.beat_timeout_ms();
-            let ephemeral = instance.ephemeral;
-            let (slot, changed) = match state.instances.get_mut(&ikey) {
-                Some(slot) => {
-                    // Share the key's text instead of keeping a second copy.
-                    instance.ip = slot.instance.ip.clone();
-                    let changed = *slot.instance != instance;
-                    if changed {
-                        slot.instance = Arc::new(instance);
+    ///
+    /// Errors with [`NamingError::KindMismatch`] when the service holds the other kind
+    /// of instance.
+    pub fn register(&self, key: &ServiceKey, spec: InstanceSpec) -> Result<(), NamingError> {
+        let registered = self
+            .registry
+            .update(key, Some(spec.ephemeral), |state, ctx| {
+                if state.meta.ephemeral != spec.ephemeral {
+                    return Outcome::Unchanged(Err(NamingError::KindMismatch {
+                        key: key.clone(),
+                        service_ephemeral: state.meta.ephemeral,
+                    }));
+                }
+                let now = ctx.now;
+                let ikey = InstanceKey {
+                    ip: Arc::from(spec.ip.as_str()),
+                    port: spec.port,
+                    cluster: state.intern_cluster(&spec.cluster),
+                };
+                let mut instance = Instance {
+                    ip: ikey.ip.clone(),
+                    addr: spec.host.ip(),
+                    port: spec.port,
+                    weight: spec.weight,
+                    healthy: spec.healthy,
+                    enabled: spec.enabled,
+                    ephemeral: spec.ephemeral,
+                    cluster: ikey.cluster.clone(),
+                    metadata: spec.metadata,
+                };
+                let timeout = instance.beat_timeout_ms();
+                let ephemeral = instance.ephemeral;
+                let (slot, changed) = match state.instances.get_mut(&ikey) {
+                    Some(slot) => {
+                        // Share the key's text instead of keeping a second copy.
+                        instance.ip = slot.instance.ip.clone();
+                        let changed = *slot.instance != instance;
+                        if changed {
+                            slot.instance = Arc::new(instance);
+                        }
+                        slot.last_beat_ms = now;
+                        (slot, changed)
                     }
-                    slot.last_beat_ms = now;
-                    (slot, changed)
+                    None => {
+                        let slot = state.instances.entry(ikey).or_insert(Slot {
+                            instance: Arc::new(instance),
+                            last_beat_ms: now,
+                            due: None,
+                        });
+                        (slot, true)
+                    }
+                };
+                if ephemeral {
+                    ctx.schedule_expiry(slot, now.saturating_add(timeout).saturating_add(1));
                 }
-                None => {
-                    let slot = state.instances.entry(ikey).or_insert(Slot {
-                        instance: Arc::new(instance),
-                        last_beat_ms: now,
-                        due: None,
-                    });
-                    (slot, true)
+                if changed {
+                    Outcome::Changed(Ok(()))
+                } else {
+                    Outcome::Unchanged(Ok(()))
                 }
-            };
-            if ephemeral {
-                ctx.schedule_expiry(slot, now.saturating_add(timeout).saturating_add(1));
-            }
-            if changed {
-                Outcome::Changed(())
-            } else {
-                Outcome::Unchanged(())
-            }
-        });
+            });
+        // `update` with `create` always finds or makes the service.
+        registered.unwrap_or(Ok(()))
     }
 
-    /// Removes an instance. Succeeds when it does not exist (as Nacos).
-    pub fn deregister(&self, key: &ServiceKey, ip: &str, port: u16, cluster: &str) {
-        let ikey = InstanceKey::new(ip, port, cluster);
-        self.registry.update(key, false, |state, _| {
-            if state.instances.remove(&ikey).is_some() {
+    /// Removes an instance of the given kind. Succeeds when it does not exist, or is of
+    /// the other kind, which stays (as Nacos 2.x, where the two kinds live in different
+    /// clients).
+    pub fn deregister(&self, key: &ServiceKey, ikey: &InstanceKey, ephemeral: bool) {
+        self.registry.update(key, None, |state, _| {
+            if state
+                .instances
+                .get(ikey)
+                .is_some_and(|slot| slot.instance.ephemeral == ephemeral)
+            {
+                state.instances.remove(ikey);
                 Outcome::Changed(())
             } else {
                 Outcome::Unchanged(())
@@ -180,7 +236,7 @@ impl NamingService {
             return Err(NamingError::ServiceNotFound(key.clone()));
         }
         let ikey = InstanceKey::new(&spec.ip, spec.port, &spec.cluster);
-        let updated = self.registry.update(key, false, |state, _| {
+        let updated = self.registry.update(key, None, |state, _| {
             let Some(slot) = state.instances.get_mut(&ikey) else {
                 return Outcome::Unchanged(false);
             };
@@ -196,36 +252,39 @@ impl NamingService {
         });
         match updated {
             Some(true) => Ok(()),
-            Some(false) => {
-                self.register(key, spec);
-                Ok(())
-            }
+            Some(false) => self.register(key, spec),
             None => Err(NamingError::ServiceNotFound(key.clone())),
         }
     }
 
     /// Records a beat (as Nacos `InstanceController#beat`): refreshes the beat clock and
     /// turns an unhealthy instance healthy. With `full` (the client's beat JSON), a
-    /// missing instance is registered from it first.
+    /// missing instance is registered from it first. Only ephemeral instances take
+    /// beats: for a persistent one (health by probes) the beat finds nothing, as in
+    /// Nacos 2.x, where beats go to the ephemeral client of `ip:port`.
+    ///
+    /// Errors only when `full` registers into a service of the other kind.
     pub fn beat(
         &self,
         key: &ServiceKey,
         ikey: &InstanceKey,
         full: Option<InstanceSpec>,
-    ) -> BeatOutcome {
-        let found = self.registry.update(key, false, |state, ctx| {
+    ) -> Result<BeatOutcome, NamingError> {
+        let found = self.registry.update(key, None, |state, ctx| {
             let now = ctx.now;
-            let Some(slot) = state.instances.get_mut(ikey) else {
+            let Some(slot) = state
+                .instances
+                .get_mut(ikey)
+                .filter(|slot| slot.instance.ephemeral)
+            else {
                 return Outcome::Unchanged(None);
             };
             slot.last_beat_ms = now;
             let interval_ms = slot.instance.beat_interval_ms();
-            if slot.instance.ephemeral {
-                let at = now
-                    .saturating_add(slot.instance.beat_timeout_ms())
-                    .saturating_add(1);
-                ctx.schedule_expiry(slot, at);
-            }
+            let at = now
+                .saturating_add(slot.instance.beat_timeout_ms())
+                .saturating_add(1);
+            ctx.schedule_expiry(slot, at);
             if slot.instance.healthy {
                 return Outcome::Unchanged(Some(interval_ms));
             }
@@ -235,13 +294,102 @@ impl NamingService {
             Outcome::Changed(Some(interval_ms))
         });
         match (found.flatten(), full) {
-            (Some(interval_ms), _) => BeatOutcome::Recorded { interval_ms },
+            (Some(interval_ms), _) => Ok(BeatOutcome::Recorded { interval_ms }),
             (None, Some(spec)) => {
-                self.register(key, spec);
+                self.register(key, spec)?;
                 self.beat(key, ikey, None)
             }
-            (None, None) => BeatOutcome::NotFound,
+            (None, None) => Ok(BeatOutcome::NotFound),
         }
+    }
+
+    /// Sets the health of a persistent instance as a probe found it. Returns whether
+    /// it changed; `false` also when the instance is gone or ephemeral.
+    pub fn set_probed_health(&self, key: &ServiceKey, ikey: &InstanceKey, healthy: bool) -> bool {
+        self.registry
+            .update(key, None, |state, _| set_health(state, ikey, healthy))
+            .unwrap_or(false)
+    }
+
+    /// `PUT /nacos/v1/ns/health/instance`: sets the health of a persistent instance by
+    /// hand, allowed only when its cluster's checker is `NONE` (as Nacos 2.x
+    /// `HealthOperatorV2Impl`; a missing instance is no error). Errors with
+    /// [`NamingError::HealthCheckRunning`] otherwise, also for a missing service.
+    pub fn set_manual_health(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        healthy: bool,
+    ) -> Result<(), NamingError> {
+        let running = || NamingError::HealthCheckRunning {
+            key: key.clone(),
+            cluster: ikey.cluster.to_string(),
+        };
+        self.registry
+            .update(key, None, |state, _| {
+                let manual = state
+                    .meta
+                    .clusters
+                    .get(&*ikey.cluster)
+                    .is_some_and(|c| c.health_checker == crate::model::HealthChecker::None);
+                if !manual {
+                    return Outcome::Unchanged(Err(running()));
+                }
+                match set_health(state, ikey, healthy) {
+                    Outcome::Changed(_) => Outcome::Changed(Ok(())),
+                    Outcome::Unchanged(_) => Outcome::Unchanged(Ok(())),
+                }
+            })
+            .unwrap_or_else(|| Err(running()))
+    }
+
+    /// `PUT /nacos/v1/ns/cluster`: replaces the settings (health checker, check port,
+    /// metadata) of one cluster of an existing service. Errors when the service is
+    /// missing.
+    pub fn update_cluster(
+        &self,
+        key: &ServiceKey,
+        cluster: &str,
+        meta: ClusterMeta,
+    ) -> Result<(), NamingError> {
+        self.registry
+            .update(key, None, |state, _| {
+                if state.meta.clusters.get(cluster).map(|c| &**c) == Some(&meta) {
+                    return Outcome::Unchanged(());
+                }
+                state
+                    .meta
+                    .clusters
+                    .insert(cluster.to_string(), Arc::new(meta));
+                Outcome::Changed(())
+            })
+            .ok_or_else(|| NamingError::ServiceNotFound(key.clone()))
+    }
+
+    /// Every persistent instance whose cluster has a probe (not `NONE`), with its
+    /// cluster's settings, read from the current snapshots.
+    pub fn probe_targets(&self) -> Vec<ProbeTarget> {
+        let mut targets = Vec::new();
+        for key in self.registry.service_keys(None) {
+            let Some(snap) = self.registry.snapshot(&key) else {
+                continue;
+            };
+            if snap.meta.ephemeral {
+                continue;
+            }
+            for instance in snap.instances.iter().filter(|i| !i.ephemeral) {
+                let cluster = snap.meta.cluster(&instance.cluster);
+                if cluster.health_checker == crate::model::HealthChecker::None {
+                    continue;
+                }
+                targets.push(ProbeTarget {
+                    service: key.clone(),
+                    instance: instance.clone(),
+                    cluster,
+                });
+            }
+        }
+        targets
     }
 
     /// One instance, if registered.
@@ -259,7 +407,7 @@ impl NamingService {
         if self.registry.snapshot(key).is_some() {
             return Err(NamingError::ServiceExists(key.clone()));
         }
-        let created = self.registry.update(key, true, |state, _| {
+        let created = self.registry.update(key, Some(spec.ephemeral), |state, _| {
             if state.meta.explicit {
                 return Outcome::Unchanged(false);
             }
@@ -275,7 +423,7 @@ impl NamingService {
     /// Updates a service's settings (`PUT /ns/service`); metadata is replaced.
     pub fn update_service(&self, key: &ServiceKey, spec: ServiceSpec) -> Result<(), NamingError> {
         self.registry
-            .update(key, false, |state, _| {
+            .update(key, None, |state, _| {
                 let next = meta_from(spec, &state.meta);
                 if next == state.meta {
                     return Outcome::Unchanged(());
@@ -318,13 +466,36 @@ impl NamingService {
     }
 }
 
+/// The settings a service API call leaves: threshold, metadata and selector from the
+/// call; the kind and the cluster settings stay.
 fn meta_from(spec: ServiceSpec, old: &ServiceMeta) -> ServiceMeta {
     ServiceMeta {
         protect_threshold: spec.protect_threshold,
         metadata: spec.metadata,
         selector: spec.selector.unwrap_or_else(|| old.selector.clone()),
         explicit: true,
+        ephemeral: old.ephemeral,
+        clusters: old.clusters.clone(),
     }
+}
+
+/// Sets the health of a persistent instance; unchanged when it is missing, ephemeral
+/// or already so.
+fn set_health(
+    state: &mut registry::ServiceState,
+    ikey: &InstanceKey,
+    healthy: bool,
+) -> Outcome<bool> {
+    let Some(slot) = state.instances.get_mut(ikey) else {
+        return Outcome::Unchanged(false);
+    };
+    if slot.instance.ephemeral || slot.instance.healthy == healthy {
+        return Outcome::Unchanged(false);
+    }
+    let mut next = (*slot.instance).clone();
+    next.healthy = healthy;
+    slot.instance = Arc::new(next);
+    Outcome::Changed(true)
 }
 
 #[cfg(test)]
@@ -357,15 +528,15 @@ mod tests {
     fn snapshot_follows_writes_and_revision_bumps_only_on_change() {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let key = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
-        naming.register(&key, spec("10.0.0.1", &[]));
+        naming.register(&key, spec("10.0.0.1", &[])).unwrap();
         let r1 = naming.service(&key).unwrap().revision;
-        naming.register(&key, spec("10.0.0.1", &[]));
+        naming.register(&key, spec("10.0.0.1", &[])).unwrap();
         assert_eq!(
             naming.service(&key).unwrap().revision,
             r1,
             "same registration"
         );
-        naming.register(&key, spec("10.0.0.2", &[]));
+        naming.register(&key, spec("10.0.0.2", &[])).unwrap();
         let snap = naming.service(&key).unwrap();
         assert!(snap.revision > r1);
         assert_eq!(snap.instances.len(), 2);
@@ -374,7 +545,7 @@ mod tests {
             "10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@stock"
         );
         assert_eq!(naming.registry().instance_count(), 2);
-        naming.deregister(&key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        naming.deregister(&key, &ikey("10.0.0.1"), true);
         assert_eq!(naming.service(&key).unwrap().instances.len(), 1);
         assert_eq!(naming.registry().instance_count(), 1);
     }
@@ -387,7 +558,7 @@ mod tests {
         let mut s = spec("10.0.0.1", &meta);
         s.metadata
             .insert(crate::model::META_BEAT_INTERVAL.into(), "50".into());
-        naming.register(&key, s);
+        naming.register(&key, s).unwrap();
         let now = registry::now_millis();
         assert_eq!(naming.registry().sweep_expired(now), Default::default());
         let report = naming.registry().sweep_expired(now + 150);
@@ -395,7 +566,7 @@ mod tests {
         assert!(!naming.service(&key).unwrap().instances[0].healthy);
         // A beat revives it.
         assert_eq!(
-            naming.beat(&key, &ikey("10.0.0.1"), None),
+            naming.beat(&key, &ikey("10.0.0.1"), None).unwrap(),
             BeatOutcome::Recorded { interval_ms: 50 }
         );
         assert!(naming.service(&key).unwrap().instances[0].healthy);
@@ -404,7 +575,7 @@ mod tests {
         assert_eq!(report.removed.len(), 1, "{report:?}");
         assert!(naming.service(&key).unwrap().instances.is_empty());
         assert_eq!(
-            naming.beat(&key, &ikey("10.0.0.1"), None),
+            naming.beat(&key, &ikey("10.0.0.1"), None).unwrap(),
             BeatOutcome::NotFound
         );
     }
@@ -421,12 +592,13 @@ mod tests {
                     protect_threshold: 0.0,
                     metadata: Default::default(),
                     selector: None,
+                    ephemeral: true,
                 },
             )
             .unwrap();
         for key in [&auto, &kept] {
-            naming.register(key, spec("10.0.0.1", &[]));
-            naming.deregister(key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+            naming.register(key, spec("10.0.0.1", &[])).unwrap();
+            naming.deregister(key, &ikey("10.0.0.1"), true);
         }
         let now = registry::now_millis();
         assert!(
@@ -450,14 +622,16 @@ mod tests {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let key = ServiceKey::new("public", "DEFAULT_GROUP", "forever");
         let max = u64::MAX.to_string();
-        naming.register(
-            &key,
-            spec(
-                "10.0.0.1",
-                &[(META_BEAT_TIMEOUT, &max), (META_DELETE_TIMEOUT, &max)],
-            ),
-        );
-        naming.beat(&key, &ikey("10.0.0.1"), None);
+        naming
+            .register(
+                &key,
+                spec(
+                    "10.0.0.1",
+                    &[(META_BEAT_TIMEOUT, &max), (META_DELETE_TIMEOUT, &max)],
+                ),
+            )
+            .unwrap();
+        naming.beat(&key, &ikey("10.0.0.1"), None).unwrap();
         let report = naming.registry().sweep_expired(u64::MAX);
         assert!(report.unhealthy.is_empty() && report.removed.is_empty());
         assert!(naming.service(&key).unwrap().instances[0].healthy);
@@ -468,10 +642,10 @@ mod tests {
         let naming = NamingService::new(Arc::new(Registry::with_empty_service_ttl(1_000)));
         let key = ServiceKey::new("public", "DEFAULT_GROUP", "restarts");
         for _ in 0..10 {
-            naming.register(&key, spec("10.0.0.1", &[]));
-            naming.deregister(&key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+            naming.register(&key, spec("10.0.0.1", &[])).unwrap();
+            naming.deregister(&key, &ikey("10.0.0.1"), true);
         }
-        naming.register(&key, spec("10.0.0.1", &[]));
+        naming.register(&key, spec("10.0.0.1", &[])).unwrap();
         // Past the 15 s beat timeout every stale entry (and every empty-service check)
         // is dropped when it pops; the one live entry turns the instance unhealthy and
         // is queued again for its delete deadline.
@@ -486,7 +660,7 @@ mod tests {
         let mut s = spec("10.0.0.1", &short);
         s.metadata
             .insert(crate::model::META_BEAT_INTERVAL.into(), "50".into());
-        naming.register(&key, s);
+        naming.register(&key, s).unwrap();
         let report = naming
             .registry()
             .sweep_expired(registry::now_millis() + 500);
@@ -498,9 +672,9 @@ mod tests {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let mut events = naming.registry().subscribe();
         let key = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
-        naming.register(&key, spec("10.0.0.1", &[]));
-        naming.register(&key, spec("10.0.0.1", &[]));
-        naming.deregister(&key, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        naming.register(&key, spec("10.0.0.1", &[])).unwrap();
+        naming.register(&key, spec("10.0.0.1", &[])).unwrap();
+        naming.deregister(&key, &ikey("10.0.0.1"), true);
         let revisions: Vec<u64> = std::iter::from_fn(|| events.try_recv().ok())
             .map(|e| e.revision)
             .collect();
@@ -509,7 +683,7 @@ mod tests {
         assert!(revisions.windows(2).all(|w| w[0] < w[1]), "{revisions:?}");
         // A service removed and created again never repeats a revision.
         naming.remove_service(&key).unwrap();
-        naming.register(&key, spec("10.0.0.2", &[]));
+        naming.register(&key, spec("10.0.0.2", &[])).unwrap();
         let again = naming.service(&key).unwrap().revision;
         assert!(again > revisions[2], "{again} after {revisions:?}");
     }
@@ -519,13 +693,96 @@ mod tests {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let a = ServiceKey::new("public", "DEFAULT_GROUP", "Stock");
         let b = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
-        naming.register(&a, spec("10.0.0.1", &[]));
-        naming.register(&b, spec("10.0.0.2", &[]));
+        naming.register(&a, spec("10.0.0.1", &[])).unwrap();
+        naming.register(&b, spec("10.0.0.2", &[])).unwrap();
         let found = naming.registry().find_folded(&b.folded()).unwrap();
         assert_eq!(found.key, a);
-        naming.deregister(&a, "10.0.0.1", 8080, DEFAULT_CLUSTER);
+        naming.deregister(&a, &ikey("10.0.0.1"), true);
         naming.remove_service(&a).unwrap();
         let found = naming.registry().find_folded(&b.folded()).unwrap();
         assert_eq!(found.key, b);
+    }
+
+    #[test]
+    fn a_service_holds_one_kind_of_instance() {
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "db");
+        let mut persistent = spec("10.0.0.1", &[]);
+        persistent.ephemeral = false;
+        naming.register(&key, persistent.clone()).unwrap();
+        assert_eq!(
+            naming.register(&key, spec("10.0.0.2", &[])),
+            Err(NamingError::KindMismatch {
+                key: key.clone(),
+                service_ephemeral: false
+            })
+        );
+        // Beats reach only ephemeral instances; a full beat would register one here.
+        assert_eq!(
+            naming.beat(&key, &ikey("10.0.0.1"), None),
+            Ok(BeatOutcome::NotFound)
+        );
+        assert!(
+            naming
+                .beat(&key, &ikey("10.0.0.2"), Some(spec("10.0.0.2", &[])))
+                .is_err()
+        );
+        // Deregistration of the other kind leaves it.
+        naming.deregister(&key, &ikey("10.0.0.1"), true);
+        assert_eq!(naming.service(&key).unwrap().instances.len(), 1);
+        naming.deregister(&key, &ikey("10.0.0.1"), false);
+        assert!(naming.service(&key).unwrap().instances.is_empty());
+    }
+
+    #[test]
+    fn probes_see_persistent_instances_of_probed_clusters_and_flip_them() {
+        use crate::model::{ClusterMeta, HealthChecker};
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "db");
+        let mut persistent = spec("10.0.0.1", &[]);
+        persistent.ephemeral = false;
+        naming.register(&key, persistent).unwrap();
+        naming
+            .register(
+                &ServiceKey::new("public", "DEFAULT_GROUP", "web"),
+                spec("10.0.0.9", &[]),
+            )
+            .unwrap();
+        let targets = naming.probe_targets();
+        assert_eq!(targets.len(), 1, "ephemeral instances are not probed");
+        assert_eq!(targets[0].cluster.health_checker, HealthChecker::Tcp);
+
+        assert!(naming.set_probed_health(&key, &ikey("10.0.0.1"), false));
+        assert!(!naming.set_probed_health(&key, &ikey("10.0.0.1"), false));
+        assert!(!naming.service(&key).unwrap().instances[0].healthy);
+        assert!(matches!(
+            naming.set_manual_health(&key, &ikey("10.0.0.1"), true),
+            Err(NamingError::HealthCheckRunning { .. })
+        ));
+
+        let manual = ClusterMeta {
+            health_checker: HealthChecker::None,
+            ..ClusterMeta::default()
+        };
+        naming
+            .update_cluster(&key, DEFAULT_CLUSTER, manual)
+            .unwrap();
+        assert!(naming.probe_targets().is_empty(), "NONE is not probed");
+        naming
+            .set_manual_health(&key, &ikey("10.0.0.1"), true)
+            .unwrap();
+        assert!(naming.service(&key).unwrap().instances[0].healthy);
+        assert_eq!(
+            naming.update_cluster(
+                &ServiceKey::new("public", "DEFAULT_GROUP", "nope"),
+                DEFAULT_CLUSTER,
+                ClusterMeta::default()
+            ),
+            Err(NamingError::ServiceNotFound(ServiceKey::new(
+                "public",
+                "DEFAULT_GROUP",
+                "nope"
+            )))
+        );
     }
 }

@@ -315,13 +315,14 @@ impl Registry {
         cell.snapshot.load_full()
     }
 
-    /// Runs `f` on the state of service `key` under its lock. With `create`, a missing
-    /// service is created first (with default settings); without it, a missing service
-    /// gives `None`. A `Changed` outcome bumps the revision and emits an event.
+    /// Runs `f` on the state of service `key` under its lock. With `create =
+    /// Some(ephemeral)`, a missing service is created first, with default settings and
+    /// holding instances of that kind; with `None`, a missing service gives `None`. A
+    /// `Changed` outcome bumps the revision and emits an event.
     pub(crate) fn update<R>(
         &self,
         key: &ServiceKey,
-        create: bool,
+        create: Option<bool>,
         f: impl FnOnce(&mut ServiceState, &WriteCtx<'_>) -> Outcome<R>,
     ) -> Option<R> {
         loop {
@@ -410,13 +411,11 @@ impl Registry {
         }
     }
 
-    fn cell(&self, key: &ServiceKey, create: bool) -> Option<Arc<ServiceCell>> {
+    fn cell(&self, key: &ServiceKey, create: Option<bool>) -> Option<Arc<ServiceCell>> {
         if let Some(cell) = self.tables.read().services.get(key) {
             return Some(cell.clone());
         }
-        if !create {
-            return None;
-        }
+        let ephemeral = create?;
         let mut tables = self.tables.write();
         if let Some(cell) = tables.services.get(key) {
             return Some(cell.clone());
@@ -426,7 +425,10 @@ impl Registry {
             revision,
             removed: false,
             data: ServiceState {
-                meta: ServiceMeta::default(),
+                meta: ServiceMeta {
+                    ephemeral,
+                    ..ServiceMeta::default()
+                },
                 instances: BTreeMap::new(),
                 clusters: Vec::new(),
                 emptied_at_ms: 0,

@@ -1,9 +1,11 @@
-//! The `hosts` JSON of `instance/list` answers, encoded once per service revision and
-//! selection (`clusters`, `healthyOnly`) and then copied into every answer, so a list
-//! request costs a lookup and a copy rather than a serialization of every instance.
+//! Nacos's `ServiceInfo` JSON, the answer of `instance/list` and the `data` of a UDP
+//! push: [`render`] writes it around a `hosts` array that [`ListCache`] encodes once per
+//! service revision and selection (`clusters`, `healthyOnly`) and then copies into
+//! every answer, so a list request costs a lookup and a copy rather than a
+//! serialization of every instance.
 //!
-//! Invariant: an entry is used only while its revision is the service's current one;
-//! a service keeps at most 16 selections; the whole cache is cleared past 100,000
+//! Invariant: a cache entry is used only while its revision is the service's current
+//! one; a service keeps at most 16 selections; the whole cache is cleared past 100,000
 //! services' worth of entries.
 
 use std::collections::{BTreeMap, HashMap};
@@ -12,9 +14,9 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 use serde::Serialize;
 
+use super::registry::ServiceSnapshot;
+use super::selection::select_for_list;
 use crate::model::{META_ID_GENERATOR, ServiceKey};
-use crate::naming::registry::ServiceSnapshot;
-use crate::naming::selection::select_for_list;
 
 const MAX_SERVICES: usize = 100_000;
 const MAX_SELECTIONS: usize = 16;
@@ -134,4 +136,41 @@ fn encode(snapshot: &ServiceSnapshot, clusters: &str, healthy_only: bool) -> Cac
         protected: selection.protected,
         checksum: snapshot.checksum.clone(),
     }
+}
+
+/// Writes the `ServiceInfo` JSON of Nacos 2.x (`shared/nacos-api.md` §2.6): `name` is
+/// the grouped name, `clusters` echoes the request, `cacheMillis` and `lastRefTime` are
+/// milliseconds. `hosts` is the encoded selection, or `None` for an unknown service
+/// (an empty `hosts`, as Nacos answers it, never 404).
+pub fn render(
+    key: &ServiceKey,
+    clusters: &str,
+    hosts: Option<&CachedHosts>,
+    cache_millis: u64,
+    last_ref_time_ms: u64,
+) -> Vec<u8> {
+    let hosts_json: &[u8] = hosts.map(|h| h.json.as_slice()).unwrap_or(b"[]");
+    let mut out = Vec::with_capacity(hosts_json.len() + 256);
+    let json_str = |out: &mut Vec<u8>, s: &str| {
+        // Serializing a &str into a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut *out, s);
+    };
+    out.extend_from_slice(b"{\"name\":");
+    json_str(&mut out, &key.grouped_name());
+    out.extend_from_slice(b",\"groupName\":");
+    json_str(&mut out, &key.group);
+    out.extend_from_slice(b",\"clusters\":");
+    json_str(&mut out, clusters);
+    out.extend_from_slice(format!(",\"cacheMillis\":{cache_millis},\"hosts\":").as_bytes());
+    out.extend_from_slice(hosts_json);
+    out.extend_from_slice(format!(",\"lastRefTime\":{last_ref_time_ms},\"checksum\":").as_bytes());
+    json_str(&mut out, hosts.map(|h| h.checksum.as_str()).unwrap_or(""));
+    out.extend_from_slice(b",\"allIPs\":false,\"reachProtectionThreshold\":");
+    out.extend_from_slice(if hosts.is_some_and(|h| h.protected) {
+        b"true"
+    } else {
+        b"false"
+    });
+    out.extend_from_slice(b",\"valid\":true}");
+    out
 }

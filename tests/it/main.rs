@@ -6,6 +6,8 @@ mod binary;
 mod config;
 mod dns;
 mod durability;
+mod health;
 mod naming_http;
+mod push;
 mod readme;
 mod support;

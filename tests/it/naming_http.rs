@@ -435,7 +435,10 @@ async fn service_api_creates_updates_lists_and_removes() {
     assert_eq!(status, 400);
     assert!(body.contains("pageNo"));
 
-    server.register("alpha", "10.0.0.1", 80, &[]).await;
+    // A service made by the API is persistent (Nacos 2.x).
+    server
+        .register("alpha", "10.0.0.1", 80, &[("ephemeral", "false")])
+        .await;
     let (status, body) = server
         .call(
             Method::DELETE,

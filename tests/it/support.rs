@@ -110,6 +110,10 @@ impl TestServer {
             Db::MariaDb => Some(MariaDb::create().await),
             Db::Sqlite => None,
         };
+        // Logs only when RUST_LOG asks for them (e.g. RUST_LOG=nacre=debug).
+        if std::env::var_os("RUST_LOG").is_some() {
+            nacre::telemetry::init();
+        }
         let dir = tempfile::tempdir().expect("tempdir");
         let mut settings = Settings::default();
         settings.http.addr = "127.0.0.1:0".parse().unwrap();
@@ -268,5 +272,103 @@ where
         }
         assert!(start.elapsed() < deadline, "timed out waiting for: {what}");
         tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// A UDP push receiver, as a Nacos 1.x client runs one: it lists with `udpPort` and
+/// `clientIP`, reads pushes and acks them.
+pub struct PushReceiver {
+    pub socket: tokio::net::UdpSocket,
+}
+
+/// One push as received: the packet JSON, its `data` parsed, and where it came from.
+pub struct Push {
+    pub packet: serde_json::Value,
+    pub data: serde_json::Value,
+    pub from: SocketAddr,
+}
+
+impl Push {
+    /// The packet's `lastRefTime`.
+    pub fn last_ref_time(&self) -> u64 {
+        self.packet["lastRefTime"].as_u64().expect("lastRefTime")
+    }
+
+    /// The `ip`s of the pushed hosts, sorted.
+    pub fn ips(&self) -> Vec<String> {
+        sorted(
+            self.data["hosts"]
+                .as_array()
+                .expect("hosts")
+                .iter()
+                .map(|h| h["ip"].as_str().expect("ip").to_string())
+                .collect(),
+        )
+    }
+}
+
+impl PushReceiver {
+    pub async fn bind() -> Self {
+        Self {
+            socket: tokio::net::UdpSocket::bind("127.0.0.1:0")
+                .await
+                .expect("udp bind"),
+        }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.socket.local_addr().expect("local addr").port()
+    }
+
+    /// Lists `service` as the Java 1.x client does, asking for pushes.
+    pub async fn subscribe(&self, server: &TestServer, service: &str) -> serde_json::Value {
+        let port = self.port().to_string();
+        let (status, body) = server
+            .send(
+                server
+                    .request(Method::GET, "/nacos/v1/ns/instance/list")
+                    .header("User-Agent", "Nacos-Java-Client:v1.4.6")
+                    .query(&[
+                        ("serviceName", service),
+                        ("udpPort", port.as_str()),
+                        ("clientIP", "127.0.0.1"),
+                    ]),
+            )
+            .await;
+        assert_eq!(status, 200, "{body}");
+        serde_json::from_str(&body).expect("list JSON")
+    }
+
+    /// The next push within `within`, gunzipped and parsed; `None` when none came.
+    pub async fn next(&self, within: Duration) -> Option<Push> {
+        let mut buf = vec![0u8; 65_536];
+        let (n, from) = tokio::time::timeout(within, self.socket.recv_from(&mut buf))
+            .await
+            .ok()?
+            .expect("udp recv");
+        let mut bytes = buf[..n].to_vec();
+        if bytes.starts_with(&[0x1f, 0x8b]) {
+            let mut out = Vec::new();
+            std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&bytes[..]), &mut out)
+                .expect("gzip");
+            bytes = out;
+        }
+        let packet: serde_json::Value = serde_json::from_slice(&bytes).expect("push JSON");
+        assert_eq!(packet["type"], "dom", "{packet}");
+        let data = serde_json::from_str(packet["data"].as_str().expect("data is a string"))
+            .expect("data JSON");
+        Some(Push { packet, data, from })
+    }
+
+    /// Acks a push the way the Java client does (`lastRefTime` as a string).
+    pub async fn ack(&self, push: &Push) {
+        let ack = format!(
+            r#"{{"type": "push-ack", "lastRefTime":"{}", "data":""}}"#,
+            push.last_ref_time()
+        );
+        self.socket
+            .send_to(ack.as_bytes(), push.from)
+            .await
+            .expect("ack");
     }
 }

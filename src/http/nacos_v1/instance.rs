@@ -10,13 +10,13 @@ use serde::{Deserialize, Serialize};
 
 use super::super::AppState;
 use super::super::error::ApiError;
-use super::super::list_cache::CachedHosts;
 use super::super::params::Params;
 use crate::model::{
     DEFAULT_BEAT_INTERVAL_MS, DEFAULT_CLUSTER, Host, Instance, InstanceKey, MAX_WEIGHT, ServiceKey,
     parse_metadata, validate_beat_metadata, validate_cluster,
 };
 use crate::naming::registry::now_millis;
+use crate::naming::service_info::{self, CachedHosts};
 use crate::naming::{BeatOutcome, InstanceSpec, NamingError};
 
 /// Nacos's beat reply code for a recorded beat.
@@ -88,20 +88,21 @@ pub async fn register_instance(
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
     let spec = instance_spec(&p)?;
-    state.naming.register(&key, spec);
+    state.naming.register(&key, spec)?;
     Ok("ok")
 }
 
-/// `DELETE /nacos/v1/ns/instance`: deregisters; `ok` also when nothing matched.
+/// `DELETE /nacos/v1/ns/instance`: deregisters the instance of the kind `ephemeral`
+/// says (default true, as Nacos 2.x); `ok` also when nothing matched.
 pub async fn deregister_instance(
     State(state): State<AppState>,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
-    let ip = p.required("ip")?;
-    host(ip)?;
-    let port = p.port("port")?;
-    state.naming.deregister(&key, ip, port, &cluster(&p)?);
+    let ikey = instance_key(&p)?;
+    state
+        .naming
+        .deregister(&key, &ikey, p.boolean("ephemeral", true));
     Ok("ok")
 }
 
@@ -150,7 +151,8 @@ pub async fn patch_instance(
     Ok("ok")
 }
 
-fn instance_key(p: &Params) -> Result<InstanceKey, ApiError> {
+/// The `(ip, port, clusterName)` of the request.
+pub(super) fn instance_key(p: &Params) -> Result<InstanceKey, ApiError> {
     let ip = p.required("ip")?;
     host(ip)?;
     Ok(InstanceKey::new(ip, p.port("port")?, &cluster(p)?))
@@ -202,17 +204,70 @@ pub async fn get_instance(
     }))
 }
 
+/// What a list request says of its sender besides its parameters: the peer address
+/// and the `User-Agent` (read without copying the other headers).
+pub struct Sender {
+    peer: Option<std::net::IpAddr>,
+    agent: Option<axum::http::HeaderValue>,
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Sender {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            peer: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|c| c.0.ip()),
+            agent: parts.headers.get(axum::http::header::USER_AGENT).cloned(),
+        })
+    }
+}
+
 /// `GET /nacos/v1/ns/instance/list`: the instances of a service (`healthyOnly`,
 /// `clusters`) as Nacos 2.x `ServiceInfo` JSON; an unknown service answers an empty
-/// `hosts`, never 404. The `hosts` array comes from [`ListCache`], encoded once per
-/// service revision and selection.
+/// `hosts`, never 404. The `hosts` array comes from the
+/// [`ListCache`](service_info::ListCache), encoded once per service revision and
+/// selection. With `udpPort` (and `clientIP`) from a push-capable client the sender
+/// becomes a subscriber of the service (see [`crate::push`]); a refused subscription
+/// still gets its list answer.
 pub async fn list_instances(
     State(state): State<AppState>,
+    sender: Sender,
     p: Params,
 ) -> Result<axum::response::Response, ApiError> {
     let key = p.service_key()?;
     let clusters = p.optional("clusters").unwrap_or("");
     let healthy_only = p.boolean("healthyOnly", false);
+    if let Some(raw) = p.optional("udpPort") {
+        let udp_port = raw.parse::<u16>().map_err(|_| {
+            ApiError::bad_request(format!(
+                "Param 'udpPort' is illegal, it must be an integer in 0..65535: {raw:?}"
+            ))
+        })?;
+        if let (Some(push), Some(peer), true) = (&state.push, sender.peer, udp_port > 0) {
+            let agent = sender
+                .agent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let request = crate::push::SubscribeRequest {
+                client_ip: p.optional("clientIP"),
+                udp_port,
+                peer,
+                clusters,
+                agent,
+                app: p.optional("app").unwrap_or(""),
+            };
+            if let Err(refusal) = push.subscribe(&key, request) {
+                tracing::debug!(service = %key, ?refusal, "push subscription refused");
+            }
+        }
+    }
     let hosts = state
         .naming
         .service(&key)
@@ -227,32 +282,10 @@ fn list_body(
     hosts: Option<&CachedHosts>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
-    let hosts_json: &[u8] = hosts.map(|h| h.json.as_slice()).unwrap_or(b"[]");
-    let mut out = Vec::with_capacity(hosts_json.len() + 256);
-    let json_str = |out: &mut Vec<u8>, s: &str| {
-        // Serializing a &str into a Vec cannot fail.
-        let _ = serde_json::to_writer(&mut *out, s);
-    };
-    out.extend_from_slice(b"{\"name\":");
-    json_str(&mut out, &key.grouped_name());
-    out.extend_from_slice(b",\"groupName\":");
-    json_str(&mut out, &key.group);
-    out.extend_from_slice(b",\"clusters\":");
-    json_str(&mut out, clusters);
-    out.extend_from_slice(format!(",\"cacheMillis\":{},\"hosts\":", state.cache_millis).as_bytes());
-    out.extend_from_slice(hosts_json);
-    out.extend_from_slice(format!(",\"lastRefTime\":{},\"checksum\":", now_millis()).as_bytes());
-    json_str(&mut out, hosts.map(|h| h.checksum.as_str()).unwrap_or(""));
-    out.extend_from_slice(b",\"allIPs\":false,\"reachProtectionThreshold\":");
-    out.extend_from_slice(if hosts.is_some_and(|h| h.protected) {
-        b"true"
-    } else {
-        b"false"
-    });
-    out.extend_from_slice(b",\"valid\":true}");
+    let body = service_info::render(key, clusters, hosts, state.cache_millis, now_millis());
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        out,
+        body,
     )
         .into_response()
 }
@@ -325,7 +358,7 @@ pub async fn beat_instance(
         }
         None => instance_key(&p)?,
     };
-    let outcome = match state.naming.beat(&key, &ikey, None) {
+    let outcome = match state.naming.beat(&key, &ikey, None)? {
         BeatOutcome::NotFound if beat.is_some() => {
             let Some(beat) = beat else {
                 return Err(ApiError::bad_request("Param 'beat' is required."));
@@ -355,7 +388,7 @@ pub async fn beat_instance(
                 ephemeral: beat.ephemeral.unwrap_or(true),
                 metadata,
             };
-            state.naming.beat(&key, &ikey, Some(spec))
+            state.naming.beat(&key, &ikey, Some(spec))?
         }
         outcome => outcome,
     };

@@ -2,6 +2,7 @@
 //! (`/nacos/v1/cs/...`), namespaces and the console health probes.
 
 pub mod config;
+pub mod health;
 pub mod history;
 pub mod instance;
 pub mod namespace;
@@ -34,6 +35,14 @@ pub fn routes() -> Router<AppState> {
                 .put(service::update_service),
         )
         .route("/nacos/v1/ns/service/list", get(service::list_services))
+        .route(
+            "/nacos/v1/ns/service/subscribers",
+            get(service::list_subscribers),
+        )
+        .route("/nacos/v1/ns/cluster", put(health::update_cluster))
+        .route("/nacos/v1/ns/health", put(health::update_health))
+        .route("/nacos/v1/ns/health/instance", put(health::update_health))
+        .route("/nacos/v1/ns/health/checkers", get(health::checkers))
         .route("/nacos/v1/ns/operator/metrics", get(operator::metrics))
         .route("/nacos/v1/ns/ops/metrics", get(operator::metrics))
         .route(

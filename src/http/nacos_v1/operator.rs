@@ -20,6 +20,14 @@ pub struct MetricsJson {
     instance_count: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     responsible_instance_count: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    subscribe_count: Option<usize>,
+    /// Nacre's own: milliseconds the last round of probes took.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check_round_millis: Option<u64>,
+    /// Nacre's own: persistent instances probed in the last round.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    health_check_round_targets: Option<u64>,
 }
 
 /// `GET /nacos/v1/ns/operator/metrics`.
@@ -31,6 +39,9 @@ pub async fn metrics(State(state): State<AppState>, p: Params) -> Json<MetricsJs
             service_count: None,
             instance_count: None,
             responsible_instance_count: None,
+            subscribe_count: None,
+            health_check_round_millis: None,
+            health_check_round_targets: None,
         });
     }
     let instances = registry.instance_count();
@@ -39,6 +50,15 @@ pub async fn metrics(State(state): State<AppState>, p: Params) -> Json<MetricsJs
         service_count: Some(registry.service_count()),
         instance_count: Some(instances),
         responsible_instance_count: Some(instances),
+        subscribe_count: Some(
+            state
+                .push
+                .as_ref()
+                .map(|p| p.subscriber_count())
+                .unwrap_or(0),
+        ),
+        health_check_round_millis: Some(state.probe_stats.last_round_ms()),
+        health_check_round_targets: Some(state.probe_stats.last_round_targets()),
     })
 }
 

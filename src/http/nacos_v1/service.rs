@@ -43,10 +43,15 @@ fn spec(p: &Params, threshold_value: f32) -> Result<ServiceSpec, ApiError> {
         protect_threshold: threshold_value,
         metadata,
         selector,
+        // Nacos 2.x's v1 `ServiceController#create` makes persistent services; its v2
+        // API reads `ephemeral` (default false), and so does Nacre on both.
+        ephemeral: p.boolean("ephemeral", false),
     })
 }
 
-/// `POST /nacos/v1/ns/service`: creates a service; 400 when it exists.
+/// `POST /nacos/v1/ns/service`: creates a service, persistent unless `ephemeral=true`
+/// (as Nacos 2.x: ephemeral instances are then refused until the service is removed);
+/// 400 when it exists.
 pub async fn create_service(
     State(state): State<AppState>,
     p: Params,
@@ -80,13 +85,17 @@ pub async fn update_service(
     Ok("ok")
 }
 
-/// A cluster in the service detail.
+/// A cluster in the service detail: Nacos's fields, plus the check port settings under
+/// their Nacos 1.x names.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ClusterJson {
     name: String,
     health_checker: serde_json::Value,
     metadata: BTreeMap<String, String>,
+    default_check_port: u16,
+    #[serde(rename = "useIPPort4Check")]
+    use_ip_port_4_check: bool,
 }
 
 /// The answer of `GET /nacos/v1/ns/service`.
@@ -117,6 +126,7 @@ pub async fn get_service(
         .instances
         .iter()
         .map(|i| i.cluster.to_string())
+        .chain(snap.meta.clusters.keys().cloned())
         .collect();
     clusters.sort();
     clusters.dedup();
@@ -129,10 +139,15 @@ pub async fn get_service(
         selector: snap.meta.selector.clone(),
         clusters: clusters
             .into_iter()
-            .map(|name| ClusterJson {
-                name,
-                health_checker: serde_json::json!({"type": "TCP"}),
-                metadata: BTreeMap::new(),
+            .map(|name| {
+                let cluster = snap.meta.cluster(&name);
+                ClusterJson {
+                    health_checker: cluster.health_checker.to_json(),
+                    metadata: cluster.metadata.clone(),
+                    default_check_port: cluster.check_port,
+                    use_ip_port_4_check: cluster.use_instance_port,
+                    name,
+                }
             })
             .collect(),
     }))
@@ -175,5 +190,68 @@ pub async fn list_services(
     Ok(Json(ServiceListJson {
         count: names.len(),
         doms,
+    }))
+}
+
+/// One subscriber in `service/subscribers` (Nacos's `Subscriber` JSON).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriberJson {
+    addr_str: String,
+    agent: String,
+    app: String,
+    ip: String,
+    port: u16,
+    namespace_id: String,
+    service_name: String,
+    cluster: String,
+}
+
+/// The answer of `GET /nacos/v1/ns/service/subscribers`.
+#[derive(Serialize)]
+pub struct SubscribersJson {
+    subscribers: Vec<SubscriberJson>,
+    count: usize,
+}
+
+/// `GET /nacos/v1/ns/service/subscribers`: one page (`pageNo` 1, `pageSize` 1000 by
+/// default) of the UDP push subscribers of a service, and their count.
+pub async fn list_subscribers(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<Json<SubscribersJson>, ApiError> {
+    let key = p.service_key()?;
+    let page_no = match p.optional("pageNo") {
+        Some(_) => page_param(&p, "pageNo")?,
+        None => 1,
+    };
+    let page_size = match p.optional("pageSize") {
+        Some(_) => page_param(&p, "pageSize")?,
+        None => 1000,
+    };
+    let all = state
+        .push
+        .as_ref()
+        .map(|push| push.subscribers(&key))
+        .unwrap_or_default();
+    let grouped = key.grouped_name();
+    let subscribers = all
+        .iter()
+        .skip((page_no - 1).saturating_mul(page_size))
+        .take(page_size)
+        .map(|s| SubscriberJson {
+            addr_str: s.addr.to_string(),
+            agent: s.agent.clone(),
+            app: s.app.clone(),
+            ip: s.addr.ip().to_string(),
+            port: s.addr.port(),
+            namespace_id: key.namespace.clone(),
+            service_name: grouped.clone(),
+            cluster: s.clusters.clone(),
+        })
+        .collect();
+    Ok(Json(SubscribersJson {
+        subscribers,
+        count: all.len(),
     }))
 }

@@ -1,0 +1,411 @@
+//! Server-side probes of persistent instances (as Nacos's `TcpSuperSenseProcessor`,
+//! `HttpHealthCheckProcessor` and `MysqlHealthCheckProcessor`, `shared/nacos-api.md`
+//! §3.3), and the worker that runs them in rounds.
+//!
+//! A round reads every persistent instance whose cluster has a checker other than
+//! `NONE` from the registry snapshots, probes them all with at most
+//! `health.max_concurrency` in flight, each bounded by `health.timeout_ms` (so a slow or
+//! hanging target holds one slot for at most that long), and applies each result as it
+//! arrives. `health.check_times` consecutive results of the other kind flip an
+//! instance; a refused connection or an unexpected HTTP status flips a healthy one at
+//! once ("fail now"). Rounds start every `health.interval_ms` ± `health.jitter_ms`, or
+//! right after the previous one when it overran. Each flip goes through
+//! `NamingService`, so DNS, the list API and push follow through the registry's change
+//! events, and is logged with its reason.
+//!
+//! Owns only its streak counters (soft state, dropped for instances that are gone);
+//! health itself lives in the registry.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::net::TcpStream;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+use crate::model::{HealthChecker, InstanceKey, ServiceKey, health::http_headers};
+use crate::naming::{NamingService, ProbeTarget};
+use crate::settings::HealthSettings;
+
+/// The outcome of one probe.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// The target answered as a healthy one does.
+    Healthy,
+    /// It did not; counts towards `check_times`. The text says why.
+    Failed(String),
+    /// It refused outright (connection refused, unexpected HTTP status): a healthy
+    /// instance turns unhealthy at once. The text says why.
+    FailedNow(String),
+}
+
+/// Figures of the last completed round, for metrics and the benchmark.
+#[derive(Debug, Default)]
+pub struct ProbeStats {
+    rounds: AtomicU64,
+    last_round_ms: AtomicU64,
+    last_round_targets: AtomicU64,
+}
+
+impl ProbeStats {
+    /// Completed rounds since start.
+    pub fn rounds(&self) -> u64 {
+        self.rounds.load(Ordering::Relaxed)
+    }
+
+    /// Wall time of the last completed round, milliseconds.
+    pub fn last_round_ms(&self) -> u64 {
+        self.last_round_ms.load(Ordering::Relaxed)
+    }
+
+    /// Instances probed in the last completed round.
+    pub fn last_round_targets(&self) -> u64 {
+        self.last_round_targets.load(Ordering::Relaxed)
+    }
+}
+
+/// Consecutive results of one instance.
+#[derive(Default)]
+struct Streak {
+    ok: u32,
+    failed: u32,
+    /// The last round that probed it; streaks of instances no round sees are dropped.
+    round: u64,
+}
+
+/// Probes persistent instances in rounds and flips their health.
+pub struct ProbeWorker {
+    naming: Arc<NamingService>,
+    settings: HealthSettings,
+    stats: Arc<ProbeStats>,
+    streaks: HashMap<ServiceKey, HashMap<InstanceKey, Streak>>,
+}
+
+impl ProbeWorker {
+    /// A worker over `naming` with `settings`.
+    pub fn new(naming: Arc<NamingService>, settings: HealthSettings) -> Self {
+        Self {
+            naming,
+            settings,
+            stats: Arc::default(),
+            streaks: HashMap::new(),
+        }
+    }
+
+    /// The figures this worker keeps up to date.
+    pub fn stats(&self) -> Arc<ProbeStats> {
+        self.stats.clone()
+    }
+
+    fn next_delay(&self) -> Duration {
+        let jitter = self.settings.jitter_ms;
+        let base = self.settings.interval_ms.saturating_sub(jitter);
+        Duration::from_millis(base + rand::rng().random_range(0..=2 * jitter))
+    }
+
+    /// Runs rounds until `shutdown` fires.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let mut next = Instant::now() + self.next_delay();
+        let mut round = 0u64;
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(next) => {}
+            }
+            round += 1;
+            let started = Instant::now();
+            next = started + self.next_delay();
+            let targets = self.naming.probe_targets();
+            let count = targets.len();
+            let timeout = Duration::from_millis(self.settings.timeout_ms);
+            let mut results = futures_util::stream::iter(targets)
+                .map(|target| probe_owned(target, timeout))
+                .buffer_unordered(self.settings.max_concurrency);
+            loop {
+                let next_result = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    r = results.next() => r,
+                };
+                let Some((target, verdict)) = next_result else {
+                    break;
+                };
+                self.apply(&target, verdict, round);
+            }
+            drop(results);
+            self.streaks.retain(|_, instances| {
+                instances.retain(|_, s| s.round == round);
+                !instances.is_empty()
+            });
+            let elapsed = started.elapsed().as_millis() as u64;
+            self.stats.last_round_ms.store(elapsed, Ordering::Relaxed);
+            self.stats
+                .last_round_targets
+                .store(count as u64, Ordering::Relaxed);
+            self.stats.rounds.fetch_add(1, Ordering::Relaxed);
+            debug!(
+                round,
+                targets = count,
+                elapsed_ms = elapsed,
+                "health check round done"
+            );
+        }
+    }
+
+    /// Counts one result and flips the instance when its streak is long enough.
+    fn apply(&mut self, target: &ProbeTarget, verdict: Verdict, round: u64) {
+        let check_times = self.settings.check_times;
+        let instances = match self.streaks.get_mut(&target.service) {
+            Some(instances) => instances,
+            None => self.streaks.entry(target.service.clone()).or_default(),
+        };
+        let streak = instances.entry(target.instance.key()).or_default();
+        streak.round = round;
+        let healthy = target.instance.healthy;
+        if verdict != Verdict::Healthy {
+            debug!(service = %target.service, instance = %target.instance.ip, port = target.instance.port, ?verdict, "probe failed");
+        }
+        let flip = match verdict {
+            Verdict::Healthy => {
+                streak.failed = 0;
+                streak.ok = streak.ok.saturating_add(1);
+                (!healthy && streak.ok >= check_times)
+                    .then(|| (true, format!("{} consecutive successful probes", streak.ok)))
+            }
+            Verdict::Failed(reason) => {
+                streak.ok = 0;
+                streak.failed = streak.failed.saturating_add(1);
+                (healthy && streak.failed >= check_times).then(|| {
+                    (
+                        false,
+                        format!(
+                            "{} consecutive failed probes, last: {reason}",
+                            streak.failed
+                        ),
+                    )
+                })
+            }
+            Verdict::FailedNow(reason) => {
+                streak.ok = 0;
+                streak.failed = streak.failed.saturating_add(1);
+                healthy.then_some((false, reason))
+            }
+        };
+        let Some((to, reason)) = flip else {
+            return;
+        };
+        let ikey = target.instance.key();
+        if self.naming.set_probed_health(&target.service, &ikey, to) {
+            info!(
+                service = %target.service,
+                instance = %target.instance.instance_id(&target.service),
+                checker = target.cluster.health_checker.type_name(),
+                reason = %reason,
+                "instance {} by health check",
+                if to { "healthy" } else { "unhealthy" }
+            );
+        }
+    }
+}
+
+/// [`probe`] as a boxed `Send` future that owns its target, so a stream of them can
+/// be driven by a spawned task (an `async` block in the stream's closure would leave
+/// the compiler proving `Send` for every lifetime).
+fn probe_owned(
+    target: ProbeTarget,
+    timeout: Duration,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = (ProbeTarget, Verdict)> + Send>> {
+    Box::pin(async move {
+        let verdict = probe(&target, timeout).await;
+        (target, verdict)
+    })
+}
+
+/// Probes one target with its cluster's checker, within `timeout`.
+pub async fn probe(target: &ProbeTarget, timeout: Duration) -> Verdict {
+    let port = target.cluster.probe_port(target.instance.port);
+    let host = &*target.instance.ip;
+    // Each checker's future is boxed as `Send` where its lifetimes are concrete: the
+    // compiler cannot otherwise prove `Send` for the sqlx calls inside for every
+    // lifetime, which `buffer_unordered` in a spawned task asks of it.
+    type Probe<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
+    let addr = target.instance.addr;
+    let work: Probe<'_> = match &target.cluster.health_checker {
+        HealthChecker::Tcp => Box::pin(probe_tcp(host, addr, port)),
+        HealthChecker::Http {
+            path,
+            headers,
+            expected_response_code,
+        } => Box::pin(probe_http(
+            host,
+            addr,
+            port,
+            path,
+            headers,
+            *expected_response_code,
+        )),
+        HealthChecker::Mysql { user, pwd, cmd } => {
+            Box::pin(probe_mysql(host, port, user, pwd, cmd))
+        }
+        HealthChecker::None => Box::pin(std::future::ready(Verdict::Healthy)),
+    };
+    match tokio::time::timeout(timeout, work).await {
+        Ok(verdict) => verdict,
+        Err(_) => Verdict::Failed(format!(
+            "no answer from {host}:{port} within {} ms",
+            timeout.as_millis()
+        )),
+    }
+}
+
+/// Opens a TCP connection to the instance (its IP, or its host name resolved).
+/// Closing it sends a reset (linger 0), so a probe leaves no TIME_WAIT socket behind.
+async fn connect(
+    host: &str,
+    addr: Option<std::net::IpAddr>,
+    port: u16,
+) -> Result<TcpStream, Verdict> {
+    let target = match addr {
+        Some(ip) => SocketAddr::new(ip, port),
+        None => tokio::net::lookup_host((host, port))
+            .await
+            .ok()
+            .and_then(|mut addrs| addrs.next())
+            .ok_or_else(|| Verdict::Failed(format!("cannot resolve {host}")))?,
+    };
+    match TcpStream::connect(target).await {
+        Ok(stream) => {
+            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+            Ok(stream)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(Verdict::FailedNow(
+            format!("TCP connection to {target} refused"),
+        )),
+        Err(e) => Err(Verdict::Failed(format!(
+            "TCP connection to {target} failed: {e}"
+        ))),
+    }
+}
+
+async fn probe_tcp(host: &str, addr: Option<std::net::IpAddr>, port: u16) -> Verdict {
+    match connect(host, addr, port).await {
+        Ok(_) => Verdict::Healthy,
+        Err(verdict) => verdict,
+    }
+}
+
+/// `GET http://host:port<path>` with the checker's headers; healthy on the expected
+/// status. As Nacos: 503 and 302 count as failures, other statuses fail at once.
+async fn probe_http(
+    host: &str,
+    addr: Option<std::net::IpAddr>,
+    port: u16,
+    path: &str,
+    headers: &str,
+    expected: u16,
+) -> Verdict {
+    use http_body_util::Empty;
+    use hyper::body::Bytes;
+
+    let stream = match connect(host, addr, port).await {
+        Ok(stream) => stream,
+        Err(verdict) => return verdict,
+    };
+    let authority = match addr {
+        Some(ip) => SocketAddr::new(ip, port).to_string(),
+        None => format!("{host}:{port}"),
+    };
+    let path = if path.is_empty() { "/" } else { path };
+    let mut request = hyper::Request::get(path)
+        .header(hyper::header::HOST, &authority)
+        .header(hyper::header::USER_AGENT, "Nacre-Health-Check")
+        .header(hyper::header::CONNECTION, "close");
+    for (name, value) in http_headers(headers).unwrap_or_default() {
+        request = request.header(name, value);
+    }
+    let request = match request.body(Empty::<Bytes>::new()) {
+        Ok(request) => request,
+        Err(e) => return Verdict::Failed(format!("bad HTTP check request: {e}")),
+    };
+    let (mut sender, connection) =
+        match hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await {
+            Ok(pair) => pair,
+            Err(e) => return Verdict::Failed(format!("HTTP to {authority} failed: {e}")),
+        };
+    // Drive the connection while waiting for the response head. With `Connection:
+    // close` the connection may finish first, having delivered the response.
+    tokio::pin!(connection);
+    let send = sender.send_request(request);
+    tokio::pin!(send);
+    let response = tokio::select! {
+        biased;
+        response = &mut send => response,
+        _ = &mut connection => send.await,
+    };
+    let status = match response {
+        Ok(response) => response.status().as_u16(),
+        Err(e) => return Verdict::Failed(format!("HTTP to {authority} failed: {e}")),
+    };
+    if status == expected {
+        Verdict::Healthy
+    } else if status == 503 || status == 302 {
+        Verdict::Failed(format!("HTTP status {status}, expected {expected}"))
+    } else {
+        Verdict::FailedNow(format!("HTTP status {status}, expected {expected}"))
+    }
+}
+
+/// Logs in to MySQL/MariaDB on the instance and runs `cmd` (default `SELECT 1`). A
+/// `cmd` that reads `read_only` and finds `ON` marks a replica: a failure, as Nacos.
+async fn probe_mysql(host: &str, port: u16, user: &str, pwd: &str, cmd: &str) -> Verdict {
+    use sqlx::{ConnectOptions, Connection, Executor, Row};
+
+    let mut options = sqlx::mysql::MySqlConnectOptions::new()
+        .host(host)
+        .port(port)
+        .username(user)
+        .disable_statement_logging();
+    // An empty password means none: sqlx would otherwise send the scramble of "".
+    if !pwd.is_empty() {
+        options = options.password(pwd);
+    }
+    let mut conn = match options.connect().await {
+        Ok(conn) => conn,
+        Err(sqlx::Error::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Verdict::FailedNow(format!("MySQL connection to {host}:{port} refused"));
+        }
+        Err(e) => return Verdict::Failed(format!("MySQL login to {host}:{port} failed: {e}")),
+    };
+    let cmd = if cmd.trim().is_empty() {
+        "SELECT 1"
+    } else {
+        cmd
+    };
+    // A `&str` without arguments runs over MySQL's text protocol, not as a prepared
+    // statement, so commands such as `SHOW ...` work.
+    let verdict = match conn.fetch_all(cmd).await {
+        Err(e) => Verdict::Failed(format!("MySQL command failed: {e}")),
+        Ok(rows) if cmd.to_ascii_lowercase().contains("read_only") => {
+            let read_only = rows.iter().any(|row| {
+                row.len() >= 2
+                    && row
+                        .try_get_unchecked::<Vec<u8>, _>(1)
+                        .is_ok_and(|v| v.eq_ignore_ascii_case(b"ON"))
+            });
+            if read_only {
+                Verdict::Failed("MySQL is read-only (a replica)".into())
+            } else {
+                Verdict::Healthy
+            }
+        }
+        Ok(_) => Verdict::Healthy,
+    };
+    let _ = conn.close().await;
+    debug!(%host, port, ?verdict, "MySQL probe");
+    verdict
+}

@@ -1,0 +1,103 @@
+//! Health-check settings and manual health (`shared/nacos-api.md` §2.11–2.12):
+//! `PUT /nacos/v1/ns/cluster` sets a cluster's checker, `PUT /nacos/v1/ns/health/instance`
+//! sets the health of an instance whose cluster has the `NONE` checker, and
+//! `GET /nacos/v1/ns/health/checkers` lists the checker types.
+
+use axum::Json;
+use axum::extract::State;
+
+use super::super::AppState;
+use super::super::error::ApiError;
+use super::super::params::Params;
+use super::instance::instance_key;
+use crate::model::{ClusterMeta, HealthChecker, parse_metadata, validate_cluster};
+
+/// A boolean parameter that must be `true` or `false` (any case); errors name it.
+fn strict_boolean(name: &str, raw: &str) -> Result<bool, ApiError> {
+    if raw.eq_ignore_ascii_case("true") {
+        Ok(true)
+    } else if raw.eq_ignore_ascii_case("false") {
+        Ok(false)
+    } else {
+        Err(ApiError::bad_request(format!(
+            "Param '{name}' is illegal, it must be true or false: {raw:?}"
+        )))
+    }
+}
+
+/// `PUT /nacos/v1/ns/cluster`: replaces the health-check settings of one cluster of an
+/// existing service (as Nacos `ClusterController#update`). Parameters `clusterName`,
+/// `checkPort`, `useInstancePort4Check` and `healthChecker` (Nacos's checker JSON) are
+/// required, `metadata` optional; 400 naming the field when one is missing or bad, 400
+/// when the service does not exist. Answers `ok`.
+pub async fn update_cluster(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<&'static str, ApiError> {
+    let key = p.service_key()?;
+    let cluster = p.required("clusterName")?;
+    validate_cluster(cluster).map_err(ApiError::bad_request)?;
+    let check_port = p.port("checkPort")?;
+    let use_instance_port = strict_boolean(
+        "useInstancePort4Check",
+        p.required("useInstancePort4Check")?,
+    )?;
+    let health_checker =
+        HealthChecker::parse(p.required("healthChecker")?).map_err(ApiError::bad_request)?;
+    let metadata =
+        parse_metadata(p.optional("metadata").unwrap_or("")).map_err(ApiError::bad_request)?;
+    state.naming.update_cluster(
+        &key,
+        cluster,
+        ClusterMeta {
+            health_checker,
+            check_port,
+            use_instance_port,
+            metadata,
+        },
+    )?;
+    Ok("ok")
+}
+
+/// `PUT /nacos/v1/ns/health/instance` (and `/nacos/v1/ns/health`): sets the health of
+/// a persistent instance by hand (`healthy`, or the legacy `valid`, required). Allowed
+/// only when its cluster's checker is `NONE`, else 400 `health check is still working,
+/// …`; a missing instance is no error (as Nacos 2.x). Answers `ok`.
+pub async fn update_health(
+    State(state): State<AppState>,
+    p: Params,
+) -> Result<&'static str, ApiError> {
+    let key = p.service_key()?;
+    let ikey = instance_key(&p)?;
+    let raw = p
+        .optional("healthy")
+        .or_else(|| p.optional("valid"))
+        .ok_or_else(|| ApiError::bad_request("Param 'healthy' is required."))?;
+    let healthy = strict_boolean("healthy", raw)?;
+    state.naming.set_manual_health(&key, &ikey, healthy)?;
+    Ok("ok")
+}
+
+/// `GET /nacos/v1/ns/health/checkers`: every checker type with its default settings.
+pub async fn checkers() -> Json<serde_json::Value> {
+    let defaults = [
+        HealthChecker::Tcp,
+        HealthChecker::Http {
+            path: String::new(),
+            headers: String::new(),
+            expected_response_code: 200,
+        },
+        HealthChecker::Mysql {
+            user: String::new(),
+            pwd: String::new(),
+            cmd: String::new(),
+        },
+        HealthChecker::None,
+    ];
+    Json(serde_json::Value::Object(
+        defaults
+            .iter()
+            .map(|c| (c.type_name().to_string(), c.to_json()))
+            .collect(),
+    ))
+}

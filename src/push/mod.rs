@@ -1,0 +1,556 @@
+//! UDP push to HTTP subscribers, as Nacos does for its 1.x clients and still does in 2.x
+//! for v1 clients (`shared/nacos-api.md` §4).
+//!
+//! A client that lists a service with `udpPort` (and `clientIP`) and a push-capable
+//! `User-Agent` becomes a subscriber of that service. On every change of the service
+//! (a registry change event; changes within `push.delay_ms` are coalesced) each
+//! subscriber gets one datagram `{"type":"dom","data":"<ServiceInfo JSON>",
+//! "lastRefTime":N}` — gzip-compressed when it is 1024 bytes or more — from one server
+//! socket. The client answers `{"type":"push-ack","lastRefTime":N}`; a packet not acked
+//! within `push.ack_timeout_ms` is sent again, at most `push.max_retries` times.
+//! A subscriber that does not list the service again within `push.subscriber_ttl_ms`
+//! ages out.
+//!
+//! Invariants: `lastRefTime` is unique per packet and below 2^53 (JavaScript clients
+//! read it as a double and echo it back); pushes go only to a `clientIP` that is the
+//! request's own address or inside `push.allow_targets`, so the server cannot be made
+//! to send datagrams to arbitrary hosts; the tables are bounded
+//! (`push.max_subscribers`, one pending packet per subscriber and service).
+
+use std::collections::{HashMap, HashSet};
+use std::io::Write as _;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use tokio::net::UdpSocket;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::debug;
+
+use crate::model::ServiceKey;
+use crate::naming::registry::{ChangeEvent, Registry, now_millis};
+use crate::naming::service_info::{self, ListCache};
+use crate::settings::PushSettings;
+
+/// Packets of this size or more are gzip-compressed (as Nacos `PushService`).
+const GZIP_FROM_BYTES: usize = 1024;
+/// How often pending packets and subscribers are looked at.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Errors starting the push service.
+#[derive(Debug, Error)]
+#[error("cannot bind the UDP push socket on {addr}")]
+pub struct PushError {
+    /// The address.
+    pub addr: SocketAddr,
+    /// The cause.
+    pub source: std::io::Error,
+}
+
+/// One subscriber of one service, as `GET /nacos/v1/ns/service/subscribers` shows it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Subscriber {
+    /// Where pushes go: `clientIP:udpPort`.
+    pub addr: SocketAddr,
+    /// The `clusters` it listed (comma list; empty for all).
+    pub clusters: String,
+    /// Its `User-Agent`.
+    pub agent: String,
+    /// Its `app` parameter.
+    pub app: String,
+    /// When it last listed the service, milliseconds since the epoch.
+    pub last_seen_ms: u64,
+}
+
+/// A list request that asks for pushes.
+#[derive(Debug)]
+pub struct SubscribeRequest<'a> {
+    /// `clientIP`, or `None` when absent (then the request's own address is used).
+    pub client_ip: Option<&'a str>,
+    /// `udpPort`, above 0.
+    pub udp_port: u16,
+    /// The address the request came from.
+    pub peer: IpAddr,
+    /// `clusters` as given.
+    pub clusters: &'a str,
+    /// `User-Agent`.
+    pub agent: &'a str,
+    /// `app`.
+    pub app: &'a str,
+}
+
+/// Why a list request with `udpPort` did not become a subscriber.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The `User-Agent` is not one Nacos pushes to.
+    Agent,
+    /// `clientIP` is not an IP address.
+    BadClientIp,
+    /// `clientIP` is neither the request's address nor inside `push.allow_targets`.
+    Target,
+    /// `push.max_subscribers` reached.
+    Full,
+}
+
+/// Counters since start.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct PushStats {
+    /// Packets sent, retries included.
+    pub sent: u64,
+    /// Packets acked.
+    pub acked: u64,
+    /// Packets given up after every retry.
+    pub failed: u64,
+}
+
+/// One packet waiting for its ack.
+struct Pending {
+    addr: SocketAddr,
+    key: ServiceKey,
+    packet: Arc<[u8]>,
+    retries_left: u32,
+    resend_at: Instant,
+}
+
+/// Packets waiting for their acks: at most one per subscriber and service, the latest,
+/// so a late retry never sends older data after newer.
+#[derive(Default)]
+struct PendingTable {
+    by_ref: HashMap<u64, Pending>,
+    latest: HashMap<(SocketAddr, ServiceKey), u64>,
+}
+
+impl PendingTable {
+    fn insert(&mut self, last_ref_time: u64, pending: Pending) {
+        let slot = (pending.addr, pending.key.clone());
+        if let Some(older) = self.latest.insert(slot, last_ref_time) {
+            self.by_ref.remove(&older);
+        }
+        self.by_ref.insert(last_ref_time, pending);
+    }
+
+    fn remove(&mut self, last_ref_time: u64) -> Option<Pending> {
+        let pending = self.by_ref.remove(&last_ref_time)?;
+        let slot = (pending.addr, pending.key.clone());
+        if self.latest.get(&slot) == Some(&last_ref_time) {
+            self.latest.remove(&slot);
+        }
+        Some(pending)
+    }
+}
+
+/// The subscriber table, the socket and the packets waiting for acks.
+pub struct PushService {
+    settings: PushSettings,
+    socket: UdpSocket,
+    registry: Arc<Registry>,
+    list_cache: Arc<ListCache>,
+    cache_millis: u64,
+    subscribers: Mutex<HashMap<ServiceKey, Vec<Subscriber>>>,
+    pending: Mutex<PendingTable>,
+    next_ref: AtomicU64,
+    sent: AtomicU64,
+    acked: AtomicU64,
+    failed: AtomicU64,
+}
+
+/// The task that turns change events into pushes and handles acks and retries.
+pub struct PushWorker {
+    service: Arc<PushService>,
+    events: broadcast::Receiver<ChangeEvent>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PushPacket<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    data: &'a str,
+    last_ref_time: u64,
+}
+
+/// An ack; Java sends `lastRefTime` as a string, Node.js as a number.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Ack {
+    #[serde(rename = "type")]
+    kind: String,
+    last_ref_time: serde_json::Value,
+}
+
+impl PushService {
+    /// Binds the push socket on `settings.addr` and subscribes to the registry's
+    /// change events (so no change is missed before the worker runs). `list_cache`
+    /// and `cache_millis` are those of the list API, so a push carries exactly what a
+    /// list would answer.
+    pub async fn start(
+        settings: &PushSettings,
+        registry: Arc<Registry>,
+        list_cache: Arc<ListCache>,
+        cache_millis: u64,
+    ) -> Result<(Arc<Self>, PushWorker), PushError> {
+        let socket = UdpSocket::bind(settings.addr)
+            .await
+            .map_err(|source| PushError {
+                addr: settings.addr,
+                source,
+            })?;
+        let events = registry.subscribe();
+        let service = Arc::new(Self {
+            settings: settings.clone(),
+            socket,
+            registry,
+            list_cache,
+            cache_millis,
+            subscribers: Mutex::new(HashMap::new()),
+            pending: Mutex::new(PendingTable::default()),
+            // Microseconds since the epoch: unique, increasing, far below 2^53.
+            next_ref: AtomicU64::new(now_millis().saturating_mul(1000)),
+            sent: AtomicU64::new(0),
+            acked: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+        });
+        let worker = PushWorker {
+            service: service.clone(),
+            events,
+        };
+        Ok((service, worker))
+    }
+
+    /// The address pushes are sent from (and acks go to).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.socket.local_addr()
+    }
+
+    /// Records (or refreshes) a subscriber of `key` from a list request with
+    /// `udpPort`. Refuses, as Nacos does, agents it does not push to, and — unlike
+    /// Nacos — targets other than the request's own address outside
+    /// `push.allow_targets`.
+    pub fn subscribe(&self, key: &ServiceKey, req: SubscribeRequest<'_>) -> Result<(), Refusal> {
+        if !push_capable(req.agent) {
+            return Err(Refusal::Agent);
+        }
+        let ip = match req.client_ip {
+            Some(raw) => raw.parse::<IpAddr>().map_err(|_| Refusal::BadClientIp)?,
+            None => req.peer,
+        };
+        if ip != req.peer && !self.settings.allow_targets.iter().any(|n| n.contains(&ip)) {
+            return Err(Refusal::Target);
+        }
+        let addr = SocketAddr::new(ip, req.udp_port);
+        let now = now_millis();
+        let mut table = self.subscribers.lock();
+        if let Some(sub) = table.get_mut(key).and_then(|subs| {
+            subs.iter_mut()
+                .find(|s| s.addr == addr && s.clusters == req.clusters)
+        }) {
+            sub.last_seen_ms = now;
+            sub.agent.clear();
+            sub.agent.push_str(req.agent);
+            return Ok(());
+        }
+        let total: usize = table.values().map(Vec::len).sum();
+        if total >= self.settings.max_subscribers {
+            return Err(Refusal::Full);
+        }
+        table.entry(key.clone()).or_default().push(Subscriber {
+            addr,
+            clusters: req.clusters.to_string(),
+            agent: req.agent.to_string(),
+            app: req.app.to_string(),
+            last_seen_ms: now,
+        });
+        Ok(())
+    }
+
+    /// The subscribers of a service.
+    pub fn subscribers(&self, key: &ServiceKey) -> Vec<Subscriber> {
+        self.subscribers
+            .lock()
+            .get(key)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Number of subscribers of every service.
+    pub fn subscriber_count(&self) -> usize {
+        self.subscribers.lock().values().map(Vec::len).sum()
+    }
+
+    /// Counters since start.
+    pub fn stats(&self) -> PushStats {
+        PushStats {
+            sent: self.sent.load(Ordering::Relaxed),
+            acked: self.acked.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+        }
+    }
+
+    fn has_subscribers(&self, key: &ServiceKey) -> bool {
+        self.subscribers.lock().contains_key(key)
+    }
+
+    /// Sends the current state of `key` to each of its subscribers.
+    async fn push_service(&self, key: &ServiceKey) {
+        let subscribers = self.subscribers(key);
+        if subscribers.is_empty() {
+            return;
+        }
+        let snapshot = self.registry.snapshot(key);
+        let mut packets: HashMap<&str, Vec<u8>> = HashMap::new();
+        for sub in &subscribers {
+            let data = packets.entry(sub.clusters.as_str()).or_insert_with(|| {
+                let hosts = snapshot
+                    .as_ref()
+                    .map(|snap| self.list_cache.hosts(snap, &sub.clusters, false));
+                service_info::render(
+                    key,
+                    &sub.clusters,
+                    hosts.as_deref(),
+                    self.cache_millis,
+                    now_millis(),
+                )
+            });
+            let last_ref_time = self.next_ref.fetch_add(1, Ordering::Relaxed);
+            let packet = encode_packet(data, last_ref_time);
+            self.send(sub.addr, &packet).await;
+            self.pending.lock().insert(
+                last_ref_time,
+                Pending {
+                    addr: sub.addr,
+                    key: key.clone(),
+                    packet: packet.into(),
+                    retries_left: self.settings.max_retries,
+                    resend_at: Instant::now() + self.ack_timeout(),
+                },
+            );
+        }
+    }
+
+    fn ack_timeout(&self) -> Duration {
+        Duration::from_millis(self.settings.ack_timeout_ms)
+    }
+
+    async fn send(&self, addr: SocketAddr, packet: &[u8]) {
+        self.sent.fetch_add(1, Ordering::Relaxed);
+        if let Err(e) = self.socket.send_to(packet, addr).await {
+            debug!(%addr, error = %e, "push not sent");
+        }
+    }
+
+    /// Takes an ack datagram from `from`: the pending packet with that `lastRefTime`
+    /// sent to that address is done.
+    fn on_datagram(&self, datagram: &[u8], from: SocketAddr) {
+        let Ok(ack) = serde_json::from_slice::<Ack>(datagram) else {
+            debug!(%from, "push socket: not an ack, ignored");
+            return;
+        };
+        let last_ref_time = match &ack.last_ref_time {
+            serde_json::Value::String(s) => s.trim().parse::<u64>().ok(),
+            serde_json::Value::Number(n) => n.as_u64(),
+            _ => None,
+        };
+        let Some(last_ref_time) = last_ref_time.filter(|_| ack.kind == "push-ack") else {
+            debug!(%from, kind = %ack.kind, "push socket: unexpected message, ignored");
+            return;
+        };
+        let mut pending = self.pending.lock();
+        if pending
+            .by_ref
+            .get(&last_ref_time)
+            .is_some_and(|p| p.addr.ip() == from.ip())
+        {
+            pending.remove(last_ref_time);
+            self.acked.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Resends packets whose ack is late; gives up on those out of retries.
+    async fn resend_due(&self) {
+        let now = Instant::now();
+        let mut due = Vec::new();
+        {
+            let mut pending = self.pending.lock();
+            let mut given_up = Vec::new();
+            for (ref_time, p) in pending.by_ref.iter_mut() {
+                if p.resend_at > now {
+                    continue;
+                }
+                if p.retries_left == 0 {
+                    given_up.push(*ref_time);
+                    continue;
+                }
+                p.retries_left -= 1;
+                p.resend_at = now + self.ack_timeout();
+                due.push((p.addr, p.packet.clone()));
+            }
+            for ref_time in given_up {
+                if let Some(p) = pending.remove(ref_time) {
+                    self.failed.fetch_add(1, Ordering::Relaxed);
+                    debug!(addr = %p.addr, service = %p.key, last_ref_time = ref_time, "push not acked, given up");
+                }
+            }
+        }
+        for (addr, packet) in due {
+            self.send(addr, &packet).await;
+        }
+    }
+
+    /// Drops subscribers that have not listed again within the TTL.
+    fn age_out(&self) {
+        let cutoff = now_millis().saturating_sub(self.settings.subscriber_ttl_ms);
+        let mut table = self.subscribers.lock();
+        table.retain(|key, subs| {
+            subs.retain(|s| {
+                let keep = s.last_seen_ms >= cutoff;
+                if !keep {
+                    debug!(service = %key, addr = %s.addr, "push subscriber aged out");
+                }
+                keep
+            });
+            !subs.is_empty()
+        });
+    }
+}
+
+impl PushWorker {
+    /// Runs until `shutdown` fires: coalesces change events for `push.delay_ms`, then
+    /// pushes each changed service that has subscribers; reads acks; resends late
+    /// packets; ages subscribers out.
+    pub async fn run(mut self, shutdown: CancellationToken) {
+        let service = self.service;
+        let delay = Duration::from_millis(service.settings.delay_ms);
+        let mut changed: HashSet<ServiceKey> = HashSet::new();
+        let mut flush_at: Option<Instant> = None;
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut buf = vec![0u8; 65_536];
+        loop {
+            let flush = async {
+                match flush_at {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                event = self.events.recv() => match event {
+                    Ok(event) => {
+                        if service.has_subscribers(&event.key) {
+                            changed.insert(event.key);
+                            flush_at.get_or_insert_with(|| Instant::now() + delay);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(_)) => {
+                        // Missed events: push every subscribed service.
+                        changed.extend(service.subscribers.lock().keys().cloned());
+                        flush_at.get_or_insert_with(|| Instant::now() + delay);
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+                _ = flush => {
+                    flush_at = None;
+                    for key in std::mem::take(&mut changed) {
+                        service.push_service(&key).await;
+                    }
+                }
+                received = service.socket.recv_from(&mut buf) => match received {
+                    Ok((n, from)) => service.on_datagram(&buf[..n], from),
+                    // ICMP errors of earlier sends surface here on some systems.
+                    Err(e) => debug!(error = %e, "push socket receive failed"),
+                },
+                _ = tick.tick() => {
+                    service.resend_due().await;
+                    service.age_out();
+                }
+            }
+        }
+    }
+}
+
+/// The datagram for one push: Nacos's JSON, gzip-compressed from 1024 bytes.
+fn encode_packet(service_info: &[u8], last_ref_time: u64) -> Vec<u8> {
+    let packet = PushPacket {
+        kind: "dom",
+        data: std::str::from_utf8(service_info).unwrap_or(""),
+        last_ref_time,
+    };
+    // Serializing strings and numbers cannot fail.
+    let json = serde_json::to_vec(&packet).unwrap_or_default();
+    if json.len() < GZIP_FROM_BYTES {
+        return json;
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    match gz.write_all(&json).and_then(|_| gz.finish()) {
+        Ok(compressed) => compressed,
+        Err(_) => json,
+    }
+}
+
+/// Whether Nacos pushes to this `User-Agent` (its `PushService#canEnablePush` with
+/// the default switch versions): Java ≥ 0.1.0, `Nacos-DNS` ≥ 0.4.3, C ≥ 1.0.12, Go ≥
+/// 0.1.0, C# ≥ 0.9.0. The Python client (`Nacos-Python-Client`) is never pushed to; the
+/// Node.js client sends `Nacos-Java-Client:v1.0.0`.
+pub fn push_capable(agent: &str) -> bool {
+    const CLIENTS: [(&str, [u32; 3]); 6] = [
+        ("Nacos-Java-Client:v", [0, 1, 0]),
+        ("Nacos-DNS:v", [0, 4, 3]),
+        ("Nacos-C-Client:v", [1, 0, 12]),
+        ("vip-client4cpp:v", [1, 0, 12]),
+        ("Nacos-Go-Client:v", [0, 1, 0]),
+        ("Nacos-CSharp-Client:v", [0, 9, 0]),
+    ];
+    CLIENTS.iter().any(|(prefix, min)| {
+        agent
+            .strip_prefix(prefix)
+            .is_some_and(|version| version_parts(version) >= *min)
+    })
+}
+
+/// `1.4.6-SNAPSHOT` → `[1, 4, 6]`; missing or unreadable parts count as 0.
+fn version_parts(version: &str) -> [u32; 3] {
+    let mut parts = [0u32; 3];
+    for (slot, part) in parts.iter_mut().zip(version.split('.')) {
+        let digits: String = part.chars().take_while(char::is_ascii_digit).collect();
+        *slot = digits.parse().unwrap_or(0);
+    }
+    parts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn push_capable_agents_are_nacos_s() {
+        assert!(push_capable("Nacos-Java-Client:v1.4.6"));
+        assert!(push_capable("Nacos-Java-Client:v1.0.0"));
+        assert!(push_capable("Nacos-Go-Client:v2.2.1"));
+        assert!(push_capable("Nacos-C-Client:v1.0.12"));
+        assert!(!push_capable("Nacos-C-Client:v1.0.11"));
+        assert!(!push_capable("Nacos-Python-Client:v0.1.5"));
+        assert!(!push_capable("curl/8.0"));
+        assert!(!push_capable(""));
+    }
+
+    #[test]
+    fn large_packets_are_gzipped_small_ones_not() {
+        let small = encode_packet(br#"{"hosts":[]}"#, 7);
+        let v: serde_json::Value = serde_json::from_slice(&small).unwrap();
+        assert_eq!(v["type"], "dom");
+        assert_eq!(v["lastRefTime"], 7);
+        assert_eq!(v["data"], r#"{"hosts":[]}"#);
+        let big = encode_packet("x".repeat(2000).as_bytes(), 8);
+        assert_eq!(&big[..2], &[0x1f, 0x8b]);
+        let mut out = String::new();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&big[..]), &mut out)
+            .unwrap();
+        assert!(out.contains("\"lastRefTime\":8"));
+    }
+}
