@@ -290,13 +290,24 @@ fn list_body(
         .into_response()
 }
 
+/// The fields of the beat JSON that find the instance, borrowed from the request
+/// where no unescaping is needed; the rest (metadata, weight, …) is skipped without
+/// being built, since an ordinary beat does not need it.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct BeatTarget<'a> {
+    #[serde(borrow)]
+    ip: Option<std::borrow::Cow<'a, str>>,
+    port: Option<i64>,
+    #[serde(borrow)]
+    cluster: Option<std::borrow::Cow<'a, str>>,
+}
+
 /// The beat JSON a client sends (Nacos `RsInfo` / `BeatInfo`); unknown fields ignored.
+/// Read in full only to register a missing instance again.
 #[derive(Deserialize, Default)]
 #[serde(default)]
 struct BeatJson {
-    ip: Option<String>,
-    port: Option<i64>,
-    cluster: Option<String>,
     weight: Option<f64>,
     metadata: Option<BTreeMap<String, serde_json::Value>>,
     ephemeral: Option<bool>,
@@ -320,10 +331,10 @@ pub async fn beat_instance(
     p: Params,
 ) -> Result<Json<BeatReply>, ApiError> {
     let key = p.service_key()?;
-    let beat: Option<BeatJson> = p
-        .optional("beat")
+    let beat_raw = p.optional("beat");
+    let beat: Option<BeatTarget<'_>> = beat_raw
         .map(|raw| {
-            serde_json::from_str::<BeatJson>(raw).map_err(|e| {
+            serde_json::from_str::<BeatTarget<'_>>(raw).map_err(|e| {
                 ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}"))
             })
         })
@@ -359,10 +370,10 @@ pub async fn beat_instance(
         None => instance_key(&p)?,
     };
     let outcome = match state.naming.beat(&key, &ikey, None)? {
-        BeatOutcome::NotFound if beat.is_some() => {
-            let Some(beat) = beat else {
-                return Err(ApiError::bad_request("Param 'beat' is required."));
-            };
+        BeatOutcome::NotFound if beat_raw.is_some() => {
+            let beat: BeatJson = serde_json::from_str(beat_raw.unwrap_or("{}")).map_err(|e| {
+                ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}"))
+            })?;
             let host = Host::parse(&ikey.ip)
                 .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
             let metadata: BTreeMap<String, String> = beat
