@@ -61,5 +61,7 @@ value() { awk -v k="$1:" '$1 == k {print $2}' "$2"; }
 for k in register beat list register_100k mem_after_100k config_publish config_get \
   longpoll_notify_p99 longpoll_rss_held; do
   n=$(value "$k" "$TMP/nacre.txt"); r=$(value "$k" "$TMP/rnacos.txt")
-  [[ -n $n && -n $r ]] && python3 -c "print('ratio_${k}_nacre_over_rnacos: %.2f' % ($n / $r))"
+  if [[ -n $n && -n $r ]]; then
+    python3 -c "print('ratio_${k}_nacre_over_rnacos: %.2f' % ($n / $r))"
+  fi
 done
