@@ -459,3 +459,56 @@ async fn manual_health_only_for_clusters_without_a_probe() {
     assert_eq!(checkers["HTTP"]["expectedResponseCode"], 200);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_hanging_target_times_out_without_holding_up_the_others() {
+    let server = TestServer::start_with(|s| {
+        s.health.interval_ms = 100;
+        s.health.jitter_ms = 20;
+        s.health.timeout_ms = 300;
+        s.health.check_times = 2;
+        s.health.max_concurrency = 2;
+    })
+    .await;
+    // Accepts connections and never answers the HTTP request.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let silent_port = silent.local_addr().unwrap().port();
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            open.push(stream);
+        }
+    });
+    // On every address, so 127.0.0.2 and the others reach it too.
+    let good = TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let good_port = good.local_addr().unwrap().port();
+    let accepting = accept_all(good);
+
+    server
+        .register("hangs", "127.0.0.1", silent_port, &[PERSISTENT])
+        .await;
+    assert_eq!(
+        set_cluster(&server, "hangs", r#"{"type":"HTTP","path":"/"}"#).await,
+        (200, "ok".to_string())
+    );
+    for i in 0..4 {
+        server
+            .register(
+                "answers",
+                &format!("127.0.0.{}", i + 1),
+                good_port,
+                &[PERSISTENT, ("healthy", "false")],
+            )
+            .await;
+    }
+    wait_until(
+        Duration::from_secs(5),
+        "the answering ones healthy",
+        || async { healthy_in_list(&server, "answers").await == vec![true; 4] },
+    )
+    .await;
+    wait_health(&server, "hangs", "127.0.0.1", false).await;
+    held.abort();
+    accepting.abort();
+    server.shutdown().await;
+}
