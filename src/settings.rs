@@ -132,8 +132,11 @@ pub struct PushSettings {
     pub subscriber_ttl_ms: u64,
     /// Most subscribers of all services together. Default 100000.
     pub max_subscribers: usize,
-    /// Networks a `clientIP` other than the request's own address may be in; pushes
-    /// to other hosts are refused. Default loopback and private ranges.
+    /// Most subscriptions made from one client address. Default 256.
+    pub max_per_client: usize,
+    /// A list request from inside these networks may name another host inside them
+    /// as its `clientIP`; otherwise pushes go only to the request's own address.
+    /// Default loopback and private ranges.
     pub allow_targets: Vec<IpNet>,
 }
 
@@ -147,6 +150,7 @@ impl Default for PushSettings {
             max_retries: 2,
             subscriber_ttl_ms: 30_000,
             max_subscribers: 100_000,
+            max_per_client: 256,
             allow_targets: local_networks(),
         }
     }
@@ -405,6 +409,13 @@ impl Settings {
         }
         if self.push.ack_timeout_ms == 0 {
             return invalid("push.ack_timeout_ms", "must be at least 1");
+        }
+        // Clients list again every cacheMillis; a shorter TTL would drop them between.
+        if self.push.subscriber_ttl_ms <= 2 * self.naming.cache_millis {
+            return invalid(
+                "push.subscriber_ttl_ms",
+                "must be more than twice naming.cache_millis (clients refresh every cacheMillis)",
+            );
         }
         Ok(())
     }

@@ -1,28 +1,29 @@
 //! Server-side probes of persistent instances (as Nacos's `TcpSuperSenseProcessor`,
 //! `HttpHealthCheckProcessor` and `MysqlHealthCheckProcessor`, `shared/nacos-api.md`
-//! §3.3), and the worker that runs them in rounds.
+//! §3.3), and the worker that runs them.
 //!
-//! A round reads every persistent instance whose cluster has a checker other than
-//! `NONE` from the registry snapshots, probes them all with at most
-//! `health.max_concurrency` in flight, each bounded by `health.timeout_ms` (so a slow or
-//! hanging target holds one slot for at most that long), and applies each result as it
-//! arrives. `health.check_times` consecutive results of the other kind flip an
-//! instance; a refused connection or an unexpected HTTP status flips a healthy one at
-//! once ("fail now"). Rounds start every `health.interval_ms` ± `health.jitter_ms`, or
-//! right after the previous one when it overran. Each flip goes through
-//! `NamingService`, so DNS, the list API and push follow through the registry's change
-//! events, and is logged with its reason.
+//! Every `health.interval_ms` ± `health.jitter_ms` a round starts: it reads every
+//! persistent instance whose cluster has a checker other than `NONE` from the registry
+//! snapshots and queues a probe of each, except those whose previous probe is still
+//! running. At most `health.max_concurrency` probes run at once, each bounded by
+//! `health.timeout_ms`, and rounds do not wait for each other: a slow or hanging target
+//! holds one slot for at most the timeout and delays no other instance's checks.
+//! `health.check_times` consecutive results of the other kind flip an instance; a
+//! refused connection or an unexpected HTTP status flips a healthy one at once ("fail
+//! now"). Each flip goes through `NamingService`, so DNS, the list API and push follow
+//! through the registry's change events, and is logged with its reason.
 //!
-//! Owns only its streak counters (soft state, dropped for instances that are gone);
-//! health itself lives in the registry.
+//! Owns only its streak counters and the probes in flight (soft state, dropped for
+//! instances that are gone); health itself lives in the registry.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures_util::StreamExt;
+use futures_util::stream::FuturesUnordered;
 use rand::Rng;
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -45,7 +46,8 @@ pub enum Verdict {
     FailedNow(String),
 }
 
-/// Figures of the last completed round, for metrics and the benchmark.
+/// Figures of the last completed round (from its start until its last probe ended),
+/// for metrics and the benchmark.
 #[derive(Debug, Default)]
 pub struct ProbeStats {
     rounds: AtomicU64,
@@ -75,16 +77,34 @@ impl ProbeStats {
 struct Streak {
     ok: u32,
     failed: u32,
-    /// The last round that probed it; streaks of instances no round sees are dropped.
+    /// The last round that saw the instance; streaks of instances a round no longer
+    /// sees are dropped.
     round: u64,
+    /// The checker the streak was counted with; a new checker starts a new streak.
+    checker: Option<HealthChecker>,
 }
 
-/// Probes persistent instances in rounds and flips their health.
+/// A started round: when, and how many of its probes are still to end.
+struct RoundState {
+    started: Instant,
+    targets: usize,
+    remaining: usize,
+}
+
+type Probing =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (u64, ProbeTarget, Verdict)> + Send>>;
+
+/// Probes persistent instances and flips their health.
 pub struct ProbeWorker {
     naming: Arc<NamingService>,
     settings: HealthSettings,
     stats: Arc<ProbeStats>,
     streaks: HashMap<ServiceKey, HashMap<InstanceKey, Streak>>,
+    /// Probes waiting for a slot, with their round.
+    queue: VecDeque<(u64, ProbeTarget)>,
+    /// Instances queued or being probed: a round skips them.
+    busy: HashSet<(ServiceKey, InstanceKey)>,
+    rounds: HashMap<u64, RoundState>,
 }
 
 impl ProbeWorker {
@@ -95,6 +115,9 @@ impl ProbeWorker {
             settings,
             stats: Arc::default(),
             streaks: HashMap::new(),
+            queue: VecDeque::new(),
+            busy: HashSet::new(),
+            rounds: HashMap::new(),
         }
     }
 
@@ -109,63 +132,122 @@ impl ProbeWorker {
         Duration::from_millis(base + rand::rng().random_range(0..=2 * jitter))
     }
 
-    /// Runs rounds until `shutdown` fires.
+    /// Runs until `shutdown` fires.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let mut next = Instant::now() + self.next_delay();
+        let timeout = Duration::from_millis(self.settings.timeout_ms);
+        let mut next_round = Instant::now() + self.next_delay();
         let mut round = 0u64;
+        let mut in_flight: FuturesUnordered<Probing> = FuturesUnordered::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = tokio::time::sleep_until(next) => {}
+                _ = tokio::time::sleep_until(next_round) => {
+                    round += 1;
+                    next_round = Instant::now() + self.next_delay();
+                    self.start_round(round);
+                }
+                Some((r, target, verdict)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.busy.remove(&(target.service.clone(), target.instance.key()));
+                    self.apply(&target, verdict);
+                    self.probe_ended(r);
+                }
             }
-            round += 1;
-            let started = Instant::now();
-            next = started + self.next_delay();
-            let targets = self.naming.probe_targets();
-            let count = targets.len();
-            let timeout = Duration::from_millis(self.settings.timeout_ms);
-            let mut results = futures_util::stream::iter(targets)
-                .map(|target| probe_owned(target, timeout))
-                .buffer_unordered(self.settings.max_concurrency);
-            loop {
-                let next_result = tokio::select! {
-                    _ = shutdown.cancelled() => return,
-                    r = results.next() => r,
-                };
-                let Some((target, verdict)) = next_result else {
+            while in_flight.len() < self.settings.max_concurrency {
+                let Some((r, target)) = self.queue.pop_front() else {
                     break;
                 };
-                self.apply(&target, verdict, round);
+                in_flight.push(probe_owned(r, target, timeout));
             }
-            drop(results);
-            self.streaks.retain(|_, instances| {
-                instances.retain(|_, s| s.round == round);
-                !instances.is_empty()
-            });
-            let elapsed = started.elapsed().as_millis() as u64;
-            self.stats.last_round_ms.store(elapsed, Ordering::Relaxed);
-            self.stats
-                .last_round_targets
-                .store(count as u64, Ordering::Relaxed);
-            self.stats.rounds.fetch_add(1, Ordering::Relaxed);
-            debug!(
-                round,
-                targets = count,
-                elapsed_ms = elapsed,
-                "health check round done"
-            );
         }
     }
 
-    /// Counts one result and flips the instance when its streak is long enough.
-    fn apply(&mut self, target: &ProbeTarget, verdict: Verdict, round: u64) {
-        let check_times = self.settings.check_times;
-        let instances = match self.streaks.get_mut(&target.service) {
-            Some(instances) => instances,
-            None => self.streaks.entry(target.service.clone()).or_default(),
+    /// Queues a probe of every target that is not still being probed, and drops the
+    /// streaks of instances that are gone.
+    fn start_round(&mut self, round: u64) {
+        let targets = self.naming.probe_targets();
+        let mut queued = 0;
+        for target in targets {
+            let ikey = target.instance.key();
+            let streak = match self.streaks.get_mut(&target.service) {
+                Some(instances) => instances,
+                None => self.streaks.entry(target.service.clone()).or_default(),
+            }
+            .entry(ikey.clone())
+            .or_default();
+            streak.round = round;
+            if self.busy.insert((target.service.clone(), ikey)) {
+                self.queue.push_back((round, target));
+                queued += 1;
+            }
+        }
+        self.streaks.retain(|_, instances| {
+            instances.retain(|_, s| s.round == round);
+            !instances.is_empty()
+        });
+        self.rounds.insert(
+            round,
+            RoundState {
+                started: Instant::now(),
+                targets: queued,
+                remaining: queued,
+            },
+        );
+        if queued == 0 {
+            self.probe_ended_of(round, false);
+        }
+    }
+
+    fn probe_ended(&mut self, round: u64) {
+        self.probe_ended_of(round, true);
+    }
+
+    /// Counts one ended probe of `round` (none with `counted = false`); records the
+    /// round's figures once its last probe ended.
+    fn probe_ended_of(&mut self, round: u64, counted: bool) {
+        let Some(state) = self.rounds.get_mut(&round) else {
+            return;
         };
-        let streak = instances.entry(target.instance.key()).or_default();
-        streak.round = round;
+        if counted {
+            state.remaining = state.remaining.saturating_sub(1);
+        }
+        if state.remaining > 0 {
+            return;
+        }
+        let elapsed = state.started.elapsed().as_millis() as u64;
+        let targets = state.targets;
+        self.rounds.remove(&round);
+        self.stats.last_round_ms.store(elapsed, Ordering::Relaxed);
+        self.stats
+            .last_round_targets
+            .store(targets as u64, Ordering::Relaxed);
+        self.stats.rounds.fetch_add(1, Ordering::Relaxed);
+        debug!(
+            round,
+            targets,
+            elapsed_ms = elapsed,
+            "health check round done"
+        );
+    }
+
+    /// Counts one result and flips the instance when its streak is long enough.
+    fn apply(&mut self, target: &ProbeTarget, verdict: Verdict) {
+        let check_times = self.settings.check_times;
+        let Some(streak) = self
+            .streaks
+            .get_mut(&target.service)
+            .and_then(|instances| instances.get_mut(&target.instance.key()))
+        else {
+            // The instance left while it was probed.
+            return;
+        };
+        let checker = &target.cluster.health_checker;
+        if streak.checker.as_ref() != Some(checker) {
+            *streak = Streak {
+                round: streak.round,
+                checker: Some(checker.clone()),
+                ..Streak::default()
+            };
+        }
         let healthy = target.instance.healthy;
         if verdict != Verdict::Healthy {
             debug!(service = %target.service, instance = %target.instance.ip, port = target.instance.port, ?verdict, "probe failed");
@@ -200,7 +282,10 @@ impl ProbeWorker {
             return;
         };
         let ikey = target.instance.key();
-        if self.naming.set_probed_health(&target.service, &ikey, to) {
+        if self
+            .naming
+            .set_probed_health(&target.service, &ikey, checker, to)
+        {
             info!(
                 service = %target.service,
                 instance = %target.instance.instance_id(&target.service),
@@ -213,16 +298,12 @@ impl ProbeWorker {
     }
 }
 
-/// [`probe`] as a boxed `Send` future that owns its target, so a stream of them can
-/// be driven by a spawned task (an `async` block in the stream's closure would leave
-/// the compiler proving `Send` for every lifetime).
-fn probe_owned(
-    target: ProbeTarget,
-    timeout: Duration,
-) -> std::pin::Pin<Box<dyn std::future::Future<Output = (ProbeTarget, Verdict)> + Send>> {
+/// [`probe`] as a boxed `Send` future that owns its target and carries its round, so
+/// a set of them can be driven by a spawned task.
+fn probe_owned(round: u64, target: ProbeTarget, timeout: Duration) -> Probing {
     Box::pin(async move {
         let verdict = probe(&target, timeout).await;
-        (target, verdict)
+        (round, target, verdict)
     })
 }
 

@@ -190,6 +190,20 @@ impl Params {
             .unwrap_or(default)
     }
 
+    /// A required boolean that must be `true` or `false` (any case); errors name it.
+    pub fn strict_boolean(&self, name: &str) -> Result<bool, ApiError> {
+        let raw = self.required(name)?;
+        if raw.eq_ignore_ascii_case("true") {
+            Ok(true)
+        } else if raw.eq_ignore_ascii_case("false") {
+            Ok(false)
+        } else {
+            Err(ApiError::bad_request(format!(
+                "Param '{name}' is illegal, it must be true or false: {raw:?}"
+            )))
+        }
+    }
+
     /// The namespace id (`namespaceId`, default `public`), validated.
     pub fn namespace(&self) -> Result<String, ApiError> {
         let ns = self.optional("namespaceId").unwrap_or(DEFAULT_NAMESPACE);

@@ -303,11 +303,24 @@ impl NamingService {
         }
     }
 
-    /// Sets the health of a persistent instance as a probe found it. Returns whether
-    /// it changed; `false` also when the instance is gone or ephemeral.
-    pub fn set_probed_health(&self, key: &ServiceKey, ikey: &InstanceKey, healthy: bool) -> bool {
+    /// Sets the health of a persistent instance as a probe with `checker` found it.
+    /// Returns whether it changed; `false` also when the instance is gone or ephemeral,
+    /// or when its cluster's checker is no longer `checker` (so a probe that was in
+    /// flight when the cluster was switched to manual health changes nothing).
+    pub fn set_probed_health(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        checker: &crate::model::HealthChecker,
+        healthy: bool,
+    ) -> bool {
         self.registry
-            .update(key, None, |state, _| set_health(state, ikey, healthy))
+            .update(key, None, |state, _| {
+                if state.meta.cluster(&ikey.cluster).health_checker != *checker {
+                    return Outcome::Unchanged(false);
+                }
+                set_health(state, ikey, healthy)
+            })
             .unwrap_or(false)
     }
 
@@ -370,20 +383,14 @@ impl NamingService {
     /// cluster's settings, read from the current snapshots.
     pub fn probe_targets(&self) -> Vec<ProbeTarget> {
         let mut targets = Vec::new();
-        for key in self.registry.service_keys(None) {
-            let Some(snap) = self.registry.snapshot(&key) else {
-                continue;
-            };
-            if snap.meta.ephemeral {
-                continue;
-            }
+        for snap in self.registry.persistent_snapshots() {
             for instance in snap.instances.iter().filter(|i| !i.ephemeral) {
                 let cluster = snap.meta.cluster(&instance.cluster);
                 if cluster.health_checker == crate::model::HealthChecker::None {
                     continue;
                 }
                 targets.push(ProbeTarget {
-                    service: key.clone(),
+                    service: snap.key.clone(),
                     instance: instance.clone(),
                     cluster,
                 });
@@ -752,8 +759,9 @@ mod tests {
         assert_eq!(targets.len(), 1, "ephemeral instances are not probed");
         assert_eq!(targets[0].cluster.health_checker, HealthChecker::Tcp);
 
-        assert!(naming.set_probed_health(&key, &ikey("10.0.0.1"), false));
-        assert!(!naming.set_probed_health(&key, &ikey("10.0.0.1"), false));
+        let tcp = HealthChecker::Tcp;
+        assert!(naming.set_probed_health(&key, &ikey("10.0.0.1"), &tcp, false));
+        assert!(!naming.set_probed_health(&key, &ikey("10.0.0.1"), &tcp, false));
         assert!(!naming.service(&key).unwrap().instances[0].healthy);
         assert!(matches!(
             naming.set_manual_health(&key, &ikey("10.0.0.1"), true),
@@ -768,6 +776,10 @@ mod tests {
             .update_cluster(&key, DEFAULT_CLUSTER, manual)
             .unwrap();
         assert!(naming.probe_targets().is_empty(), "NONE is not probed");
+        assert!(
+            !naming.set_probed_health(&key, &ikey("10.0.0.1"), &tcp, true),
+            "a TCP result that was in flight is dropped"
+        );
         naming
             .set_manual_health(&key, &ikey("10.0.0.1"), true)
             .unwrap();

@@ -99,6 +99,9 @@ impl ServiceState {
 
 struct ServiceCell {
     key: ServiceKey,
+    /// The kind of instance the service holds; set at creation, never changed (a copy
+    /// of `ServiceMeta::ephemeral`, readable without the lock).
+    ephemeral: bool,
     state: Mutex<CellState>,
     snapshot: ArcSwap<ServiceSnapshot>,
     dirty: AtomicBool,
@@ -281,6 +284,19 @@ impl Registry {
         keys
     }
 
+    /// Snapshots of every service that holds persistent instances.
+    pub fn persistent_snapshots(&self) -> Vec<Arc<ServiceSnapshot>> {
+        let cells: Vec<Arc<ServiceCell>> = self
+            .tables
+            .read()
+            .services
+            .values()
+            .filter(|c| !c.ephemeral)
+            .cloned()
+            .collect();
+        cells.iter().map(|c| Self::fresh_snapshot(c)).collect()
+    }
+
     /// Number of services.
     pub fn service_count(&self) -> usize {
         self.tables.read().services.len()
@@ -436,6 +452,7 @@ impl Registry {
         };
         let cell = Arc::new(ServiceCell {
             key: key.clone(),
+            ephemeral,
             snapshot: ArcSwap::from_pointee(build_snapshot(key, &state)),
             state: Mutex::new(state),
             dirty: AtomicBool::new(false),

@@ -10,6 +10,11 @@
 //!   instances as healthy);
 //! * the share is that of the service's candidates before `healthyOnly` (as Nacos 1.x;
 //!   2.x filters first, so a `healthyOnly` client could never see protection).
+//!
+//! Each reader takes the share over its own candidates: DNS over the enabled instances
+//! with a weight above 0 (weight 0 drains an instance from DNS), the list API over the
+//! enabled instances of the requested clusters, whatever their weight (Nacos lists
+//! weight-0 instances).
 
 use std::sync::Arc;
 

@@ -11,11 +11,13 @@
 //! A subscriber that does not list the service again within `push.subscriber_ttl_ms`
 //! ages out.
 //!
-//! Invariants: `lastRefTime` is unique per packet and below 2^53 (JavaScript clients
-//! read it as a double and echo it back); pushes go only to a `clientIP` that is the
-//! request's own address or inside `push.allow_targets`, so the server cannot be made
-//! to send datagrams to arbitrary hosts; the tables are bounded
-//! (`push.max_subscribers`, one pending packet per subscriber and service).
+//! Invariants: `lastRefTime` is unique per push of a service and selection, and below
+//! 2^53 (JavaScript clients read it as a double and echo it back); a packet is encoded
+//! once per service and `clusters` selection, whatever the number of subscribers;
+//! pushes go only to the request's own address, or — when the request comes from inside
+//! `push.allow_targets` — to a `clientIP` inside them too, so the server cannot be made
+//! to send datagrams to arbitrary hosts; the tables are bounded (`push.max_subscribers`,
+//! `push.max_per_client` per client address, one pending packet per subscriber).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
@@ -40,8 +42,10 @@ use crate::settings::PushSettings;
 
 /// Packets of this size or more are gzip-compressed (as Nacos `PushService`).
 const GZIP_FROM_BYTES: usize = 1024;
-/// How often pending packets and subscribers are looked at.
+/// How often pending packets are looked at.
 const TICK: Duration = Duration::from_millis(50);
+/// How often subscribers are aged out.
+const AGE_OUT_EVERY: Duration = Duration::from_secs(1);
 
 /// Errors starting the push service.
 #[derive(Debug, Error)]
@@ -58,6 +62,8 @@ pub struct PushError {
 pub struct Subscriber {
     /// Where pushes go: `clientIP:udpPort`.
     pub addr: SocketAddr,
+    /// The address its list request came from (limits count per client).
+    pub client: IpAddr,
     /// The `clusters` it listed (comma list; empty for all).
     pub clusters: String,
     /// Its `User-Agent`.
@@ -92,11 +98,21 @@ pub enum Refusal {
     Agent,
     /// `clientIP` is not an IP address.
     BadClientIp,
-    /// `clientIP` is neither the request's address nor inside `push.allow_targets`.
+    /// `clientIP` is another host and the request or the target is outside
+    /// `push.allow_targets`.
     Target,
-    /// `push.max_subscribers` reached.
+    /// The target's address family is not the push socket's.
+    Family,
+    /// `clusters` is longer than [`MAX_CLUSTERS_LEN`].
+    TooLong,
+    /// `push.max_subscribers`, or `push.max_per_client` for this client, reached.
     Full,
 }
+
+/// Longest `clusters` a subscription may carry, bytes.
+pub const MAX_CLUSTERS_LEN: usize = 1024;
+/// `User-Agent` and `app` are kept up to this many bytes.
+const MAX_LABEL_LEN: usize = 128;
 
 /// Counters since start.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -109,50 +125,61 @@ pub struct PushStats {
     pub failed: u64,
 }
 
+/// Who a packet went to, and for which selection: one pending packet each.
+type PendingSlot = (SocketAddr, ServiceKey, String);
+
 /// One packet waiting for its ack.
 struct Pending {
-    addr: SocketAddr,
-    key: ServiceKey,
+    slot: PendingSlot,
     packet: Arc<[u8]>,
     retries_left: u32,
     resend_at: Instant,
 }
 
-/// Packets waiting for their acks: at most one per subscriber and service, the latest,
-/// so a late retry never sends older data after newer.
+/// Packets waiting for their acks, by `(lastRefTime, address)`: at most one per
+/// subscriber, the latest, so a late retry never sends older data after newer.
 #[derive(Default)]
 struct PendingTable {
-    by_ref: HashMap<u64, Pending>,
-    latest: HashMap<(SocketAddr, ServiceKey), u64>,
+    by_ack: HashMap<(u64, SocketAddr), Pending>,
+    latest: HashMap<PendingSlot, u64>,
 }
 
 impl PendingTable {
     fn insert(&mut self, last_ref_time: u64, pending: Pending) {
-        let slot = (pending.addr, pending.key.clone());
-        if let Some(older) = self.latest.insert(slot, last_ref_time) {
-            self.by_ref.remove(&older);
+        let addr = pending.slot.0;
+        if let Some(older) = self.latest.insert(pending.slot.clone(), last_ref_time) {
+            self.by_ack.remove(&(older, addr));
         }
-        self.by_ref.insert(last_ref_time, pending);
+        self.by_ack.insert((last_ref_time, addr), pending);
     }
 
-    fn remove(&mut self, last_ref_time: u64) -> Option<Pending> {
-        let pending = self.by_ref.remove(&last_ref_time)?;
-        let slot = (pending.addr, pending.key.clone());
-        if self.latest.get(&slot) == Some(&last_ref_time) {
-            self.latest.remove(&slot);
+    fn remove(&mut self, ack: (u64, SocketAddr)) -> Option<Pending> {
+        let pending = self.by_ack.remove(&ack)?;
+        if self.latest.get(&pending.slot) == Some(&ack.0) {
+            self.latest.remove(&pending.slot);
         }
         Some(pending)
     }
+}
+
+/// The subscribers of every service, with running counts so a subscription never
+/// scans the table.
+#[derive(Default)]
+struct SubscriberTable {
+    by_service: HashMap<ServiceKey, Vec<Subscriber>>,
+    per_client: HashMap<IpAddr, usize>,
+    total: usize,
 }
 
 /// The subscriber table, the socket and the packets waiting for acks.
 pub struct PushService {
     settings: PushSettings,
     socket: UdpSocket,
+    ipv4_socket: bool,
     registry: Arc<Registry>,
     list_cache: Arc<ListCache>,
     cache_millis: u64,
-    subscribers: Mutex<HashMap<ServiceKey, Vec<Subscriber>>>,
+    subscribers: Mutex<SubscriberTable>,
     pending: Mutex<PendingTable>,
     next_ref: AtomicU64,
     sent: AtomicU64,
@@ -205,10 +232,11 @@ impl PushService {
         let service = Arc::new(Self {
             settings: settings.clone(),
             socket,
+            ipv4_socket: settings.addr.is_ipv4(),
             registry,
             list_cache,
             cache_millis,
-            subscribers: Mutex::new(HashMap::new()),
+            subscribers: Mutex::new(SubscriberTable::default()),
             pending: Mutex::new(PendingTable::default()),
             // Microseconds since the epoch: unique, increasing, far below 2^53.
             next_ref: AtomicU64::new(now_millis().saturating_mul(1000)),
@@ -229,43 +257,61 @@ impl PushService {
     }
 
     /// Records (or refreshes) a subscriber of `key` from a list request with
-    /// `udpPort`. Refuses, as Nacos does, agents it does not push to, and — unlike
-    /// Nacos — targets other than the request's own address outside
-    /// `push.allow_targets`.
+    /// `udpPort`. Refuses, as Nacos does, agents it does not push to; and — unlike
+    /// Nacos — a `clientIP` other than the request's own address unless both are inside
+    /// `push.allow_targets`, targets the push socket cannot reach, and subscriptions
+    /// past the limits.
     pub fn subscribe(&self, key: &ServiceKey, req: SubscribeRequest<'_>) -> Result<(), Refusal> {
         if !push_capable(req.agent) {
             return Err(Refusal::Agent);
         }
+        if req.clusters.len() > MAX_CLUSTERS_LEN {
+            return Err(Refusal::TooLong);
+        }
+        let peer = req.peer.to_canonical();
         let ip = match req.client_ip {
-            Some(raw) => raw.parse::<IpAddr>().map_err(|_| Refusal::BadClientIp)?,
-            None => req.peer,
+            Some(raw) => raw
+                .parse::<IpAddr>()
+                .map_err(|_| Refusal::BadClientIp)?
+                .to_canonical(),
+            None => peer,
         };
-        if ip != req.peer && !self.settings.allow_targets.iter().any(|n| n.contains(&ip)) {
+        let allowed = |ip: &IpAddr| self.settings.allow_targets.iter().any(|n| n.contains(ip));
+        if ip != peer && !(allowed(&peer) && allowed(&ip)) {
             return Err(Refusal::Target);
+        }
+        if ip.is_ipv4() != self.ipv4_socket {
+            return Err(Refusal::Family);
         }
         let addr = SocketAddr::new(ip, req.udp_port);
         let now = now_millis();
         let mut table = self.subscribers.lock();
-        if let Some(sub) = table.get_mut(key).and_then(|subs| {
+        if let Some(sub) = table.by_service.get_mut(key).and_then(|subs| {
             subs.iter_mut()
                 .find(|s| s.addr == addr && s.clusters == req.clusters)
         }) {
             sub.last_seen_ms = now;
-            sub.agent.clear();
-            sub.agent.push_str(req.agent);
             return Ok(());
         }
-        let total: usize = table.values().map(Vec::len).sum();
-        if total >= self.settings.max_subscribers {
+        let of_client = table.per_client.get(&peer).copied().unwrap_or(0);
+        if table.total >= self.settings.max_subscribers || of_client >= self.settings.max_per_client
+        {
             return Err(Refusal::Full);
         }
-        table.entry(key.clone()).or_default().push(Subscriber {
-            addr,
-            clusters: req.clusters.to_string(),
-            agent: req.agent.to_string(),
-            app: req.app.to_string(),
-            last_seen_ms: now,
-        });
+        table.total += 1;
+        table.per_client.insert(peer, of_client + 1);
+        table
+            .by_service
+            .entry(key.clone())
+            .or_default()
+            .push(Subscriber {
+                addr,
+                client: peer,
+                clusters: req.clusters.to_string(),
+                agent: truncated(req.agent),
+                app: truncated(req.app),
+                last_seen_ms: now,
+            });
         Ok(())
     }
 
@@ -273,6 +319,7 @@ impl PushService {
     pub fn subscribers(&self, key: &ServiceKey) -> Vec<Subscriber> {
         self.subscribers
             .lock()
+            .by_service
             .get(key)
             .cloned()
             .unwrap_or_default()
@@ -280,7 +327,7 @@ impl PushService {
 
     /// Number of subscribers of every service.
     pub fn subscriber_count(&self) -> usize {
-        self.subscribers.lock().values().map(Vec::len).sum()
+        self.subscribers.lock().total
     }
 
     /// Counters since start.
@@ -293,39 +340,42 @@ impl PushService {
     }
 
     fn has_subscribers(&self, key: &ServiceKey) -> bool {
-        self.subscribers.lock().contains_key(key)
+        self.subscribers.lock().by_service.contains_key(key)
     }
 
-    /// Sends the current state of `key` to each of its subscribers.
+    /// Sends the current state of `key` to each of its subscribers: one packet, with
+    /// one `lastRefTime`, per `clusters` selection.
     async fn push_service(&self, key: &ServiceKey) {
         let subscribers = self.subscribers(key);
         if subscribers.is_empty() {
             return;
         }
         let snapshot = self.registry.snapshot(key);
-        let mut packets: HashMap<&str, Vec<u8>> = HashMap::new();
+        let mut packets: HashMap<&str, (u64, Arc<[u8]>)> = HashMap::new();
         for sub in &subscribers {
-            let data = packets.entry(sub.clusters.as_str()).or_insert_with(|| {
-                let hosts = snapshot
-                    .as_ref()
-                    .map(|snap| self.list_cache.hosts(snap, &sub.clusters, false));
-                service_info::render(
-                    key,
-                    &sub.clusters,
-                    hosts.as_deref(),
-                    self.cache_millis,
-                    now_millis(),
-                )
-            });
-            let last_ref_time = self.next_ref.fetch_add(1, Ordering::Relaxed);
-            let packet = encode_packet(data, last_ref_time);
+            let (last_ref_time, packet) = packets
+                .entry(sub.clusters.as_str())
+                .or_insert_with(|| {
+                    let hosts = snapshot
+                        .as_ref()
+                        .map(|snap| self.list_cache.hosts(snap, &sub.clusters, false));
+                    let data = service_info::render(
+                        key,
+                        &sub.clusters,
+                        hosts.as_deref(),
+                        self.cache_millis,
+                        now_millis(),
+                    );
+                    let last_ref_time = self.next_ref.fetch_add(1, Ordering::Relaxed);
+                    (last_ref_time, encode_packet(&data, last_ref_time).into())
+                })
+                .clone();
             self.send(sub.addr, &packet).await;
             self.pending.lock().insert(
                 last_ref_time,
                 Pending {
-                    addr: sub.addr,
-                    key: key.clone(),
-                    packet: packet.into(),
+                    slot: (sub.addr, key.clone(), sub.clusters.clone()),
+                    packet,
                     retries_left: self.settings.max_retries,
                     resend_at: Instant::now() + self.ack_timeout(),
                 },
@@ -360,13 +410,8 @@ impl PushService {
             debug!(%from, kind = %ack.kind, "push socket: unexpected message, ignored");
             return;
         };
-        let mut pending = self.pending.lock();
-        if pending
-            .by_ref
-            .get(&last_ref_time)
-            .is_some_and(|p| p.addr.ip() == from.ip())
-        {
-            pending.remove(last_ref_time);
+        let from = SocketAddr::new(from.ip().to_canonical(), from.port());
+        if self.pending.lock().remove((last_ref_time, from)).is_some() {
             self.acked.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -378,22 +423,22 @@ impl PushService {
         {
             let mut pending = self.pending.lock();
             let mut given_up = Vec::new();
-            for (ref_time, p) in pending.by_ref.iter_mut() {
+            for (ack, p) in pending.by_ack.iter_mut() {
                 if p.resend_at > now {
                     continue;
                 }
                 if p.retries_left == 0 {
-                    given_up.push(*ref_time);
+                    given_up.push(*ack);
                     continue;
                 }
                 p.retries_left -= 1;
                 p.resend_at = now + self.ack_timeout();
-                due.push((p.addr, p.packet.clone()));
+                due.push((ack.1, p.packet.clone()));
             }
-            for ref_time in given_up {
-                if let Some(p) = pending.remove(ref_time) {
+            for ack in given_up {
+                if let Some(p) = pending.remove(ack) {
                     self.failed.fetch_add(1, Ordering::Relaxed);
-                    debug!(addr = %p.addr, service = %p.key, last_ref_time = ref_time, "push not acked, given up");
+                    debug!(addr = %ack.1, service = %p.slot.1, last_ref_time = ack.0, "push not acked, given up");
                 }
             }
         }
@@ -405,18 +450,34 @@ impl PushService {
     /// Drops subscribers that have not listed again within the TTL.
     fn age_out(&self) {
         let cutoff = now_millis().saturating_sub(self.settings.subscriber_ttl_ms);
-        let mut table = self.subscribers.lock();
-        table.retain(|key, subs| {
+        let mut guard = self.subscribers.lock();
+        let table = &mut *guard;
+        let (per_client, total) = (&mut table.per_client, &mut table.total);
+        table.by_service.retain(|key, subs| {
             subs.retain(|s| {
-                let keep = s.last_seen_ms >= cutoff;
-                if !keep {
-                    debug!(service = %key, addr = %s.addr, "push subscriber aged out");
+                if s.last_seen_ms >= cutoff {
+                    return true;
                 }
-                keep
+                debug!(service = %key, addr = %s.addr, "push subscriber aged out");
+                *total = total.saturating_sub(1);
+                if let Some(n) = per_client.get_mut(&s.client) {
+                    *n = n.saturating_sub(1);
+                }
+                false
             });
             !subs.is_empty()
         });
+        per_client.retain(|_, n| *n > 0);
     }
+}
+
+/// `text` cut to [`MAX_LABEL_LEN`] bytes at a character boundary.
+fn truncated(text: &str) -> String {
+    let mut end = text.len().min(MAX_LABEL_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 impl PushWorker {
@@ -431,6 +492,7 @@ impl PushWorker {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut buf = vec![0u8; 65_536];
+        let mut next_age_out = Instant::now() + AGE_OUT_EVERY;
         loop {
             let flush = async {
                 match flush_at {
@@ -449,7 +511,7 @@ impl PushWorker {
                     }
                     Err(broadcast::error::RecvError::Lagged(_)) => {
                         // Missed events: push every subscribed service.
-                        changed.extend(service.subscribers.lock().keys().cloned());
+                        changed.extend(service.subscribers.lock().by_service.keys().cloned());
                         flush_at.get_or_insert_with(|| Instant::now() + delay);
                     }
                     Err(broadcast::error::RecvError::Closed) => return,
@@ -467,7 +529,10 @@ impl PushWorker {
                 },
                 _ = tick.tick() => {
                     service.resend_due().await;
-                    service.age_out();
+                    if Instant::now() >= next_age_out {
+                        next_age_out = Instant::now() + AGE_OUT_EVERY;
+                        service.age_out();
+                    }
                 }
             }
         }
@@ -552,5 +617,66 @@ mod tests {
         std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&big[..]), &mut out)
             .unwrap();
         assert!(out.contains("\"lastRefTime\":8"));
+    }
+
+    #[tokio::test]
+    async fn subscriptions_are_refused_for_foreign_targets_and_past_the_limits() {
+        let settings = PushSettings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            max_per_client: 2,
+            ..PushSettings::default()
+        };
+        let (push, _worker) = PushService::start(
+            &settings,
+            Arc::new(Registry::new()),
+            Arc::new(ListCache::default()),
+            10_000,
+        )
+        .await
+        .unwrap();
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "s");
+        let req = |peer: &str, client_ip: Option<&'static str>, port: u16| SubscribeRequest {
+            client_ip,
+            udp_port: port,
+            peer: peer.parse().unwrap(),
+            clusters: "",
+            agent: "Nacos-Java-Client:v1.4.6",
+            app: "",
+        };
+        // From the internet, only the sender's own address.
+        assert_eq!(
+            push.subscribe(&key, req("203.0.113.5", Some("10.0.0.1"), 1)),
+            Err(Refusal::Target)
+        );
+        assert_eq!(
+            push.subscribe(&key, req("203.0.113.5", Some("203.0.113.5"), 1)),
+            Ok(())
+        );
+        // Inside the private networks, another private host.
+        assert_eq!(
+            push.subscribe(&key, req("10.0.0.2", Some("10.0.0.3"), 1)),
+            Ok(())
+        );
+        assert_eq!(
+            push.subscribe(&key, req("::ffff:10.0.0.2", Some("10.0.0.4"), 1)),
+            Ok(()),
+            "a v4-mapped peer is its IPv4 address"
+        );
+        assert_eq!(
+            push.subscribe(&key, req("10.0.0.2", Some("10.0.0.5"), 1)),
+            Err(Refusal::Full),
+            "two per client"
+        );
+        assert_eq!(
+            push.subscribe(&key, req("10.0.0.2", Some("10.0.0.3"), 1)),
+            Ok(()),
+            "a refresh is no new subscription"
+        );
+        assert_eq!(
+            push.subscribe(&key, req("fd00::1", None, 1)),
+            Err(Refusal::Family),
+            "an IPv6 target for an IPv4 socket"
+        );
+        assert_eq!(push.subscriber_count(), 3);
     }
 }

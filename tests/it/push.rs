@@ -100,7 +100,11 @@ async fn an_unacked_push_is_sent_again_a_bounded_number_of_times() {
 
 #[tokio::test]
 async fn only_push_capable_agents_and_allowed_targets_subscribe_and_subscribers_age_out() {
-    let server = TestServer::start_with(|s| s.push.subscriber_ttl_ms = 300).await;
+    let server = TestServer::start_with(|s| {
+        s.naming.cache_millis = 100;
+        s.push.subscriber_ttl_ms = 1_000;
+    })
+    .await;
     server.register("aged", "10.7.2.1", 80, &[]).await;
     let list_as = |agent: &'static str, client_ip: &'static str| {
         let server = &server;

@@ -12,19 +12,6 @@ use super::super::params::Params;
 use super::instance::instance_key;
 use crate::model::{ClusterMeta, HealthChecker, parse_metadata, validate_cluster};
 
-/// A boolean parameter that must be `true` or `false` (any case); errors name it.
-fn strict_boolean(name: &str, raw: &str) -> Result<bool, ApiError> {
-    if raw.eq_ignore_ascii_case("true") {
-        Ok(true)
-    } else if raw.eq_ignore_ascii_case("false") {
-        Ok(false)
-    } else {
-        Err(ApiError::bad_request(format!(
-            "Param '{name}' is illegal, it must be true or false: {raw:?}"
-        )))
-    }
-}
-
 /// `PUT /nacos/v1/ns/cluster`: replaces the health-check settings of one cluster of an
 /// existing service (as Nacos `ClusterController#update`). Parameters `clusterName`,
 /// `checkPort`, `useInstancePort4Check` and `healthChecker` (Nacos's checker JSON) are
@@ -38,10 +25,7 @@ pub async fn update_cluster(
     let cluster = p.required("clusterName")?;
     validate_cluster(cluster).map_err(ApiError::bad_request)?;
     let check_port = p.port("checkPort")?;
-    let use_instance_port = strict_boolean(
-        "useInstancePort4Check",
-        p.required("useInstancePort4Check")?,
-    )?;
+    let use_instance_port = p.strict_boolean("useInstancePort4Check")?;
     let health_checker =
         HealthChecker::parse(p.required("healthChecker")?).map_err(ApiError::bad_request)?;
     let metadata =
@@ -69,11 +53,12 @@ pub async fn update_health(
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
     let ikey = instance_key(&p)?;
-    let raw = p
-        .optional("healthy")
-        .or_else(|| p.optional("valid"))
-        .ok_or_else(|| ApiError::bad_request("Param 'healthy' is required."))?;
-    let healthy = strict_boolean("healthy", raw)?;
+    let name = if p.optional("healthy").is_none() && p.optional("valid").is_some() {
+        "valid"
+    } else {
+        "healthy"
+    };
+    let healthy = p.strict_boolean(name)?;
     state.naming.set_manual_health(&key, &ikey, healthy)?;
     Ok("ok")
 }

@@ -243,12 +243,8 @@ pub async fn list_instances(
     let key = p.service_key()?;
     let clusters = p.optional("clusters").unwrap_or("");
     let healthy_only = p.boolean("healthyOnly", false);
-    if let Some(raw) = p.optional("udpPort") {
-        let udp_port = raw.parse::<u16>().map_err(|_| {
-            ApiError::bad_request(format!(
-                "Param 'udpPort' is illegal, it must be an integer in 0..65535: {raw:?}"
-            ))
-        })?;
+    if p.optional("udpPort").is_some() {
+        let udp_port = p.port("udpPort")?;
         if let (Some(push), Some(peer), true) = (&state.push, sender.peer, udp_port > 0) {
             let agent = sender
                 .agent
