@@ -44,6 +44,9 @@ pub enum AppError {
     /// The UDP push socket could not be bound.
     #[error(transparent)]
     Push(#[from] PushError),
+    /// Auth could not start (a refused key or admin password, or the users table).
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthStartError),
     /// The config cache could not be loaded.
     #[error("cannot load configs")]
     Config(#[from] ConfigError),
@@ -90,6 +93,16 @@ impl App {
         let naming = Arc::new(NamingService::new(registry.clone()));
         let store = ConfigStore::open(&settings.config_store, &settings.data.dir).await?;
         info!(database = store.kind(), "config store open");
+        let (auth, _bootstrap) =
+            crate::auth::AuthService::start(store.clone(), &settings.auth, &settings.data.dir)
+                .await?;
+        let auth = Arc::new(auth);
+        if !settings.auth.enabled {
+            tracing::warn!(
+                addr = %settings.http.addr,
+                "auth is OFF: anyone who reaches the HTTP port may read and change everything"
+            );
+        }
         let config = Arc::new(ConfigService::load(store).await?);
         let cancel = CancellationToken::new();
 
@@ -138,6 +151,7 @@ impl App {
             list_cache,
             push: push.clone(),
             probe_stats: probe_stats.clone(),
+            auth,
             config: config.clone(),
             config_settings: Arc::new(settings.config.clone()),
         });

@@ -15,6 +15,7 @@
 //! dns, http, health,    front doors and drivers
 //! push
 //! naming, config         use cases
+//! auth                   users, roles, permissions, tokens
 //! storage                sqlx repositories
 //! model, settings, telemetry
 //! ```
@@ -22,6 +23,7 @@
 //! `naming` never imports axum or hickory; `dns` never writes to the registry.
 
 pub mod app;
+pub mod auth;
 pub mod config;
 pub mod dns;
 pub mod health;

@@ -58,6 +58,66 @@ pub struct Settings {
     pub health: HealthSettings,
     /// UDP push to subscribers.
     pub push: PushSettings,
+    /// Users, tokens and permissions.
+    pub auth: AuthSettings,
+}
+
+/// `[auth]`: who may use the HTTP API. On by default; no secret ships with Nacre.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// Check every request but the health probes and login. Default true. Turning it
+    /// off is allowed only while `http.addr` is a loopback address.
+    pub enabled: bool,
+    /// Base64 of the key that signs tokens (as Nacos's `token.secret.key`), at least
+    /// 32 bytes decoded; also `NACRE_AUTH_TOKEN_KEY`. Empty (the default): the key in
+    /// `<data.dir>/auth/token.key`, generated at first start.
+    pub token_key: String,
+    /// Seconds a token lives (`tokenTtl`), and the longest expiry accepted. Default
+    /// 18000 (Nacos's), at most 604800 (a week).
+    pub token_ttl_secs: u64,
+    /// Seconds a checked username and password (sent on every request by the Node.js
+    /// client) are remembered before bcrypt checks them again. Default 300.
+    pub credential_cache_secs: u64,
+    /// The admin password set when the admin user is created (or when it still has
+    /// Nacos's default password): `NACRE_ADMIN_PASSWORD` only, never from a file.
+    #[serde(skip)]
+    pub admin_password: Option<String>,
+}
+
+impl Default for AuthSettings {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            token_key: String::new(),
+            token_ttl_secs: 18_000,
+            credential_cache_secs: 300,
+            admin_password: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for AuthSettings {
+    /// Never prints the key or the password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthSettings")
+            .field("enabled", &self.enabled)
+            .field(
+                "token_key",
+                &if self.token_key.is_empty() {
+                    ""
+                } else {
+                    "<set>"
+                },
+            )
+            .field("token_ttl_secs", &self.token_ttl_secs)
+            .field("credential_cache_secs", &self.credential_cache_secs)
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<set>"),
+            )
+            .finish()
+    }
 }
 
 /// The loopback and private networks: who may use forwarding, and where pushes may go.
@@ -391,6 +451,24 @@ impl Settings {
         }
         if self.naming.expiry_tick_ms == 0 {
             return invalid("naming.expiry_tick_ms", "must be at least 1");
+        }
+        if !self.auth.enabled && !self.http.addr.ip().is_loopback() {
+            return invalid(
+                "auth.enabled",
+                "may be false only while http.addr is a loopback address (such as 127.0.0.1:8848): \
+                 without auth anyone who reaches the port could change every service and config",
+            );
+        }
+        if !(60..=604_800).contains(&self.auth.token_ttl_secs) {
+            return invalid(
+                "auth.token_ttl_secs",
+                "must be between 60 and 604800 (a week)",
+            );
+        }
+        if !self.auth.token_key.trim().is_empty()
+            && let Err(e) = crate::auth::token::check_key(&self.auth.token_key, "auth.token_key")
+        {
+            return invalid("auth.token_key", &e.to_string());
         }
         if self.health.interval_ms == 0 {
             return invalid("health.interval_ms", "must be at least 1");

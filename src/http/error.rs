@@ -25,6 +25,14 @@ impl ApiError {
         }
     }
 
+    /// 413 with `message`: a body or parameter over its limit.
+    pub fn too_large(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::PAYLOAD_TOO_LARGE,
+            message: message.into(),
+        }
+    }
+
     /// 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
@@ -60,6 +68,27 @@ impl From<crate::config::ConfigError> for ApiError {
 impl From<crate::storage::StoreError> for ApiError {
     fn from(e: crate::storage::StoreError) -> Self {
         crate::config::ConfigError::from(e).into()
+    }
+}
+
+impl From<crate::auth::AuthError> for ApiError {
+    fn from(e: crate::auth::AuthError) -> Self {
+        use crate::auth::AuthError;
+        let status = match &e {
+            AuthError::UserNotFound
+            | AuthError::TokenInvalid
+            | AuthError::TokenExpired
+            | AuthError::Forbidden => StatusCode::FORBIDDEN,
+            AuthError::Invalid(_) => StatusCode::BAD_REQUEST,
+            AuthError::Store(err) => {
+                tracing::error!(error = %err, "auth store failed");
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        Self {
+            status,
+            message: e.to_string(),
+        }
     }
 }
 

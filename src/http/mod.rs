@@ -1,7 +1,9 @@
-//! The HTTP front door (axum): the router, shared state, limits and Nacos-shaped errors.
+//! The HTTP front door (axum): the router, access control ([`auth`]), shared state,
+//! limits and Nacos-shaped errors.
 //! Handlers parse and validate input, call the naming use cases, and render Nacos's
 //! JSON; they never reach the registry's internals or any storage directly.
 
+pub mod auth;
 pub mod error;
 pub mod nacos_v1;
 pub mod params;
@@ -51,13 +53,28 @@ pub struct AppStateInner {
     pub probe_stats: Arc<crate::health::probe::ProbeStats>,
     /// The config use cases.
     pub config: Arc<ConfigService>,
+    /// Users, tokens and permissions.
+    pub auth: Arc<crate::auth::AuthService>,
     /// The config center's limits.
     pub config_settings: Arc<ConfigSettings>,
 }
 
-/// The whole router, testable without a socket.
+/// The whole router, testable without a socket: every route behind the auth gate
+/// (which also covers unknown paths), under the body limit.
 pub fn router(state: AppState, settings: &Settings) -> Router {
-    nacos_v1::routes()
+    let routes = nacos_v1::routes();
+    let gate = Arc::new(auth::Gate {
+        auth: state.auth.clone(),
+        enabled: settings.auth.enabled,
+        public: routes.public_paths(),
+        body_limit: settings.http.max_body_bytes,
+    });
+    let (router, _) = routes.finish();
+    router
+        .layer(axum::middleware::from_fn_with_state(
+            gate,
+            auth::authenticate,
+        ))
         .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))
         .with_state(state)
 }

@@ -16,7 +16,7 @@ use crate::model::{
 /// The merged parameters of one request. Values are slices of the request's own query
 /// string and body where no percent-decoding is needed, so reading parameters costs one
 /// allocation for the index instead of two strings per parameter.
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Params {
     query: String,
     body: Bytes,
@@ -25,13 +25,13 @@ pub struct Params {
     entries: Vec<Entry>,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     key: Text,
     value: Text,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 enum Text {
     /// A trimmed range of the query string.
     Query(usize, usize),
@@ -41,19 +41,49 @@ enum Text {
     Decoded(Box<str>),
 }
 
+/// Whether a request has a body that holds form parameters: one is announced, and its
+/// type is a form or not given.
+fn has_form_body(headers: &axum::http::HeaderMap) -> bool {
+    let has_body = headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING);
+    has_body
+        && headers
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_none_or(|ct| ct.starts_with("application/x-www-form-urlencoded"))
+}
+
+impl Params {
+    /// Reads the parameters of a request from its parts and body: the query, and the
+    /// body when it is a form (consumed; at most `limit` bytes, else 413). Any other
+    /// body is handed back untouched, for the handler.
+    pub async fn read(
+        parts: &axum::http::request::Parts,
+        body: axum::body::Body,
+        limit: usize,
+    ) -> Result<(Params, Option<axum::body::Body>), ApiError> {
+        let query = parts.uri.query().unwrap_or("").to_owned();
+        if !has_form_body(&parts.headers) {
+            return Ok((Params::new(query, Bytes::new()), Some(body)));
+        }
+        let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
+            ApiError::too_large(format!(
+                "cannot read the request body (at most {limit} bytes): {e}"
+            ))
+        })?;
+        Ok((Params::new(query, bytes), None))
+    }
+}
+
 impl<S: Send + Sync> FromRequest<S> for Params {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+    /// The parameters the auth gate already read, or else read from the request.
+    async fn from_request(mut req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        if let Some(read) = req.extensions_mut().remove::<Params>() {
+            return Ok(read);
+        }
         let query = req.uri().query().unwrap_or("").to_owned();
-        let headers = req.headers();
-        let has_body =
-            headers.contains_key(CONTENT_LENGTH) || headers.contains_key(TRANSFER_ENCODING);
-        let form_body = has_body
-            && headers
-                .get(CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .is_none_or(|ct| ct.starts_with("application/x-www-form-urlencoded"));
+        let form_body = has_form_body(req.headers());
         let body = if form_body {
             Bytes::from_request(req, state)
                 .await

@@ -15,6 +15,7 @@
 //! columns of Nacos's MySQL schema (`his_config_info.id`, `.nid`) are read through
 //! `CAST(... AS SIGNED)` so one decoder serves both databases.
 
+pub mod auth;
 pub mod config;
 pub mod namespace;
 

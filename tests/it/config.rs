@@ -100,9 +100,9 @@ async fn hold_listener(
     watch: String,
 ) -> tokio::task::JoinHandle<(Instant, String)> {
     let before = s.app.config.hub().held();
-    let base = s.base.clone();
+    let (base, http) = (s.base.clone(), s.http.clone());
     let task = tokio::spawn(async move {
-        let resp = reqwest::Client::new()
+        let resp = http
             .post(format!("{base}{LISTENER}"))
             .header("Long-Pulling-Timeout", "30000")
             .form(&[("Listening-Configs", watch)])
@@ -990,10 +990,9 @@ async fn concurrent_publishers_on_one_key(db: Db) {
     let (done_tx, done_rx) = tokio::sync::watch::channel(None::<String>);
     let mut listeners = Vec::new();
     for _ in 0..5 {
-        let base = s.base.clone();
+        let (base, http) = (s.base.clone(), s.http.clone());
         let mut done = done_rx.clone();
         listeners.push(tokio::spawn(async move {
-            let http = reqwest::Client::new();
             let mut md5 = String::new();
             loop {
                 let final_md5 = done.borrow_and_update().clone();
@@ -1026,10 +1025,10 @@ async fn concurrent_publishers_on_one_key(db: Db) {
     }
     let mut publishers = Vec::new();
     for i in 0..50 {
-        let base = s.base.clone();
+        let (base, http) = (s.base.clone(), s.http.clone());
         publishers.push(tokio::spawn(async move {
             let content = format!("content from publisher {i}");
-            let resp = reqwest::Client::new()
+            let resp = http
                 .post(format!("{base}{CONFIGS}"))
                 .form(&[
                     ("dataId", "race"),

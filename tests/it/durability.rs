@@ -30,7 +30,7 @@ async fn survives_hard_kill(db_url: Option<String>) {
     };
     let (mut child, http, _) = spawn_nacre(&data, &extra);
     let base = format!("http://{http}");
-    let client = reqwest::Client::new();
+    let client = crate::support::admin_client(&base, &data).await;
 
     // 16 concurrent publishers, 1,000 configs; the kill comes right after the last
     // acknowledgement.

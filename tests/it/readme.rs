@@ -24,16 +24,18 @@ fn have(tool: &str) -> bool {
     Command::new(tool).arg("-v").output().is_ok()
 }
 
-async fn run(line: String) -> String {
+/// Runs `script` with `sh -e`, with `env` set; returns its standard output.
+async fn run(script: String, env: Vec<(&'static str, String)>) -> String {
     tokio::task::spawn_blocking(move || {
         let out = Command::new("sh")
-            .arg("-c")
-            .arg(&line)
+            .arg("-ec")
+            .arg(&script)
+            .envs(env)
             .output()
             .expect("sh runs");
         assert!(
             out.status.success(),
-            "{line}: {}",
+            "{script}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
         String::from_utf8(out.stdout).expect("utf-8 output")
@@ -57,26 +59,39 @@ async fn readme_walkthrough_prints_what_it_says() {
     let server = TestServer::start().await;
     let http = server.app.http_addr.to_string();
     let dns_port = server.dns_addr().port().to_string();
-    let commands = block_after(&readme, "<!-- walkthrough:commands -->");
+    let password_file = server.data_dir().join("auth/admin.password");
+    // The walk-through runs as one shell session: it logs in, registers, asks DNS.
+    let script = block_after(&readme, "<!-- walkthrough:commands -->")
+        .join("\n")
+        .replace("127.0.0.1:8848", &http)
+        .replace("-p 5353", &format!("-p {dns_port}"))
+        .replace(
+            "data/auth/admin.password",
+            &password_file.display().to_string(),
+        );
     let expected_srv = block_after(&readme, "<!-- walkthrough:srv -->").join("\n") + "\n";
-    let mut srv_output = None;
-    for line in commands {
-        let line = line
-            .replace("127.0.0.1:8848", &http)
-            .replace("-p 5353", &format!("-p {dns_port}"));
-        let out = run(line.clone()).await;
-        if line.starts_with("curl") {
-            assert_eq!(out, "ok", "{line}");
-        } else if line.starts_with("dig") {
-            srv_output = Some(out);
-        }
-    }
-    assert_eq!(srv_output.as_deref(), Some(expected_srv.as_str()));
+    let out = run(script, Vec::new()).await;
+    assert_eq!(
+        out,
+        format!("okok{expected_srv}"),
+        "each curl prints ok, then dig the SRV records"
+    );
 
-    // The config walk-through prints what the README says.
+    // The config walk-through, with the TOKEN of the one above, prints what the
+    // README says.
+    let token = crate::support::login(
+        &server.base,
+        "nacos",
+        &crate::support::admin_password(server.data_dir()),
+    )
+    .await;
     let mut printed = String::new();
     for line in block_after(&readme, "<!-- walkthrough:config -->") {
-        let out = run(line.replace("127.0.0.1:8848", &http)).await;
+        let out = run(
+            line.replace("127.0.0.1:8848", &http),
+            vec![("TOKEN", token.clone())],
+        )
+        .await;
         printed.push_str(&out);
         printed.push('\n');
     }

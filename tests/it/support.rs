@@ -20,6 +20,7 @@ pub struct TestServer {
     pub app: App,
     pub http: reqwest::Client,
     pub base: String,
+    data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _db: Option<MariaDb>,
 }
@@ -91,6 +92,53 @@ impl Drop for MariaDb {
     }
 }
 
+/// The password the node generated for user `nacos` at its first start.
+pub fn admin_password(data_dir: &Path) -> String {
+    std::fs::read_to_string(data_dir.join("auth/admin.password"))
+        .expect("admin.password in the data dir")
+        .trim()
+        .to_string()
+}
+
+/// Logs in at `base` and returns the access token.
+pub async fn login(base: &str, username: &str, password: &str) -> String {
+    let resp = reqwest::Client::new()
+        .post(format!("{base}/nacos/v1/auth/login"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .expect("login request");
+    assert_eq!(resp.status(), 200, "login as {username}");
+    let body: serde_json::Value = resp.json().await.expect("login JSON");
+    body["accessToken"]
+        .as_str()
+        .expect("accessToken")
+        .to_string()
+}
+
+/// A client that sends `Authorization: Bearer <token>` on every request.
+pub fn client_with_token(token: &str) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    headers.insert(
+        reqwest::header::AUTHORIZATION,
+        format!("Bearer {token}").parse().expect("header value"),
+    );
+    reqwest::Client::builder()
+        .default_headers(headers)
+        .build()
+        .expect("client")
+}
+
+/// A client signed in as the admin of the node whose data dir is `data_dir` (with
+/// auth off, a plain client).
+pub async fn admin_client(base: &str, data_dir: &Path) -> reqwest::Client {
+    if !data_dir.join("auth/admin.password").exists() {
+        return reqwest::Client::new();
+    }
+    let token = login(base, "nacos", &admin_password(data_dir)).await;
+    client_with_token(&token)
+}
+
 impl TestServer {
     pub async fn start() -> Self {
         Self::start_with(|_| {}).await
@@ -126,11 +174,14 @@ impl TestServer {
             settings.config_store.url = m.url();
         }
         configure(&mut settings);
+        let data_dir = settings.data.dir.clone();
         let app = App::start(settings).await.expect("node starts");
         let base = format!("http://{}", app.http_addr);
+        let http = admin_client(&base, &data_dir).await;
         Self {
             app,
-            http: reqwest::Client::new(),
+            http,
+            data_dir,
             base,
             _dir: dir,
             _db: mariadb,
@@ -202,6 +253,11 @@ impl TestServer {
             .await;
         assert_eq!(status, 200, "{body}");
         serde_json::from_str(&body).expect("list JSON")
+    }
+
+    /// The node's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.data_dir
     }
 
     pub fn dns_addr(&self) -> SocketAddr {

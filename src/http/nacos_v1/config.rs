@@ -301,7 +301,9 @@ async fn export(state: &AppState, p: &Params, v2: bool) -> Result<Response, ApiE
         app_name: p.optional("appName").unwrap_or("").to_string(),
         tags: Vec::new(),
     };
-    let rows = state.config.store().export_rows(&filter, &ids).await?;
+    let mut rows = state.config.store().export_rows(&filter, &ids).await?;
+    // Rows picked by id stay inside the namespace the request names (and was allowed).
+    rows.retain(|r| r.key.tenant == filter.tenant);
     let zip = archive::export(&rows, v2)
         .map_err(|e| ApiError::caused(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     let name = format!(
@@ -554,7 +556,16 @@ pub async fn delete_configs(
                 ApiError::config_bad_request(format!("invalid ids: {part:?} is not a number"))
             })?);
         }
-        for key in state.config.store().keys_by_ids(&ids).await? {
+        // Only configs of the namespace the request names (and was allowed) go.
+        let tenant = tenant_param(&p, "tenant")?;
+        for key in state
+            .config
+            .store()
+            .keys_by_ids(&ids)
+            .await?
+            .into_iter()
+            .filter(|k| k.tenant == tenant)
+        {
             state
                 .config
                 .remove(&key, None, &ip, p.optional("src_user"))

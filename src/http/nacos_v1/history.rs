@@ -80,17 +80,25 @@ pub async fn history(State(state): State<AppState>, p: Params) -> Result<Respons
     Ok(json_ok(page_json(result.total, page, items)))
 }
 
-/// `GET /nacos/v1/cs/history/previous?id=`: the newest history row of the config whose
-/// `config_info.id` is `id`.
+/// `GET /nacos/v1/cs/history/previous?id=&dataId=&group=&tenant=`: the newest history
+/// row of the config whose `config_info.id` is `id`; 403 when that config is not the
+/// one `dataId`, `group` and `tenant` name (as Nacos 2.x), so a caller allowed on one
+/// namespace cannot read another's through an id.
 pub async fn previous(State(state): State<AppState>, p: Params) -> Result<Response, ApiError> {
     let raw = p.optional("id").unwrap_or("");
     let id: i64 = raw.parse().map_err(|_| {
         ApiError::config_bad_request(format!("invalid id {raw:?}: a number is expected"))
     })?;
-    let row = state.config.store().history_previous(id).await?;
-    Ok(json_ok(
-        row.map(|r| history_json(&r, true)).unwrap_or(Value::Null),
-    ))
+    let Some(row) = state.config.store().history_previous(id).await? else {
+        return Ok(json_ok(Value::Null));
+    };
+    if row.key != key_of(&p) {
+        return Err(ApiError::caused(
+            StatusCode::FORBIDDEN,
+            "Please check dataId, group or namespaceId.",
+        ));
+    }
+    Ok(json_ok(history_json(&row, true)))
 }
 
 /// `GET /nacos/v1/cs/history/configs?tenant=`: the configs of a namespace.

@@ -1,6 +1,8 @@
 //! The Nacos Open API v1 routes: naming (`/nacos/v1/ns/...`), config
-//! (`/nacos/v1/cs/...`), namespaces and the console health probes.
+//! (`/nacos/v1/cs/...`), namespaces, auth and the console health probes, each with the
+//! access it requires (see [`super::auth`]).
 
+pub mod auth;
 pub mod config;
 pub mod health;
 pub mod history;
@@ -9,67 +11,92 @@ pub mod namespace;
 pub mod operator;
 pub mod service;
 
-use axum::Router;
-use axum::routing::{get, put};
+use super::auth::{Access, Routes};
+use crate::auth::permission::Action::{Read, Write};
 
-use super::AppState;
-
-/// Routes of the Nacos API v1, relative to the server root.
-pub fn routes() -> Router<AppState> {
-    Router::new()
-        .route(
-            "/nacos/v1/ns/instance",
-            get(instance::get_instance)
-                .post(instance::register_instance)
-                .delete(instance::deregister_instance)
-                .put(instance::update_instance)
-                .patch(instance::patch_instance),
-        )
-        .route("/nacos/v1/ns/instance/list", get(instance::list_instances))
-        .route("/nacos/v1/ns/instance/beat", put(instance::beat_instance))
-        .route(
-            "/nacos/v1/ns/service",
-            get(service::get_service)
-                .post(service::create_service)
-                .delete(service::remove_service)
-                .put(service::update_service),
-        )
-        .route("/nacos/v1/ns/service/list", get(service::list_services))
-        .route(
-            "/nacos/v1/ns/service/subscribers",
-            get(service::list_subscribers),
-        )
-        .route("/nacos/v1/ns/cluster", put(health::update_cluster))
-        .route("/nacos/v1/ns/health", put(health::update_health))
-        .route("/nacos/v1/ns/health/instance", put(health::update_health))
-        .route("/nacos/v1/ns/health/checkers", get(health::checkers))
-        .route("/nacos/v1/ns/operator/metrics", get(operator::metrics))
-        .route("/nacos/v1/ns/ops/metrics", get(operator::metrics))
-        .route(
-            "/nacos/v1/cs/configs",
-            get(config::get_configs)
-                .post(config::post_configs)
-                .delete(config::delete_configs),
-        )
-        .route(
-            "/nacos/v1/cs/configs/listener",
-            get(config::listeners_of_config).post(config::listener),
-        )
-        .route("/nacos/v1/cs/configs/catalog", get(config::catalog))
-        .route("/nacos/v1/cs/listener", get(config::listeners_of_ip))
-        .route("/nacos/v1/cs/history", get(history::history))
-        .route("/nacos/v1/cs/history/previous", get(history::previous))
-        .route(
-            "/nacos/v1/cs/history/configs",
-            get(history::configs_of_namespace),
-        )
-        .route(
-            "/nacos/v1/console/namespaces",
-            get(namespace::get_namespaces)
-                .post(namespace::create_namespace)
-                .put(namespace::update_namespace)
-                .delete(namespace::delete_namespace),
-        )
-        .route("/nacos/v1/console/health/liveness", get(operator::health))
-        .route("/nacos/v1/console/health/readiness", get(operator::health))
+/// Routes of the Nacos API v1, relative to the server root. Reads of naming and config
+/// resources need Nacos's `r` permission on them, writes `w`; user, role and permission
+/// management and namespace changes need an admin; only the health probes and login
+/// are public.
+pub fn routes() -> Routes {
+    use Access::{Admin, Config, ConfigListen, Naming, Public, SelfOrAdmin, User};
+    Routes::new()
+        .at("/nacos/v1/ns/instance")
+        .get(Naming(Read), instance::get_instance)
+        .post(Naming(Write), instance::register_instance)
+        .delete(Naming(Write), instance::deregister_instance)
+        .put(Naming(Write), instance::update_instance)
+        .patch(Naming(Write), instance::patch_instance)
+        .at("/nacos/v1/ns/instance/list")
+        .get(Naming(Read), instance::list_instances)
+        .at("/nacos/v1/ns/instance/beat")
+        .put(Naming(Write), instance::beat_instance)
+        .at("/nacos/v1/ns/service")
+        .get(Naming(Read), service::get_service)
+        .post(Naming(Write), service::create_service)
+        .delete(Naming(Write), service::remove_service)
+        .put(Naming(Write), service::update_service)
+        .at("/nacos/v1/ns/service/list")
+        .get(Naming(Read), service::list_services)
+        .at("/nacos/v1/ns/service/subscribers")
+        .get(Naming(Read), service::list_subscribers)
+        .at("/nacos/v1/ns/cluster")
+        .put(Naming(Write), health::update_cluster)
+        .at("/nacos/v1/ns/health")
+        .put(Naming(Write), health::update_health)
+        .at("/nacos/v1/ns/health/instance")
+        .put(Naming(Write), health::update_health)
+        .at("/nacos/v1/ns/health/checkers")
+        .get(User, health::checkers)
+        .at("/nacos/v1/ns/operator/metrics")
+        .get(User, operator::metrics)
+        .at("/nacos/v1/ns/ops/metrics")
+        .get(User, operator::metrics)
+        .at("/nacos/v1/cs/configs")
+        .get(Config(Read), config::get_configs)
+        .post(Config(Write), config::post_configs)
+        .delete(Config(Write), config::delete_configs)
+        .at("/nacos/v1/cs/configs/listener")
+        .get(Config(Read), config::listeners_of_config)
+        .post(ConfigListen, config::listener)
+        .at("/nacos/v1/cs/configs/catalog")
+        .get(Config(Read), config::catalog)
+        .at("/nacos/v1/cs/listener")
+        .get(Config(Read), config::listeners_of_ip)
+        .at("/nacos/v1/cs/history")
+        .get(Config(Read), history::history)
+        .at("/nacos/v1/cs/history/previous")
+        .get(Config(Read), history::previous)
+        .at("/nacos/v1/cs/history/configs")
+        .get(Config(Read), history::configs_of_namespace)
+        .at("/nacos/v1/console/namespaces")
+        .get(User, namespace::get_namespaces)
+        .post(Admin, namespace::create_namespace)
+        .put(Admin, namespace::update_namespace)
+        .delete(Admin, namespace::delete_namespace)
+        .at("/nacos/v1/console/health/liveness")
+        .get(Public, operator::health)
+        .at("/nacos/v1/console/health/readiness")
+        .get(Public, operator::health)
+        .at("/nacos/v1/auth/login")
+        .post(Public, auth::login)
+        .at("/nacos/v1/auth/users/login")
+        .post(Public, auth::login)
+        .at("/nacos/v1/auth/users")
+        .get(Admin, auth::list_users)
+        .post(Admin, auth::create_user)
+        .put(SelfOrAdmin, auth::update_user)
+        .delete(Admin, auth::delete_user)
+        .at("/nacos/v1/auth/users/search")
+        .get(Admin, auth::search_users)
+        .at("/nacos/v1/auth/roles")
+        .get(Admin, auth::list_roles)
+        .post(Admin, auth::create_role)
+        .delete(Admin, auth::delete_role)
+        .at("/nacos/v1/auth/roles/search")
+        .get(Admin, auth::search_roles)
+        .at("/nacos/v1/auth/permissions")
+        .get(Admin, auth::list_permissions)
+        .post(Admin, auth::create_permission)
+        .delete(Admin, auth::delete_permission)
 }
