@@ -85,6 +85,16 @@ fn run() -> anyhow::Result<()> {
     if let Some(url) = db_url {
         settings.config_store.url = url;
     }
+    // Secrets come from the environment only (never a flag, which `ps` shows).
+    if let Some(key) = std::env::var("NACRE_AUTH_TOKEN_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+    {
+        settings.auth.token_key = key;
+    }
+    settings.auth.admin_password = std::env::var("NACRE_ADMIN_PASSWORD")
+        .ok()
+        .filter(|p| !p.is_empty());
     settings.validate()?;
     // Held long polls, TCP DNS clients and probes in flight each take a descriptor;
     // the usual soft limit of 1024 is far too low for a server.
