@@ -263,6 +263,45 @@ pub struct DnsSettings {
     pub allow_recursion: Vec<IpNet>,
     /// Seconds an idle TCP connection is kept. Default 10.
     pub tcp_idle_secs: u64,
+    /// Most TCP connections open at once; more are closed at once. Default 1024.
+    pub max_tcp_connections: usize,
+    /// Most UDP queries on the general path (static zones, forwarding, odd queries)
+    /// at once; more are dropped. Default 1024.
+    pub max_slow_queries: usize,
+    /// Response rate limiting of UDP answers per client prefix; off by default.
+    pub rrl: RrlSettings,
+}
+
+/// `[dns.rrl]`: response rate limiting for UDP (see `dns::rrl`).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RrlSettings {
+    /// Limit at all. Default false.
+    pub enabled: bool,
+    /// Responses per second to one client prefix. Default 20.
+    pub responses_per_second: u32,
+    /// Past the rate, every `slip`-th response goes out truncated (TC) instead of
+    /// being dropped; 0 drops all. Default 2.
+    pub slip: u32,
+    /// Prefix length that groups IPv4 clients. Default 24.
+    pub ipv4_prefix_len: u8,
+    /// Prefix length that groups IPv6 clients. Default 56.
+    pub ipv6_prefix_len: u8,
+    /// Most prefixes tracked at once. Default 100000.
+    pub max_entries: usize,
+}
+
+impl Default for RrlSettings {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            responses_per_second: 20,
+            slip: 2,
+            ipv4_prefix_len: 24,
+            ipv6_prefix_len: 56,
+            max_entries: 100_000,
+        }
+    }
 }
 
 impl Default for DnsSettings {
@@ -278,6 +317,9 @@ impl Default for DnsSettings {
             forwarders: Vec::new(),
             allow_recursion: local_networks(),
             tcp_idle_secs: 10,
+            max_tcp_connections: 1024,
+            max_slow_queries: 1024,
+            rrl: RrlSettings::default(),
         }
     }
 }
@@ -422,6 +464,18 @@ impl Settings {
         }
         if self.dns.udp_payload < 512 {
             return invalid("dns.udp_payload", "must be at least 512");
+        }
+        if self.dns.max_tcp_connections == 0 || self.dns.max_slow_queries == 0 {
+            return invalid(
+                "dns.max_tcp_connections",
+                "dns.max_tcp_connections and dns.max_slow_queries must be at least 1",
+            );
+        }
+        if self.dns.rrl.ipv4_prefix_len > 32 || self.dns.rrl.ipv6_prefix_len > 128 {
+            return invalid(
+                "dns.rrl",
+                "prefix lengths are at most 32 (IPv4) and 128 (IPv6)",
+            );
         }
         if self.config.max_page_size == 0 {
             return invalid("config.max_page_size", "must be at least 1");

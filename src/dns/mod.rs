@@ -4,6 +4,7 @@
 //! the service zone answered from registry snapshots. Never reads SQL; never writes to
 //! the registry.
 
+pub mod rrl;
 pub mod server;
 pub mod wire;
 pub mod zone;
@@ -121,9 +122,21 @@ impl DnsServer {
         })?;
         let udp = Arc::new(udp);
         let idle = Duration::from_secs(settings.tcp_idle_secs);
+        let limits = server::UdpLimits {
+            rrl: settings
+                .rrl
+                .enabled
+                .then(|| Arc::new(rrl::Limiter::new(settings.rrl.clone()))),
+            slow: Arc::new(tokio::sync::Semaphore::new(settings.max_slow_queries)),
+        };
         let tasks = vec![
-            tokio::spawn(server::serve_udp(udp, dispatcher.clone())),
-            tokio::spawn(server::serve_tcp(tcp, dispatcher, idle)),
+            tokio::spawn(server::serve_udp(udp, dispatcher.clone(), limits)),
+            tokio::spawn(server::serve_tcp(
+                tcp,
+                dispatcher,
+                idle,
+                settings.max_tcp_connections,
+            )),
         ];
         Ok(Self { local_addr, tasks })
     }

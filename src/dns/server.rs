@@ -11,7 +11,11 @@
 //!   `dns.allow_recursion` and only when forwarders are configured; others get REFUSED
 //!   (never an open resolver);
 //! * UDP responses respect 512 bytes without EDNS and the negotiated payload (at most
-//!   `dns.udp_payload`) with it; larger ones are truncated (TC) so clients retry on TCP.
+//!   `dns.udp_payload`) with it; larger ones are truncated (TC) so clients retry on TCP;
+//! * the work a flood can start is bounded: at most `dns.max_slow_queries` UDP queries
+//!   on the general path at once (more are dropped) and `dns.max_tcp_connections` TCP
+//!   connections (more are closed at once); with `dns.rrl`, UDP responses per client
+//!   prefix are rate-limited.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,8 +33,10 @@ use ipnet::IpNet;
 use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
+use super::rrl::{Limiter, Verdict};
 use super::wire::{self, Reply};
 use super::zone::ServiceZone;
 
@@ -247,8 +253,42 @@ impl ResponseHandler for Capture {
     }
 }
 
+/// The bounds on what UDP clients can make the server do.
+pub struct UdpLimits {
+    /// Response rate limiting, when `dns.rrl.enabled`.
+    pub rrl: Option<Arc<Limiter>>,
+    /// Permits for queries on the general path (`dns.max_slow_queries`).
+    pub slow: Arc<Semaphore>,
+}
+
+/// Sends `response` to `src` unless rate limiting says otherwise; a slipped response
+/// is the request's header and question with TC set.
+async fn send_limited(
+    socket: &UdpSocket,
+    rrl: Option<&Limiter>,
+    request: &[u8],
+    response: &[u8],
+    src: SocketAddr,
+) {
+    let slipped;
+    let bytes = match rrl.map(|r| r.check(src.ip(), std::time::Instant::now())) {
+        None | Some(Verdict::Send) => response,
+        Some(Verdict::Drop) => return,
+        Some(Verdict::Slip) => match wire::truncated_reply(request) {
+            Some(tc) => {
+                slipped = tc;
+                &slipped
+            }
+            None => return,
+        },
+    };
+    if let Err(e) = socket.send_to(bytes, src).await {
+        debug!(%src, error = %e, "udp send error");
+    }
+}
+
 /// Serves UDP until the task is aborted.
-pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>) {
+pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, limits: UdpLimits) {
     let mut buf = vec![0u8; 4096];
     let mut out = Vec::with_capacity(1500);
     loop {
@@ -265,35 +305,49 @@ pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>) {
         }
         let packet = &buf[..len];
         if dispatcher.try_fast(packet, src, Protocol::Udp, &mut out) {
-            if let Err(e) = socket.send_to(&out, src).await {
-                debug!(%src, error = %e, "udp send error");
-            }
+            send_limited(&socket, limits.rrl.as_deref(), packet, &out, src).await;
             continue;
         }
+        let Ok(permit) = limits.slow.clone().try_acquire_owned() else {
+            debug!(%src, "too many queries on the general path; dropped");
+            continue;
+        };
         let packet = packet.to_vec();
         let dispatcher = dispatcher.clone();
         let socket = socket.clone();
+        let rrl = limits.rrl.clone();
         tokio::spawn(async move {
-            if let Some(resp) = dispatcher.handle_slow(&packet, src, Protocol::Udp).await
-                && let Err(e) = socket.send_to(&resp, src).await
-            {
-                debug!(%src, error = %e, "udp send error");
+            if let Some(resp) = dispatcher.handle_slow(&packet, src, Protocol::Udp).await {
+                send_limited(&socket, rrl.as_deref(), &packet, &resp, src).await;
             }
+            drop(permit);
         });
     }
 }
 
 /// Serves DNS over TCP (RFC 7766: two-byte length prefix, several queries per
-/// connection) until the task is aborted. Idle connections close after `idle`.
-pub async fn serve_tcp(listener: TcpListener, dispatcher: Arc<Dispatcher>, idle: Duration) {
+/// connection) until the task is aborted. Idle connections close after `idle`; past
+/// `max_connections` open ones, new connections are closed at once.
+pub async fn serve_tcp(
+    listener: TcpListener,
+    dispatcher: Arc<Dispatcher>,
+    idle: Duration,
+    max_connections: usize,
+) {
+    let permits = Arc::new(Semaphore::new(max_connections));
     loop {
         match listener.accept().await {
             Ok((stream, src)) => {
+                let Ok(permit) = permits.clone().try_acquire_owned() else {
+                    debug!(%src, "too many DNS TCP connections; closed");
+                    continue;
+                };
                 let dispatcher = dispatcher.clone();
                 tokio::spawn(async move {
                     if let Err(e) = serve_tcp_connection(stream, src, dispatcher, idle).await {
                         debug!(%src, error = %e, "tcp connection closed");
                     }
+                    drop(permit);
                 });
             }
             Err(e) => {

@@ -342,6 +342,16 @@ pub fn error_response(request: &[u8], question: &[u8], rcode: u8) -> Option<Vec<
     Some(out)
 }
 
+/// The slipped answer of rate limiting: the request's header and question with QR and
+/// TC set and nothing else, so the client retries over TCP. `None` for a response or a
+/// packet without a readable header.
+pub fn truncated_reply(request: &[u8]) -> Option<Vec<u8>> {
+    let question = parse(request).map(|q| q.question()).unwrap_or(&[]);
+    let mut out = error_response(request, question, 0)?;
+    out[2] |= 0x02;
+    Some(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

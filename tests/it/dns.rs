@@ -337,7 +337,7 @@ async fn other_names_are_forwarded_for_allowed_clients_only() {
 }
 
 /// Builds a raw query with hickory-proto.
-fn raw_query(name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
+pub(crate) fn raw_query(name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
     let mut msg = Message::new(0xBEEF, MessageType::Query, OpCode::Query);
     msg.metadata.recursion_desired = true;
     msg.add_query(Query::query(Name::from_ascii(name).unwrap(), rtype));
@@ -349,7 +349,7 @@ fn raw_query(name: &str, rtype: RecordType, edns: Option<u16>) -> Vec<u8> {
     msg.to_vec().unwrap()
 }
 
-async fn exchange_udp(addr: std::net::SocketAddr, packet: &[u8]) -> Message {
+pub(crate) async fn exchange_udp(addr: std::net::SocketAddr, packet: &[u8]) -> Message {
     let socket = UdpSocket::bind("127.0.0.1:0").await.unwrap();
     socket.send_to(packet, addr).await.unwrap();
     let mut buf = vec![0u8; 65535];

@@ -6,6 +6,7 @@ mod beats;
 mod binary;
 mod config;
 mod dns;
+mod dns_abuse;
 mod durability;
 mod health;
 mod naming_http;
