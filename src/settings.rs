@@ -375,7 +375,8 @@ pub struct ConfigSettings {
     /// `max(min_long_poll_ms, Long-Pulling-Timeout - 500)`, as Nacos
     /// `LongPollingService` (where the floor is 10000). Default 10000.
     pub min_long_poll_ms: u64,
-    /// Largest `pageSize` accepted by searches and history, items. Default 1000 (the
+    /// Largest `pageSize` accepted by every paged API (config search and history,
+    /// service list, subscribers, users, roles, permissions), items. Default 1000 (the
     /// Python client lists with 1000).
     pub max_page_size: u32,
 }

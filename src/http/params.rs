@@ -23,7 +23,14 @@ pub struct Params {
     /// Query entries first, then body entries, each in request order: the first match
     /// wins, so the query wins over the body (Servlet `getParameter`).
     entries: Vec<Entry>,
+    /// Why the request is over a limit ([`MAX_PARAMS`], [`MAX_NAME_LEN`]), if it is.
+    over_limit: Option<String>,
 }
+
+/// Most parameters a request may carry, query and body together.
+pub const MAX_PARAMS: usize = 256;
+/// Longest parameter name, bytes.
+pub const MAX_NAME_LEN: usize = 128;
 
 #[derive(Clone, Debug)]
 struct Entry {
@@ -63,14 +70,17 @@ impl Params {
     ) -> Result<(Params, Option<axum::body::Body>), ApiError> {
         let query = parts.uri.query().unwrap_or("").to_owned();
         if !has_form_body(&parts.headers) {
-            return Ok((Params::new(query, Bytes::new()), Some(body)));
+            return Ok((
+                Params::new(query, Bytes::new()).within_limits()?,
+                Some(body),
+            ));
         }
         let bytes = axum::body::to_bytes(body, limit).await.map_err(|e| {
             ApiError::too_large(format!(
                 "cannot read the request body (at most {limit} bytes): {e}"
             ))
         })?;
-        Ok((Params::new(query, bytes), None))
+        Ok((Params::new(query, bytes).within_limits()?, None))
     }
 }
 
@@ -91,11 +101,13 @@ impl<S: Send + Sync> FromRequest<S> for Params {
         } else {
             Bytes::new()
         };
-        Ok(Params::new(query, body))
+        Params::new(query, body).within_limits()
     }
 }
 
-fn index(src: &str, from_query: bool, entries: &mut Vec<Entry>) {
+/// Indexes `src` into `entries`; stops, saying why, at [`MAX_PARAMS`] entries or at
+/// a name longer than [`MAX_NAME_LEN`] (so a huge body of tiny pairs costs no more).
+fn index(src: &str, from_query: bool, entries: &mut Vec<Entry>) -> Option<String> {
     let mut at = 0;
     for pair in src.split('&') {
         let start = at;
@@ -103,10 +115,20 @@ fn index(src: &str, from_query: bool, entries: &mut Vec<Entry>) {
         if pair.is_empty() {
             continue;
         }
+        if entries.len() >= MAX_PARAMS {
+            return Some(format!(
+                "too many parameters: at most {MAX_PARAMS} are accepted"
+            ));
+        }
         let (k_end, v_start) = match pair.find('=') {
             Some(eq) => (start + eq, start + eq + 1),
             None => (start + pair.len(), start + pair.len()),
         };
+        if k_end - start > MAX_NAME_LEN {
+            return Some(format!(
+                "a parameter name is longer than {MAX_NAME_LEN} bytes"
+            ));
+        }
         let v_end = start + pair.len();
         let text = |s: usize, e: usize| {
             let raw = &src[s..e];
@@ -123,6 +145,7 @@ fn index(src: &str, from_query: bool, entries: &mut Vec<Entry>) {
             value: text(v_start, v_end),
         });
     }
+    None
 }
 
 /// Decodes one `application/x-www-form-urlencoded` value: `+` is a space, `%XX` a
@@ -168,19 +191,31 @@ impl Params {
     /// Indexes a query string and a form body.
     pub fn new(query: String, body: Bytes) -> Self {
         let mut entries = Vec::with_capacity(16);
-        index(&query, true, &mut entries);
+        let mut over_limit = index(&query, true, &mut entries);
         // A body that is not UTF-8 is decoded lossily, as a servlet container would.
         let body = match std::str::from_utf8(&body) {
             Ok(_) => body,
             Err(_) => Bytes::from(String::from_utf8_lossy(&body).into_owned()),
         };
-        if let Ok(text) = std::str::from_utf8(&body) {
-            index(text, false, &mut entries);
+        if over_limit.is_none()
+            && let Ok(text) = std::str::from_utf8(&body)
+        {
+            over_limit = index(text, false, &mut entries);
         }
         Params {
             query,
             body,
             entries,
+            over_limit,
+        }
+    }
+
+    /// 400 when the request has more parameters than [`MAX_PARAMS`] or a name longer
+    /// than [`MAX_NAME_LEN`].
+    pub fn within_limits(self) -> Result<Self, ApiError> {
+        match &self.over_limit {
+            Some(why) => Err(ApiError::bad_request(why.clone())),
+            None => Ok(self),
         }
     }
 

@@ -404,13 +404,45 @@ impl Default for ServiceMeta {
     }
 }
 
+/// Most characters of keys and values, all together, in one metadata map (Nacos 2.3's
+/// parameter checker, `maxMetadataLength`).
+pub const MAX_METADATA_CHARS: usize = 1024;
+
+/// Checks the size of a metadata map against [`MAX_METADATA_CHARS`]. Errors name the
+/// field.
+pub fn check_metadata_size(metadata: &BTreeMap<String, String>) -> Result<(), String> {
+    let chars: usize = metadata
+        .iter()
+        .map(|(k, v)| k.chars().count() + v.chars().count())
+        .sum();
+    if chars > MAX_METADATA_CHARS {
+        return Err(format!(
+            "Param 'metadata' is too long: {chars} characters of keys and values, at most {MAX_METADATA_CHARS}"
+        ));
+    }
+    Ok(())
+}
+
 /// Parses Nacos's `metadata` parameter: a JSON object of strings (numbers and booleans
-/// are taken as their text), or the fallback `k1=v1,k2=v2`. Errors name the field.
+/// are taken as their text), or the fallback `k1=v1,k2=v2`, of at most
+/// [`MAX_METADATA_CHARS`] characters of keys and values. Errors name the field.
 pub fn parse_metadata(raw: &str) -> Result<BTreeMap<String, String>, String> {
     let raw = raw.trim();
     if raw.is_empty() {
         return Ok(BTreeMap::new());
     }
+    // Whatever its form, a text this long holds more than the limit: no need to parse.
+    if raw.len() > 8 * MAX_METADATA_CHARS {
+        return Err(format!(
+            "Param 'metadata' is too long: at most {MAX_METADATA_CHARS} characters of keys and values"
+        ));
+    }
+    let parsed = parse_metadata_map(raw)?;
+    check_metadata_size(&parsed)?;
+    Ok(parsed)
+}
+
+fn parse_metadata_map(raw: &str) -> Result<BTreeMap<String, String>, String> {
     if raw.starts_with('{') {
         let value: serde_json::Value = serde_json::from_str(raw)
             .map_err(|e| format!("Param 'metadata' is not valid JSON: {e}"))?;

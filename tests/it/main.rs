@@ -9,6 +9,7 @@ mod dns;
 mod dns_abuse;
 mod durability;
 mod health;
+mod limits;
 mod naming_http;
 mod push;
 mod readme;

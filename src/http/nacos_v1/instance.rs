@@ -13,7 +13,7 @@ use super::super::error::ApiError;
 use super::super::params::Params;
 use crate::model::{
     DEFAULT_BEAT_INTERVAL_MS, DEFAULT_CLUSTER, Host, Instance, InstanceKey, MAX_WEIGHT, ServiceKey,
-    parse_metadata, validate_beat_metadata, validate_cluster,
+    check_metadata_size, parse_metadata, validate_beat_metadata, validate_cluster,
 };
 use crate::naming::registry::now_millis;
 use crate::naming::service_info::{self, CachedHosts};
@@ -383,6 +383,7 @@ pub async fn beat_instance(
                 })
                 .collect();
             validate_beat_metadata(&metadata)
+                .and_then(|_| check_metadata_size(&metadata))
                 .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
             let spec = InstanceSpec {
                 ip: ikey.ip.to_string(),

@@ -170,6 +170,17 @@ fn page_param(p: &Params, name: &str) -> Result<usize, ApiError> {
     }
 }
 
+/// `pageSize`, at most `max` (`config.max_page_size`, the limit of every page).
+fn page_size(p: &Params, max: u32) -> Result<usize, ApiError> {
+    let size = page_param(p, "pageSize")?;
+    if size > max as usize {
+        return Err(ApiError::bad_request(format!(
+            "Param 'pageSize' is illegal, it must be at most {max}: {size}"
+        )));
+    }
+    Ok(size)
+}
+
 /// `GET /nacos/v1/ns/service/list`: one page (1-based `pageNo`, `pageSize`, both
 /// required) of the plain service names of a group, and the total count.
 pub async fn list_services(
@@ -177,7 +188,7 @@ pub async fn list_services(
     p: Params,
 ) -> Result<Json<ServiceListJson>, ApiError> {
     let page_no = page_param(&p, "pageNo")?;
-    let page_size = page_param(&p, "pageSize")?;
+    let page_size = page_size(&p, state.config_settings.max_page_size)?;
     let group = p.optional("groupName").unwrap_or(DEFAULT_GROUP);
     validate_group(group).map_err(ApiError::bad_request)?;
     let names = state.naming.service_names(&p.namespace()?, group);
@@ -226,7 +237,7 @@ pub async fn list_subscribers(
         None => 1,
     };
     let page_size = match p.optional("pageSize") {
-        Some(_) => page_param(&p, "pageSize")?,
+        Some(_) => page_size(&p, state.config_settings.max_page_size)?,
         None => 1000,
     };
     let all = state
