@@ -26,6 +26,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod dns;
+pub mod fuzz;
 pub mod health;
 pub mod http;
 pub mod model;

@@ -64,6 +64,50 @@ const PRIVILEGE_HINT: &str = " (ports below 1024 need root or the capability: ru
 `setcap cap_net_bind_service=+ep $(which nacre)`, or choose another port with \
 --dns-addr 0.0.0.0:5353)";
 
+/// The query handling of a DNS server with `settings` over `registry`, without its
+/// sockets: the service zone, the static zones of `dns.zones_dir` and, with
+/// `dns.forwarders`, the forwarder. (The fuzzers drive it directly.)
+pub fn dispatcher(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Dispatcher, DnsError> {
+    let zone =
+        ServiceZone::new(registry, settings).map_err(|e| DnsError::ZoneName(e.to_string()))?;
+    let mut catalog = Catalog::new();
+    let mut static_origins = Vec::new();
+    for (origin, handler) in load_static_zones(&settings.zones_dir)? {
+        info!(zone = %origin, "static zone loaded");
+        static_origins.push(origin.clone());
+        catalog.upsert(origin, vec![handler]);
+    }
+    let forwarding = !settings.forwarders.is_empty();
+    if forwarding {
+        let name_servers = settings
+            .forwarders
+            .iter()
+            .map(|addr| {
+                let mut udp = ConnectionConfig::udp();
+                udp.port = addr.port();
+                let mut tcp = ConnectionConfig::tcp();
+                tcp.port = addr.port();
+                NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
+            })
+            .collect();
+        let forwarder = ForwardZoneHandler::builder_tokio(ForwardConfig {
+            name_servers,
+            options: None,
+        })
+        .build()
+        .map_err(DnsError::Forwarder)?;
+        catalog.upsert(LowerName::from(Name::root()), vec![Arc::new(forwarder)]);
+    }
+    Ok(Dispatcher::new(
+        zone,
+        catalog,
+        static_origins,
+        settings.allow_recursion.clone(),
+        forwarding,
+        settings.udp_payload,
+    ))
+}
+
 /// A running DNS server; the tasks stop when it is dropped or shut down.
 pub struct DnsServer {
     /// The bound address (UDP and TCP).
@@ -75,44 +119,7 @@ impl DnsServer {
     /// Binds UDP and TCP on `settings.addr` (port 0: a free port shared by both), loads
     /// the static zones and starts serving.
     pub async fn start(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Self, DnsError> {
-        let zone =
-            ServiceZone::new(registry, settings).map_err(|e| DnsError::ZoneName(e.to_string()))?;
-        let mut catalog = Catalog::new();
-        let mut static_origins = Vec::new();
-        for (origin, handler) in load_static_zones(&settings.zones_dir)? {
-            info!(zone = %origin, "static zone loaded");
-            static_origins.push(origin.clone());
-            catalog.upsert(origin, vec![handler]);
-        }
-        let forwarding = !settings.forwarders.is_empty();
-        if forwarding {
-            let name_servers = settings
-                .forwarders
-                .iter()
-                .map(|addr| {
-                    let mut udp = ConnectionConfig::udp();
-                    udp.port = addr.port();
-                    let mut tcp = ConnectionConfig::tcp();
-                    tcp.port = addr.port();
-                    NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
-                })
-                .collect();
-            let forwarder = ForwardZoneHandler::builder_tokio(ForwardConfig {
-                name_servers,
-                options: None,
-            })
-            .build()
-            .map_err(DnsError::Forwarder)?;
-            catalog.upsert(LowerName::from(Name::root()), vec![Arc::new(forwarder)]);
-        }
-        let dispatcher = Arc::new(Dispatcher::new(
-            zone,
-            catalog,
-            static_origins,
-            settings.allow_recursion.clone(),
-            forwarding,
-            settings.udp_payload,
-        ));
+        let dispatcher = Arc::new(dispatcher(settings, registry)?);
         let (udp, tcp) = bind_pair(settings.addr).await?;
         let local_addr = udp.local_addr().map_err(|source| DnsError::Bind {
             protocol: "UDP",

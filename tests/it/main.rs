@@ -8,6 +8,7 @@ mod config;
 mod dns;
 mod dns_abuse;
 mod durability;
+mod fuzz_inputs;
 mod health;
 mod limits;
 mod naming_http;

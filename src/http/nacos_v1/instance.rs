@@ -309,6 +309,76 @@ struct BeatJson {
     ephemeral: Option<bool>,
 }
 
+fn beat_json_error(e: serde_json::Error) -> ApiError {
+    ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}"))
+}
+
+/// The instance a beat is for: the `ip`, `port` and `cluster` of the beat JSON where it
+/// gives them, else the `ip`, `port` and `clusterName` parameters (as Nacos
+/// `InstanceController#beat`). Errors, naming the field, on bad JSON or values.
+pub fn beat_key(beat: Option<&str>, p: &Params) -> Result<InstanceKey, ApiError> {
+    let Some(raw) = beat else {
+        return instance_key(p);
+    };
+    let beat: BeatTarget<'_> = serde_json::from_str(raw).map_err(beat_json_error)?;
+    let cluster = match beat
+        .cluster
+        .as_deref()
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+    {
+        Some(c) => {
+            validate_cluster(c).map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
+            c.to_string()
+        }
+        None => cluster(p)?,
+    };
+    let ip = match beat.ip.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        Some(ip) => ip,
+        None => p.required("ip")?,
+    };
+    let port = match beat.port {
+        Some(port) => u16::try_from(port).map_err(|_| {
+            ApiError::bad_request(format!("Param 'beat' has an illegal port: {port}"))
+        })?,
+        None => p.port("port")?,
+    };
+    Ok(InstanceKey::new(ip, port, &cluster))
+}
+
+/// The registration a full beat makes when its instance `ikey` is gone (Nacos
+/// registers it again from the beat JSON): weight, metadata and ephemeral from the
+/// JSON, checked as a registration is. Errors name the field.
+pub fn beat_registration(beat: &str, ikey: &InstanceKey) -> Result<InstanceSpec, ApiError> {
+    let beat: BeatJson = serde_json::from_str(beat).map_err(beat_json_error)?;
+    let host =
+        Host::parse(&ikey.ip).map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
+    let metadata: BTreeMap<String, String> = beat
+        .metadata
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(k, v)| match v {
+            serde_json::Value::String(s) => Some((k, s)),
+            serde_json::Value::Null => None,
+            other => Some((k, other.to_string())),
+        })
+        .collect();
+    validate_beat_metadata(&metadata)
+        .and_then(|_| check_metadata_size(&metadata))
+        .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
+    Ok(InstanceSpec {
+        ip: ikey.ip.to_string(),
+        host,
+        port: ikey.port,
+        cluster: ikey.cluster.to_string(),
+        weight: check_weight(beat.weight.unwrap_or(1.0))?,
+        enabled: true,
+        healthy: true,
+        ephemeral: beat.ephemeral.unwrap_or(true),
+        metadata,
+    })
+}
+
 /// The beat reply (`clientBeatInterval` in milliseconds).
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -328,77 +398,16 @@ pub async fn beat_instance(
 ) -> Result<Json<BeatReply>, ApiError> {
     let key = p.service_key()?;
     let beat_raw = p.optional("beat");
-    let beat: Option<BeatTarget<'_>> = beat_raw
-        .map(|raw| {
-            serde_json::from_str::<BeatTarget<'_>>(raw).map_err(|e| {
-                ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}"))
-            })
-        })
-        .transpose()?;
-    let mut cluster = cluster(&p)?;
     // The instance key first; the full instance (to register it again, as Nacos does
     // for a beat with its JSON) is built only when the instance is gone, so an ordinary
     // beat parses no host and builds no metadata map.
-    let ikey = match &beat {
-        Some(beat) => {
-            if let Some(c) = beat
-                .cluster
-                .as_deref()
-                .map(str::trim)
-                .filter(|c| !c.is_empty())
-            {
-                validate_cluster(c)
-                    .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
-                cluster = c.to_string();
-            }
-            let ip = match beat.ip.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
-                Some(ip) => ip.to_string(),
-                None => p.required("ip")?.to_string(),
-            };
-            let port = match beat.port {
-                Some(port) => u16::try_from(port).map_err(|_| {
-                    ApiError::bad_request(format!("Param 'beat' has an illegal port: {port}"))
-                })?,
-                None => p.port("port")?,
-            };
-            InstanceKey::new(&ip, port, &cluster)
-        }
-        None => instance_key(&p)?,
-    };
-    let outcome = match state.naming.beat(&key, &ikey, None)? {
-        BeatOutcome::NotFound if beat_raw.is_some() => {
-            let beat: BeatJson = serde_json::from_str(beat_raw.unwrap_or("{}")).map_err(|e| {
-                ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}"))
-            })?;
-            let host = Host::parse(&ikey.ip)
-                .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
-            let metadata: BTreeMap<String, String> = beat
-                .metadata
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(k, v)| match v {
-                    serde_json::Value::String(s) => Some((k, s)),
-                    serde_json::Value::Null => None,
-                    other => Some((k, other.to_string())),
-                })
-                .collect();
-            validate_beat_metadata(&metadata)
-                .and_then(|_| check_metadata_size(&metadata))
-                .map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
-            let spec = InstanceSpec {
-                ip: ikey.ip.to_string(),
-                host,
-                port: ikey.port,
-                cluster: cluster.clone(),
-                weight: check_weight(beat.weight.unwrap_or(1.0))?,
-                enabled: true,
-                healthy: true,
-                ephemeral: beat.ephemeral.unwrap_or(true),
-                metadata,
-            };
+    let ikey = beat_key(beat_raw, &p)?;
+    let outcome = match (state.naming.beat(&key, &ikey, None)?, beat_raw) {
+        (BeatOutcome::NotFound, Some(raw)) => {
+            let spec = beat_registration(raw, &ikey)?;
             state.naming.beat(&key, &ikey, Some(spec))?
         }
-        outcome => outcome,
+        (outcome, _) => outcome,
     };
     let reply = match outcome {
         BeatOutcome::Recorded { interval_ms } => BeatReply {
