@@ -221,8 +221,15 @@ pub fn check_name(field: &str, name: &str) -> Result<(), AuthError> {
     Ok(())
 }
 
-/// bcrypt verification, off the async threads (it takes tens of milliseconds).
+/// bcrypt checks running at once: each takes tens of milliseconds of CPU, so a flood
+/// of wrong passwords waits here instead of taking every core.
+static BCRYPT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// bcrypt verification, off the async threads and at most [`BCRYPT_SLOTS`] at once.
 async fn verify_password(password: &str, hash: &str) -> bool {
+    let Ok(_slot) = BCRYPT_SLOTS.acquire().await else {
+        return false;
+    };
     let (password, hash) = (password.to_string(), hash.to_string());
     tokio::task::spawn_blocking(move || bcrypt::verify(password, &hash).unwrap_or(false))
         .await
