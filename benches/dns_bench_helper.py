@@ -138,11 +138,13 @@ def cmd_register(args):
             local.conn = c
         return c
 
+    token = urllib.parse.quote(os.environ.get("NACRE_TOKEN", ""), safe="")
+
     def register(task):
         i, j = task
         path = (
-            "/nacos/v1/ns/instance?serviceName={}&ip={}&port={}&metadata={}".format(
-                SERVICE_FMT.format(i), ip_of(i, j), PORT, meta
+            "/nacos/v1/ns/instance?serviceName={}&ip={}&port={}&metadata={}&accessToken={}".format(
+                SERVICE_FMT.format(i), ip_of(i, j), PORT, meta, token
             )
         )
         for attempt in range(3):

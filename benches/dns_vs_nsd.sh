@@ -200,6 +200,8 @@ if [[ $ONLY == all || $ONLY == nacre ]]; then
         die "Nacre did not become live"
     fi
     log "nacre $($NACRE_BIN --version 2>/dev/null || true) pid $NACRE_PID http :$HTTP_PORT dns :$DNS_PORT"
+    NACRE_TOKEN=$(benches/nacre_token.sh "http://127.0.0.1:$HTTP_PORT" "$WORK/nacre-data")
+    export NACRE_TOKEN
     if ! fg_wait timeout 90 python3 "$HELPER" register "$HTTP_PORT" "$SERVICES" "$INSTANCES" \
         >"$WORK/register.log" 2>&1; then
         cat "$WORK/register.log" >&2

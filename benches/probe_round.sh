@@ -51,16 +51,17 @@ for _ in $(seq 1 100); do
 done
 
 # Register every instance over one keep-alive connection (ephemeral=false).
-taskset -c 1 python3 - "$HTTP_PORT" "$PER_SERVICE" "${PORTS[@]}" <<'PY'
+TOKEN=$(benches/nacre_token.sh "http://127.0.0.1:$HTTP_PORT" "$TMP/data")
+taskset -c 1 python3 - "$HTTP_PORT" "$PER_SERVICE" "$TOKEN" "${PORTS[@]}" <<'PY'
 import http.client, sys, urllib.parse
-port, per = int(sys.argv[1]), int(sys.argv[2])
-ports = sys.argv[3:]
+port, per, token = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+ports = sys.argv[4:]
 conn = http.client.HTTPConnection("127.0.0.1", port)
 for a, target in enumerate(ports):
     for b in range(per):
         q = urllib.parse.urlencode({
             "serviceName": f"bench-probe-{a:03d}", "ip": f"127.0.{a}.{b + 1}",
-            "port": target, "ephemeral": "false"})
+            "port": target, "ephemeral": "false", "accessToken": token})
         conn.request("POST", "/nacos/v1/ns/instance?" + q)
         r = conn.getresponse(); body = r.read()
         if r.status != 200:

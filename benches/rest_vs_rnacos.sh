@@ -44,8 +44,9 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$HTTP_PORT/nacos/v1/console/health/liveness" >/dev/null && break
   sleep 0.1
 done
-echo "# nacre pid $NACRE_PID on 127.0.0.1:$HTTP_PORT"
-NACOS_ADDR=127.0.0.1:$HTTP_PORT NACOS_PID=$NACRE_PID "$BENCH_DIR/run.sh" "${WORKLOADS[@]}" \
+echo "# nacre pid $NACRE_PID on 127.0.0.1:$HTTP_PORT (auth on: every request carries a token)"
+TOKEN=$(benches/nacre_token.sh "http://127.0.0.1:$HTTP_PORT" "$TMP/nacre")
+NACOS_TOKEN=$TOKEN NACOS_ADDR=127.0.0.1:$HTTP_PORT NACOS_PID=$NACRE_PID "$BENCH_DIR/run.sh" "${WORKLOADS[@]}" \
   | tee "$TMP/nacre.txt" | grep -v '^#' | sed 's/^/nacre /'
 kill "$NACRE_PID"; NACRE_PID=
 
