@@ -6,6 +6,9 @@
 #
 #   BENCH_WORKLOADS  e.g. "config_pub config_get longpoll" for the config center
 #   NACRE_ARGS       extra flags for Nacre, e.g. "--db-url mysql://root@127.0.0.1:3306/nacre_bench"
+#   BENCH_AUTH   "on" (default): both servers check a token on every request (Nacre's
+#                default; r-nacos with RNACOS_ENABLE_OPEN_API_AUTH); "off": neither
+#                (Nacre with auth.enabled = false on loopback, r-nacos's default)
 #   RNACOS_BIN   r-nacos binary (default /tmp/rnacos/bin/rnacos; build it once with
 #                `cargo install rnacos --version 0.8.8 --locked --root /tmp/rnacos`)
 #   NACRE_BIN    default target/release/nacre
@@ -19,6 +22,8 @@ RNACOS_BIN=${RNACOS_BIN:-/tmp/rnacos/bin/rnacos}
 BENCH_DIR=${BENCH_DIR:-$ROOT/../shared/bench}
 read -r -a WORKLOADS <<<"${BENCH_WORKLOADS:-mem_idle register beat list mem_100k}"
 read -r -a EXTRA <<<"${NACRE_ARGS:-}"
+AUTH=${BENCH_AUTH:-on}
+[[ $AUTH == on || $AUTH == off ]] || { echo "BENCH_AUTH must be on or off" >&2; exit 2; }
 # 5,000 held long polls need as many sockets on each side.
 ulimit -n 65536 2>/dev/null || true
 [[ -x $NACRE_BIN ]] || { echo "build Nacre first: cargo build --release" >&2; exit 2; }
@@ -37,6 +42,10 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 HTTP_PORT=$(free_port)
+if [[ $AUTH == off ]]; then
+  printf '[auth]\nenabled = false\n' >"$TMP/noauth.toml"
+  EXTRA+=(--config "$TMP/noauth.toml")
+fi
 "$NACRE_BIN" serve --http-addr "127.0.0.1:$HTTP_PORT" --dns-addr 127.0.0.1:0 \
   --data-dir "$TMP/nacre" "${EXTRA[@]}" >"$TMP/nacre.log" 2>&1 &
 NACRE_PID=$!
@@ -44,17 +53,28 @@ for _ in $(seq 1 100); do
   curl -sf "http://127.0.0.1:$HTTP_PORT/nacos/v1/console/health/liveness" >/dev/null && break
   sleep 0.1
 done
-echo "# nacre pid $NACRE_PID on 127.0.0.1:$HTTP_PORT (auth on: every request carries a token)"
-TOKEN=$(benches/nacre_token.sh "http://127.0.0.1:$HTTP_PORT" "$TMP/nacre")
+echo "# nacre pid $NACRE_PID on 127.0.0.1:$HTTP_PORT (auth $AUTH)"
+TOKEN=
+[[ $AUTH == on ]] && TOKEN=$(benches/nacre_token.sh "http://127.0.0.1:$HTTP_PORT" "$TMP/nacre")
 NACOS_TOKEN=$TOKEN NACOS_ADDR=127.0.0.1:$HTTP_PORT NACOS_PID=$NACRE_PID "$BENCH_DIR/run.sh" "${WORKLOADS[@]}" \
   | tee "$TMP/nacre.txt" | grep -v '^#' | sed 's/^/nacre /'
 kill "$NACRE_PID"; NACRE_PID=
 
+RPORT=${RNACOS_BENCH_PORT:-28848}
+RTOKEN=
+if [[ $AUTH == on ]]; then
+  RPASS=$(python3 -c 'import secrets; print(secrets.token_urlsafe(18))')
+  export RNACOS_ENABLE_OPEN_API_AUTH=true RNACOS_INIT_ADMIN_USERNAME=admin RNACOS_INIT_ADMIN_PASSWORD=$RPASS
+fi
 RNACOS_BIN=$RNACOS_BIN "$BENCH_DIR/peers/rnacos.sh" start >/dev/null
 RPID=$(cat "${RNACOS_BENCH_DIR:-/tmp/rnacos-bench}/pid")
 sleep 3
-echo "# r-nacos pid $RPID on 127.0.0.1:${RNACOS_BENCH_PORT:-28848}"
-NACOS_ADDR=127.0.0.1:${RNACOS_BENCH_PORT:-28848} NACOS_PID=$RPID "$BENCH_DIR/run.sh" "${WORKLOADS[@]}" \
+if [[ $AUTH == on ]]; then
+  RTOKEN=$(curl -sf -d username=admin --data-urlencode "password=$RPASS" "http://127.0.0.1:$RPORT/nacos/v1/auth/login" |
+    python3 -c 'import json, sys; print(json.load(sys.stdin)["accessToken"])')
+fi
+echo "# r-nacos pid $RPID on 127.0.0.1:$RPORT (auth $AUTH)"
+NACOS_TOKEN=$RTOKEN NACOS_ADDR=127.0.0.1:$RPORT NACOS_PID=$RPID "$BENCH_DIR/run.sh" "${WORKLOADS[@]}" \
   | tee "$TMP/rnacos.txt" | grep -v '^#' | sed 's/^/rnacos /'
 RNACOS_BIN=$RNACOS_BIN "$BENCH_DIR/peers/rnacos.sh" stop >/dev/null
 

@@ -418,18 +418,17 @@ impl Default for ConfigStoreSettings {
 }
 
 impl Settings {
-    /// Reads a TOML file over the defaults.
+    /// Reads a TOML file over the defaults. Not validated yet: command-line flags may
+    /// still change it (`--http-addr` can make `auth.enabled = false` acceptable), so
+    /// the caller validates once they are applied.
     pub fn from_file(path: &Path) -> Result<Self, SettingsError> {
         let text = std::fs::read_to_string(path).map_err(|source| SettingsError::Read {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::from_toml(&text).map_err(|e| match e {
-            SettingsError::Parse { source, .. } => SettingsError::Parse {
-                path: path.to_path_buf(),
-                source,
-            },
-            other => other,
+        toml::from_str(&text).map_err(|e| SettingsError::Parse {
+            path: path.to_path_buf(),
+            source: Box::new(e),
         })
     }
 
@@ -443,7 +442,8 @@ impl Settings {
         Ok(settings)
     }
 
-    /// Checks ranges; called by every constructor, and again after flags override.
+    /// Checks ranges and combinations; `from_toml` calls it, and `main` after the flags
+    /// override the file.
     pub fn validate(&self) -> Result<(), SettingsError> {
         let invalid = |field, reason: &str| {
             Err(SettingsError::Invalid {
@@ -562,6 +562,7 @@ mod tests {
     fn shipped_config_parses() {
         let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("conf/nacre.toml");
         let settings = Settings::from_file(&path).expect("conf/nacre.toml");
+        settings.validate().expect("valid");
         assert_eq!(settings.dns.zone, "svc.");
     }
 

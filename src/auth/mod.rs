@@ -173,6 +173,9 @@ pub struct AuthService {
     principals: ArcSwap<HashMap<String, Arc<Principal>>>,
     /// Remembered password checks: keyed hash of (username, password) → user, until.
     credentials: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    /// Tokens already verified → (user, expiry in epoch seconds), so a client that
+    /// sends its token on every request pays the signature check once.
+    tokens: Mutex<HashMap<String, (String, u64)>>,
     writes: tokio::sync::Mutex<()>,
 }
 
@@ -300,6 +303,7 @@ impl AuthService {
             credential_ttl: Duration::from_secs(settings.credential_cache_secs),
             principals: ArcSwap::from_pointee(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
         };
         let admin_password_file = service
@@ -441,7 +445,28 @@ impl AuthService {
     ) -> Result<Arc<Principal>, AuthError> {
         match credentials {
             Credentials::Token(token) => {
-                let username = self.keys.verify(token, now_secs())?;
+                let now = now_secs();
+                let known = self
+                    .tokens
+                    .lock()
+                    .get(token)
+                    .filter(|(_, exp)| *exp > now)
+                    .map(|(user, _)| user.clone());
+                let username = match known {
+                    Some(user) => user,
+                    None => {
+                        let (user, exp) = self.keys.verify(token, now)?;
+                        let mut cache = self.tokens.lock();
+                        if cache.len() >= CREDENTIAL_CACHE_MAX {
+                            cache.retain(|_, (_, exp)| *exp > now);
+                            if cache.len() >= CREDENTIAL_CACHE_MAX {
+                                cache.clear();
+                            }
+                        }
+                        cache.insert(token.to_string(), (user.clone(), exp));
+                        user
+                    }
+                };
                 self.principal(&username)
                     .filter(|p| p.enabled)
                     .ok_or(AuthError::UserNotFound)

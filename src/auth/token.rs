@@ -219,8 +219,9 @@ impl TokenKeys {
             .unwrap_or_default()
     }
 
-    /// The user a token names, if it verifies at `now_secs`.
-    pub fn verify(&self, token: &str, now_secs: u64) -> Result<String, TokenError> {
+    /// The user a token names and its expiry (epoch seconds), if it verifies at
+    /// `now_secs`.
+    pub fn verify(&self, token: &str, now_secs: u64) -> Result<(String, u64), TokenError> {
         let data = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -235,7 +236,7 @@ impl TokenKeys {
         if exp > now_secs.saturating_add(self.ttl_secs).saturating_add(60) {
             return Err(TokenError::Invalid);
         }
-        Ok(data.claims.sub)
+        Ok((data.claims.sub, exp))
     }
 }
 
@@ -251,7 +252,10 @@ mod tests {
     fn tokens_verify_until_they_expire_and_only_with_our_key() {
         let keys = TokenKeys::new(&[7u8; 32], 100);
         let t = keys.mint("alice", now());
-        assert_eq!(keys.verify(&t, now()), Ok("alice".into()));
+        assert_eq!(
+            keys.verify(&t, now()).map(|(user, _)| user),
+            Ok("alice".into())
+        );
         assert_eq!(keys.verify(&t, now() + 200), Err(TokenError::Expired));
         let other = TokenKeys::new(&[8u8; 32], 100);
         assert_eq!(other.verify(&t, now()), Err(TokenError::Invalid));

@@ -1,30 +1,31 @@
 //! Access control at the router: deny by default.
 //!
 //! Every route is registered through [`Routes`] with the [`Access`] it requires, so a
-//! route without one cannot exist, and the table of `(path, method, access)` is kept
-//! for tests to walk. Two layers enforce it:
-//! * the gate ([`authenticate`]), around the whole router, fallback included: a request
-//!   whose path is not exactly one of the few public paths must carry valid credentials
-//!   (`Authorization: Bearer`, `accessToken`, or `username` and `password`, as Nacos
-//!   accepts them) or is answered 403 before any routing — so path tricks (`//x`,
-//!   `/./x`, `%2e`, `;x=`, other case) reach no handler unchecked;
-//! * the check ([`authorize`]), on each route: the identity the gate found must hold the
-//!   route's access — admin, or Nacos's `r`/`w` permission on the resource the request
-//!   names (`<namespace>:<group>:naming/<service>`, `<tenant>:<group>:config/<dataId>`).
+//! route without one cannot exist, and the table of `(path, method, access)` is kept:
+//! tests walk it, and the gate ([`authenticate`]) enforces it. The gate wraps the whole
+//! router, fallback included:
+//! * a request whose path is not exactly one of the few public paths must carry valid
+//!   credentials (`Authorization: Bearer`, `accessToken`, or `username` and `password`,
+//!   as Nacos accepts them) or is answered 403 before any routing — so path tricks
+//!   (`//x`, `/./x`, `%2e`, `;x=`, other case) reach no handler unchecked;
+//! * the identity found must then hold the access the table gives the request's path
+//!   and method — admin, or Nacos's `r`/`w` permission on the resource the request
+//!   names (`<namespace>:<group>:naming/<service>`, `<tenant>:<group>:config/<dataId>`);
+//!   a path and method the table lacks has no handler (404 or 405 after the gate).
 //!
 //! Identity never comes from a header that names a user or a server (`User-Agent:
 //! Nacos-Server`, `serverIdentity`): those are ignored. The gate reads the parameters
 //! once (query and form body) and hands them to the handler, so a request's body is
 //! read once.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::handler::Handler;
-use axum::http::{Method, StatusCode};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
@@ -68,17 +69,6 @@ pub struct RouteEntry {
     pub method: Method,
     /// What it requires.
     pub access: Access,
-}
-
-/// The identity a request was found to have, put in its extensions by the gate.
-#[derive(Clone)]
-pub enum Caller {
-    /// Auth is off (allowed only on loopback): everything is allowed.
-    AuthOff,
-    /// A public path: no identity was asked for.
-    Anonymous,
-    /// A signed-in user.
-    User(Arc<Principal>),
 }
 
 /// Builds the router one route at a time, each with its access.
@@ -131,15 +121,13 @@ impl Routes {
         let Some((path, methods)) = self.open.take() else {
             panic!("Routes::{method} before Routes::at");
         };
-        let guarded = axum::routing::on(filter, handler).route_layer(axum::middleware::from_fn(
-            move |req: Request, next: Next| authorize(access, req, next),
-        ));
+        let routed = axum::routing::on(filter, handler);
         self.table.push(RouteEntry {
             path,
             method,
             access,
         });
-        self.open = Some((path, methods.merge(guarded)));
+        self.open = Some((path, methods.merge(routed)));
         self
     }
 
@@ -173,23 +161,6 @@ impl Routes {
         &self.table
     }
 
-    /// The paths of which every method is public.
-    pub fn public_paths(&self) -> HashSet<&'static str> {
-        let mut public: HashSet<&'static str> = self
-            .table
-            .iter()
-            .filter(|e| e.access == Access::Public)
-            .map(|e| e.path)
-            .collect();
-        public.retain(|p| {
-            self.table
-                .iter()
-                .filter(|e| e.path == *p)
-                .all(|e| e.access == Access::Public)
-        });
-        public
-    }
-
     /// The router and its table.
     pub fn finish(mut self) -> (Router<AppState>, Vec<RouteEntry>) {
         self.close();
@@ -199,14 +170,44 @@ impl Routes {
 
 /// What the gate needs.
 pub struct Gate {
-    /// The auth use cases.
-    pub auth: Arc<AuthService>,
-    /// `auth.enabled`.
-    pub enabled: bool,
+    auth: Arc<AuthService>,
+    enabled: bool,
     /// Paths served without credentials, matched exactly.
-    pub public: HashSet<&'static str>,
-    /// Largest form body read, bytes (`http.max_body_bytes`).
-    pub body_limit: usize,
+    public: HashSet<&'static str>,
+    /// The access of each path's methods, from the route table.
+    access: HashMap<&'static str, Vec<(Method, Access)>>,
+    body_limit: usize,
+}
+
+impl Gate {
+    /// The gate of the routes in `table`: `enabled` is `auth.enabled`, `body_limit`
+    /// `http.max_body_bytes` (the largest form body it reads).
+    pub fn new(
+        auth: Arc<AuthService>,
+        enabled: bool,
+        table: &[RouteEntry],
+        body_limit: usize,
+    ) -> Self {
+        let mut access: HashMap<&'static str, Vec<(Method, Access)>> = HashMap::new();
+        for e in table {
+            access
+                .entry(e.path)
+                .or_default()
+                .push((e.method.clone(), e.access));
+        }
+        let public = access
+            .iter()
+            .filter(|(_, methods)| methods.iter().all(|(_, a)| *a == Access::Public))
+            .map(|(path, _)| *path)
+            .collect();
+        Self {
+            auth,
+            enabled,
+            public,
+            access,
+            body_limit,
+        }
+    }
 }
 
 fn refuse(e: AuthError) -> Response {
@@ -247,14 +248,7 @@ fn credentials<'a>(
 
 /// The gate: see the module docs.
 pub async fn authenticate(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
-    if !gate.enabled {
-        let mut req = req;
-        req.extensions_mut().insert(Caller::AuthOff);
-        return next.run(req).await;
-    }
-    if gate.public.contains(req.uri().path()) {
-        let mut req = req;
-        req.extensions_mut().insert(Caller::Anonymous);
+    if !gate.enabled || gate.public.contains(req.uri().path()) {
         return next.run(req).await;
     }
     let (mut parts, body) = req.into_parts();
@@ -269,7 +263,17 @@ pub async fn authenticate(State(gate): State<Arc<Gate>>, req: Request, next: Nex
             Err(e) => return refuse(e),
         },
     };
-    parts.extensions.insert(Caller::User(principal));
+    let access = gate.access.get(parts.uri.path()).and_then(|methods| {
+        methods
+            .iter()
+            .find(|(m, _)| *m == parts.method)
+            .map(|(_, a)| *a)
+    });
+    if let Some(access) = access
+        && !allows(&principal, access, &params)
+    {
+        return refuse(AuthError::Forbidden);
+    }
     parts.extensions.insert(params);
     next.run(Request::from_parts(parts, body.unwrap_or_else(Body::empty)))
         .await
@@ -307,45 +311,30 @@ fn config_of(p: &Params) -> String {
     )
 }
 
-/// The check: see the module docs. Fails closed when the gate did not run.
-async fn authorize(access: Access, req: Request, next: Next) -> Response {
-    let allowed = match (req.extensions().get::<Caller>(), access) {
-        (Some(Caller::AuthOff), _) | (Some(_), Access::Public) => true,
-        (Some(Caller::User(user)), access) => {
-            let params = req.extensions().get::<Params>();
-            match access {
-                Access::Public | Access::User => true,
-                Access::Admin => user.admin,
-                Access::SelfOrAdmin => {
-                    user.admin
-                        || params.and_then(|p| p.optional("username")) == Some(&user.username)
-                }
-                Access::Naming(action) => params.is_some_and(|p| user.may(&naming_of(p), action)),
-                Access::Config(action) => params.is_some_and(|p| user.may(&config_of(p), action)),
-                Access::ConfigListen => params.is_some_and(|p| {
-                    // Unreadable lines are the handler's to refuse (400).
-                    let lines = p
-                        .raw("Listening-Configs")
-                        .and_then(|raw| parse_listening_configs(raw).ok())
-                        .unwrap_or_default();
-                    lines.iter().all(|e| {
-                        user.may(
-                            &config_resource(&e.key.tenant, &e.group, &e.data_id),
-                            Action::Read,
-                        )
-                    })
-                }),
-            }
-        }
-        (Some(Caller::Anonymous), _) | (None, _) => false,
-    };
-    if !allowed {
-        return (
-            StatusCode::FORBIDDEN,
-            [("content-type", "text/plain;charset=UTF-8")],
-            AuthError::Forbidden.to_string(),
-        )
-            .into_response();
+/// Whether `user` holds `access` for a request with `params`.
+fn allows(user: &Principal, access: Access, params: &Params) -> bool {
+    if user.admin {
+        // An admin passes every check: no resource to work out.
+        return true;
     }
-    next.run(req).await
+    match access {
+        Access::Public | Access::User => true,
+        Access::Admin => false,
+        Access::SelfOrAdmin => params.optional("username") == Some(user.username.as_str()),
+        Access::Naming(action) => user.may(&naming_of(params), action),
+        Access::Config(action) => user.may(&config_of(params), action),
+        Access::ConfigListen => {
+            // Unreadable lines are the handler's to refuse (400).
+            let lines = params
+                .raw("Listening-Configs")
+                .and_then(|raw| parse_listening_configs(raw).ok())
+                .unwrap_or_default();
+            lines.iter().all(|e| {
+                user.may(
+                    &config_resource(&e.key.tenant, &e.group, &e.data_id),
+                    Action::Read,
+                )
+            })
+        }
+    }
 }

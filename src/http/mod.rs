@@ -62,14 +62,13 @@ pub struct AppStateInner {
 /// The whole router, testable without a socket: every route behind the auth gate
 /// (which also covers unknown paths), under the body limit.
 pub fn router(state: AppState, settings: &Settings) -> Router {
-    let routes = nacos_v1::routes();
-    let gate = Arc::new(auth::Gate {
-        auth: state.auth.clone(),
-        enabled: settings.auth.enabled,
-        public: routes.public_paths(),
-        body_limit: settings.http.max_body_bytes,
-    });
-    let (router, _) = routes.finish();
+    let (router, table) = nacos_v1::routes().finish();
+    let gate = Arc::new(auth::Gate::new(
+        state.auth.clone(),
+        settings.auth.enabled,
+        &table,
+        settings.http.max_body_bytes,
+    ));
     router
         .layer(axum::middleware::from_fn_with_state(
             gate,

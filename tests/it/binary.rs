@@ -135,3 +135,36 @@ fn privileged_dns_port_without_privilege_says_how_to_fix_it() {
         "the error says how to fix it: {stderr}"
     );
 }
+
+#[test]
+fn a_config_file_without_auth_is_accepted_for_a_loopback_flag_and_refused_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("nacre.toml");
+    std::fs::write(&conf, "[auth]\nenabled = false\n").unwrap();
+    let conf_arg = conf.display().to_string();
+    // The file alone would serve 0.0.0.0:8848 without auth; the flag makes it loopback.
+    let (mut child, http, _) = spawn_nacre(&dir.path().join("data"), &["--config", &conf_arg]);
+    std::net::TcpStream::connect(http).expect("HTTP accepts");
+    child.kill().unwrap();
+    child.wait().unwrap();
+
+    let out = Command::new(BIN)
+        .args(["serve", "--config", &conf_arg])
+        .args([
+            "--http-addr",
+            "0.0.0.0:0",
+            "--dns-addr",
+            "127.0.0.1:0",
+            "--data-dir",
+        ])
+        .arg(dir.path().join("data2"))
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("nacre runs");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("auth.enabled") && stderr.contains("loopback"),
+        "{stderr}"
+    );
+}
