@@ -171,8 +171,12 @@ pub struct AuthService {
     cache_key: [u8; 32],
     credential_ttl: Duration,
     principals: ArcSwap<HashMap<String, Arc<Principal>>>,
-    /// Remembered password checks: keyed hash of (username, password) → user, until.
-    credentials: Mutex<HashMap<[u8; 32], (String, Instant)>>,
+    /// Remembered password checks: keyed hash of (username, password) → (user, until,
+    /// the password hash it was checked against — a changed password misses).
+    credentials: Mutex<HashMap<[u8; 32], (String, Instant, String)>>,
+    /// A bcrypt hash of a random password: unknown users are checked against it, so a
+    /// wrong name takes as long as a wrong password.
+    dummy_hash: String,
     /// Tokens already verified → (user, expiry in epoch seconds), so a client that
     /// sends its token on every request pays the signature check once.
     tokens: Mutex<HashMap<String, (String, u64)>>,
@@ -227,10 +231,13 @@ pub fn check_name(field: &str, name: &str) -> Result<(), AuthError> {
 /// bcrypt checks running at once: each takes tens of milliseconds of CPU, so a flood
 /// of wrong passwords waits here instead of taking every core.
 static BCRYPT_SLOTS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// Longest wait for a bcrypt slot; past it the check fails (under a flood of password
+/// guesses, logins fail fast instead of queueing without end).
+const BCRYPT_WAIT: Duration = Duration::from_secs(2);
 
 /// bcrypt verification, off the async threads and at most [`BCRYPT_SLOTS`] at once.
 async fn verify_password(password: &str, hash: &str) -> bool {
-    let Ok(_slot) = BCRYPT_SLOTS.acquire().await else {
+    let Ok(Ok(_slot)) = tokio::time::timeout(BCRYPT_WAIT, BCRYPT_SLOTS.acquire()).await else {
         return false;
     };
     let (password, hash) = (password.to_string(), hash.to_string());
@@ -296,6 +303,8 @@ impl AuthService {
         }
         let mut cache_key = [0u8; 32];
         rand::RngCore::fill_bytes(&mut rand::rng(), &mut cache_key);
+        let dummy_hash = hash_password(&generate_password())
+            .map_err(|e| AuthStartError::AdminPassword(e.to_string()))?;
         let service = Self {
             store,
             keys: TokenKeys::new(&secret, settings.token_ttl_secs),
@@ -303,6 +312,7 @@ impl AuthService {
             credential_ttl: Duration::from_secs(settings.credential_cache_secs),
             principals: ArcSwap::from_pointee(HashMap::new()),
             credentials: Mutex::new(HashMap::new()),
+            dummy_hash,
             tokens: Mutex::new(HashMap::new()),
             writes: tokio::sync::Mutex::new(()),
         };
@@ -388,11 +398,11 @@ impl AuthService {
         Ok(file)
     }
 
-    /// Re-reads the tables into the in-memory table; forgets remembered passwords.
+    /// Re-reads the tables into the in-memory table. Remembered password checks stay:
+    /// each is tied to the hash it was checked against.
     async fn reload(&self) -> Result<(), StoreError> {
         let rows = self.store.auth_rows().await?;
         self.principals.store(Arc::new(build_principals(&rows)));
-        self.credentials.lock().clear();
         Ok(())
     }
 
@@ -416,17 +426,20 @@ impl AuthService {
         username: &str,
         password: &str,
     ) -> Result<Arc<Principal>, AuthError> {
-        let principal = self
-            .principal(username)
-            .filter(|p| p.enabled)
-            .ok_or(AuthError::UserNotFound)?;
-        if password.is_empty()
-            || password.len() > MAX_PASSWORD_BYTES
-            || !verify_password(password, &principal.password_hash).await
-        {
-            return Err(AuthError::UserNotFound);
+        // An unknown or disabled user is checked against a dummy hash, so the answer
+        // takes as long as for a wrong password.
+        let principal = self.principal(username).filter(|p| p.enabled);
+        let hash = principal
+            .as_ref()
+            .map(|p| p.password_hash.as_str())
+            .unwrap_or(&self.dummy_hash);
+        let matches = !password.is_empty()
+            && password.len() <= MAX_PASSWORD_BYTES
+            && verify_password(password, hash).await;
+        match principal {
+            Some(p) if matches => Ok(p),
+            _ => Err(AuthError::UserNotFound),
         }
-        Ok(principal)
     }
 
     fn credential_digest(&self, username: &str, password: &str) -> [u8; 32] {
@@ -478,25 +491,29 @@ impl AuthService {
                     .credentials
                     .lock()
                     .get(&digest)
-                    .filter(|(_, until)| *until > now)
-                    .map(|(user, _)| user.clone());
-                if let Some(user) = remembered {
-                    return self
-                        .principal(&user)
-                        .filter(|p| p.enabled)
-                        .ok_or(AuthError::UserNotFound);
+                    .filter(|(_, until, _)| *until > now)
+                    .map(|(user, _, hash)| (user.clone(), hash.clone()));
+                if let Some(p) = remembered.and_then(|(user, hash)| {
+                    self.principal(&user)
+                        .filter(|p| p.enabled && p.password_hash == hash)
+                }) {
+                    return Ok(p);
                 }
                 let principal = self.check_password(username, password).await?;
                 let mut cache = self.credentials.lock();
                 if cache.len() >= CREDENTIAL_CACHE_MAX {
-                    cache.retain(|_, (_, until)| *until > now);
+                    cache.retain(|_, (_, until, _)| *until > now);
                     if cache.len() >= CREDENTIAL_CACHE_MAX {
                         cache.clear();
                     }
                 }
                 cache.insert(
                     digest,
-                    (principal.username.clone(), now + self.credential_ttl),
+                    (
+                        principal.username.clone(),
+                        now + self.credential_ttl,
+                        principal.password_hash.clone(),
+                    ),
                 );
                 Ok(principal)
             }
@@ -560,7 +577,13 @@ impl AuthService {
     /// `cannot delete admin: x`).
     pub async fn delete_user(&self, username: &str) -> Result<(), AuthError> {
         let _w = self.writes.lock().await;
-        if self.principal(username).is_some_and(|p| p.admin) {
+        // MySQL compares names without case: `NACOS` would delete `nacos`.
+        let is_admin = self
+            .principals
+            .load()
+            .values()
+            .any(|p| p.admin && p.username.eq_ignore_ascii_case(username));
+        if is_admin {
             return Err(AuthError::Invalid(format!(
                 "cannot delete admin: {username}"
             )));

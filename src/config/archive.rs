@@ -209,11 +209,16 @@ fn parse_metadata_v2(text: &str) -> Result<Vec<MetaItem>, ArchiveError> {
     Ok(items)
 }
 
-/// Reads a v1 or v2 export.
-pub fn import(bytes: &[u8]) -> Result<Archive, ArchiveError> {
+/// Most bytes all entries of an import may inflate to together.
+pub const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Reads a v1 or v2 export. Each entry may inflate to at most `max_entry_bytes`, all
+/// together to [`MAX_IMPORT_BYTES`]: a small zip cannot make the server hold gigabytes.
+pub fn import(bytes: &[u8], max_entry_bytes: u64) -> Result<Archive, ArchiveError> {
     let mut zip =
         zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::Parse(e.to_string()))?;
     let mut entries: Vec<(String, String)> = Vec::new();
+    let mut total = 0u64;
     for i in 0..zip.len() {
         let mut file = zip
             .by_index(i)
@@ -223,8 +228,17 @@ pub fn import(bytes: &[u8]) -> Result<Archive, ArchiveError> {
         }
         let name = file.name().to_string();
         let mut content = String::new();
-        file.read_to_string(&mut content)
+        let cap = max_entry_bytes.min(MAX_IMPORT_BYTES.saturating_sub(total));
+        (&mut file)
+            .take(cap + 1)
+            .read_to_string(&mut content)
             .map_err(|e| ArchiveError::Parse(format!("{name}: {e}")))?;
+        if content.len() as u64 > cap {
+            return Err(ArchiveError::Parse(format!(
+                "{name}: larger than {max_entry_bytes} bytes, or the archive past {MAX_IMPORT_BYTES} bytes"
+            )));
+        }
+        total += content.len() as u64;
         entries.push((name, content));
     }
     let meta_v2 = entries
@@ -312,7 +326,7 @@ mod tests {
         let rows = [row("a.yaml", Some("shop")), row("b", None)];
         for v2 in [false, true] {
             let bytes = export(&rows, v2).expect("export");
-            let archive = import(&bytes).expect("import");
+            let archive = import(&bytes, 1 << 20).expect("import");
             assert_eq!(archive.configs.len(), 2);
             let a = &archive.configs[0];
             assert_eq!((a.data_id.as_str(), a.group.as_str()), ("a.yaml", "G"));
@@ -328,8 +342,21 @@ mod tests {
 
     #[test]
     fn bad_archives_are_refused() {
-        assert!(matches!(import(b"not a zip"), Err(ArchiveError::Parse(_))));
+        assert!(matches!(import(b"not a zip", 1 << 20), Err(ArchiveError::Parse(_))));
         let empty = export(&[], false).expect("export");
-        assert_eq!(import(&empty).err(), Some(ArchiveError::Empty));
+        assert_eq!(import(&empty, 1 << 20).err(), Some(ArchiveError::Empty));
+    }
+
+    #[test]
+    fn an_entry_that_inflates_past_the_limit_is_refused() {
+        // 8 MiB of zeros compress to a few kilobytes.
+        let mut big = row("bomb", None);
+        big.content = "0".repeat(8 * 1024 * 1024);
+        let bytes = export(&[big], false).expect("export");
+        assert!(bytes.len() < 100 * 1024, "{}", bytes.len());
+        assert!(matches!(
+            import(&bytes, 1024 * 1024),
+            Err(ArchiveError::Parse(m)) if m.contains("larger than")
+        ));
     }
 }

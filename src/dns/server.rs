@@ -384,7 +384,12 @@ async fn serve_tcp_connection(
             let mut framed = Vec::with_capacity(resp.len() + 2);
             framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());
             framed.extend_from_slice(&resp);
-            stream.write_all(&framed).await?;
+            // A client that does not read its answers holds its slot only until the
+            // idle timeout.
+            match tokio::time::timeout(idle, stream.write_all(&framed)).await {
+                Ok(written) => written?,
+                Err(_) => return Ok(()),
+            }
             out = resp;
         }
     }

@@ -25,17 +25,17 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::handler::Handler;
-use axum::http::Method;
+use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 
 use super::AppState;
 use super::error::ApiError;
+use super::nacos_v1::config::listening_entries;
 use super::params::Params;
 use crate::auth::permission::{Action, config_resource, naming_resource};
 use crate::auth::{AuthError, AuthService, Credentials, Principal};
-use crate::config::listen::parse_listening_configs;
 use crate::model::{DEFAULT_GROUP, GROUP_SEPARATOR};
 
 /// What a route requires of the caller.
@@ -53,8 +53,12 @@ pub enum Access {
     /// `serviceName`.
     Naming(Action),
     /// The action on the config resource of the request's `tenant`, `group` and
-    /// `dataId` (every namespace with `all=true`).
+    /// `dataId` — or on every config of the namespace when the request reaches
+    /// several configs (search, export, import into `namespace`, delete by ids).
     Config(Action),
+    /// The action on every config of the request's `tenant` (every namespace with
+    /// `all=true`): routes that list configs of a namespace.
+    ConfigNamespace(Action),
     /// Read on the config of every line of the request's `Listening-Configs` (each
     /// line names its own tenant; the Java client sends no `tenant` parameter).
     ConfigListen,
@@ -176,8 +180,15 @@ pub struct Gate {
     public: HashSet<&'static str>,
     /// The access of each path's methods, from the route table.
     access: HashMap<&'static str, Vec<(Method, Access)>>,
+    /// Largest form body read once the caller is known (`http.max_body_bytes`).
     body_limit: usize,
+    /// Largest form body read to find credentials in it, before the caller is known.
+    anonymous_body_limit: usize,
 }
+
+/// Largest form body read before the caller is known, unless `http.max_body_bytes` is
+/// smaller: room for a publish of 100 KiB of content, percent-encoded.
+pub const ANONYMOUS_BODY_LIMIT: usize = 512 * 1024;
 
 impl Gate {
     /// The gate of the routes in `table`: `enabled` is `auth.enabled`, `body_limit`
@@ -206,6 +217,7 @@ impl Gate {
             public,
             access,
             body_limit,
+            anonymous_body_limit: body_limit.min(ANONYMOUS_BODY_LIMIT),
         }
     }
 }
@@ -246,37 +258,93 @@ fn credentials<'a>(
     }
 }
 
+/// Credentials from the headers or the query string alone (`Authorization: Bearer`,
+/// an `accessToken` header or query parameter), when a request has them there.
+fn early_token<'a>(parts: &'a axum::http::request::Parts, query: &'a Params) -> Option<&'a str> {
+    match credentials(&parts.headers, query) {
+        Some(Credentials::Token(token)) => Some(token),
+        _ => None,
+    }
+}
+
+/// The access the route table gives `method` on `path`; HEAD is GET's (axum answers
+/// HEAD with the GET handler). `Err` with the status when there is no such route: 404
+/// for an unknown path, 405 for an unknown method.
+fn access_of(gate: &Gate, path: &str, method: &Method) -> Result<Access, StatusCode> {
+    let method = if *method == Method::HEAD {
+        &Method::GET
+    } else {
+        method
+    };
+    let methods = gate.access.get(path).ok_or(StatusCode::NOT_FOUND)?;
+    methods
+        .iter()
+        .find(|(m, _)| m == method)
+        .map(|(_, a)| *a)
+        .ok_or(StatusCode::METHOD_NOT_ALLOWED)
+}
+
 /// The gate: see the module docs.
+///
+/// The checks run in a future of their own, boxed and freed before the handler runs:
+/// what they keep (the request's parts, its parameters, the caller) is not part of the
+/// state every request carries while it is handled — 5,000 held long polls would
+/// otherwise hold it 5,000 times.
 pub async fn authenticate(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
     if !gate.enabled || gate.public.contains(req.uri().path()) {
         return next.run(req).await;
     }
+    match Box::pin(admit(&gate, req)).await {
+        Ok(req) => next.run(req).await,
+        Err(refused) => refused,
+    }
+}
+
+/// The request with its parameters attached when its caller may make it, else the
+/// answer that refuses it.
+async fn admit(gate: &Gate, req: Request) -> Result<Request, Response> {
     let (mut parts, body) = req.into_parts();
-    let (params, body) = match Params::read(&parts, body, gate.body_limit).await {
-        Ok(read) => read,
-        Err(e) => return e.into_response(),
+    // A token in the headers or the query is checked before any body is read, so an
+    // unknown caller cannot make the server buffer a large body.
+    let query = Params::new(
+        parts.uri.query().unwrap_or("").to_owned(),
+        Default::default(),
+    );
+    let early = match early_token(&parts, &query) {
+        Some(token) => Some(
+            gate.auth
+                .authenticate(Credentials::Token(token))
+                .await
+                .map_err(refuse)?,
+        ),
+        None => None,
     };
-    let principal = match credentials(&parts.headers, &params) {
-        None => return refuse(AuthError::UserNotFound),
-        Some(c) => match gate.auth.authenticate(c).await {
-            Ok(p) => p,
-            Err(e) => return refuse(e),
-        },
+    drop(query);
+    let limit = if early.is_some() {
+        gate.body_limit
+    } else {
+        gate.anonymous_body_limit
     };
-    let access = gate.access.get(parts.uri.path()).and_then(|methods| {
-        methods
-            .iter()
-            .find(|(m, _)| *m == parts.method)
-            .map(|(_, a)| *a)
-    });
-    if let Some(access) = access
-        && !allows(&principal, access, &params)
-    {
-        return refuse(AuthError::Forbidden);
+    let (params, body) = Params::read(&parts, body, limit)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    let principal = match early {
+        Some(p) => p,
+        None => {
+            let credentials = credentials(&parts.headers, &params)
+                .ok_or_else(|| refuse(AuthError::UserNotFound))?;
+            gate.auth.authenticate(credentials).await.map_err(refuse)?
+        }
+    };
+    // Deny by default: a request reaches the router only for a route whose access the
+    // caller holds.
+    let access =
+        access_of(gate, parts.uri.path(), &parts.method).map_err(IntoResponse::into_response)?;
+    if !allows(&principal, access, &params) {
+        return Err(refuse(AuthError::Forbidden));
     }
     parts.extensions.insert(params);
-    next.run(Request::from_parts(parts, body.unwrap_or_else(Body::empty)))
-        .await
+    Ok(Request::from_parts(parts, body.unwrap_or_else(Body::empty)))
 }
 
 /// The naming resource a request names: `namespaceId` (default `public`), the group of
@@ -292,20 +360,38 @@ fn naming_of(p: &Params) -> String {
     naming_resource(namespace, group, service)
 }
 
-/// The config resource a request names: `tenant` (or `namespaceId`, or `namespace` as
-/// import names it; `public` when empty; every namespace with `all=true`), `group`
-/// (every group when absent), `dataId` (every config when absent).
-fn config_of(p: &Params) -> String {
-    let tenant = if p.boolean("all", false) {
+/// Whether a config request reaches several configs of its namespace rather than the
+/// one its `dataId` and `group` name: a search, an export, an import, a delete by ids.
+fn reaches_many_configs(p: &Params) -> bool {
+    p.optional("search").is_some()
+        || p.boolean("export", false)
+        || p.boolean("exportV2", false)
+        || p.boolean("import", false)
+        || p.optional("delType") == Some("ids")
+        || p.optional("ids").is_some()
+}
+
+/// The namespace a config request acts on, read from the very parameter its handler
+/// reads: `namespace` for an import, `tenant` otherwise (`public` when empty); every
+/// namespace with `all=true`.
+fn tenant_of(p: &Params) -> &str {
+    if p.boolean("all", false) {
         "*"
+    } else if p.boolean("import", false) {
+        p.optional("namespace").unwrap_or("")
     } else {
-        p.optional("tenant")
-            .or_else(|| p.optional("namespaceId"))
-            .or_else(|| p.optional("namespace"))
-            .unwrap_or("")
-    };
+        p.optional("tenant").unwrap_or("")
+    }
+}
+
+/// The config resource a request names: its namespace (see [`tenant_of`]), `group`
+/// and `dataId` (every one when absent, or when the request reaches many configs).
+fn config_of(p: &Params) -> String {
+    if reaches_many_configs(p) {
+        return config_resource(tenant_of(p), "", "");
+    }
     config_resource(
-        tenant,
+        tenant_of(p),
         p.optional("group").unwrap_or(""),
         p.optional("dataId").unwrap_or(""),
     )
@@ -323,18 +409,21 @@ fn allows(user: &Principal, access: Access, params: &Params) -> bool {
         Access::SelfOrAdmin => params.optional("username") == Some(user.username.as_str()),
         Access::Naming(action) => user.may(&naming_of(params), action),
         Access::Config(action) => user.may(&config_of(params), action),
+        Access::ConfigNamespace(action) => {
+            user.may(&config_resource(tenant_of(params), "", ""), action)
+        }
         Access::ConfigListen => {
-            // Unreadable lines are the handler's to refuse (400).
-            let lines = params
-                .raw("Listening-Configs")
-                .and_then(|raw| parse_listening_configs(raw).ok())
-                .unwrap_or_default();
-            lines.iter().all(|e| {
-                user.may(
-                    &config_resource(&e.key.tenant, &e.group, &e.data_id),
-                    Action::Read,
-                )
-            })
+            // The lines exactly as the handler reads them; none or unreadable ones
+            // allow nothing.
+            match params.raw("Listening-Configs").map(listening_entries) {
+                Some(Ok(lines)) if !lines.is_empty() => lines.iter().all(|e| {
+                    user.may(
+                        &config_resource(&e.key.tenant, &e.group, &e.data_id),
+                        Action::Read,
+                    )
+                }),
+                _ => false,
+            }
         }
     }
 }

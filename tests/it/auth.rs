@@ -809,3 +809,243 @@ async fn nacos_s_default_admin_password_stops_the_start_until_replaced() {
     assert_eq!(status, 403);
     app.shutdown().await;
 }
+
+/// Creates `user` with `password`, a role of its own and `action` on `resource`.
+async fn user_with_grant(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    resource: &str,
+    action: &str,
+) {
+    let role = format!("ROLE_{}", user.to_uppercase());
+    for (path, params) in [
+        (
+            "/nacos/v1/auth/users",
+            vec![("username", user), ("password", password)],
+        ),
+        (
+            "/nacos/v1/auth/roles",
+            vec![("role", role.as_str()), ("username", user)],
+        ),
+        (
+            "/nacos/v1/auth/permissions",
+            vec![
+                ("role", role.as_str()),
+                ("resource", resource),
+                ("action", action),
+            ],
+        ),
+    ] {
+        let (status, body) = server
+            .send(
+                server
+                    .http
+                    .post(format!("{}{path}", server.base))
+                    .form(&params),
+            )
+            .await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn a_grant_on_one_namespace_or_config_reaches_nothing_beyond_it() {
+    let server = TestServer::start().await;
+    let base = server.base.clone();
+    for ns in ["dev", "prod"] {
+        let (status, _) = server
+            .send(
+                server
+                    .http
+                    .post(format!("{base}/nacos/v1/console/namespaces"))
+                    .form(&[("customNamespaceId", ns), ("namespaceName", ns)]),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    for tenant in ["", "dev", "prod"] {
+        for data_id in ["x", "secret"] {
+            let (status, _) = server
+                .send(
+                    server
+                        .http
+                        .post(format!("{base}/nacos/v1/cs/configs"))
+                        .form(&[
+                            ("dataId", data_id),
+                            ("group", "G"),
+                            ("tenant", tenant),
+                            ("content", "v"),
+                        ]),
+                )
+                .await;
+            assert_eq!(status, 200);
+        }
+    }
+    user_with_grant(&server, "alice", "alice-password-1", "dev:*:*", "rw").await;
+    user_with_grant(&server, "carl", "carl-password-1", "dev:G:config/x", "rw").await;
+    let alice = client_with_token(&login(&base, "alice", "alice-password-1").await);
+    let carl = client_with_token(&login(&base, "carl", "carl-password-1").await);
+    let status = |resp: reqwest::Response| resp.status().as_u16();
+    let configs = format!("{base}/nacos/v1/cs/configs");
+
+    // The namespace is the parameter the handler reads (`tenant`): `namespaceId=dev`
+    // does not make a public config readable.
+    let resp = alice
+        .get(&configs)
+        .query(&[("dataId", "secret"), ("group", "G"), ("namespaceId", "dev")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 403);
+    // HEAD is checked as GET; other methods without a route end at the gate.
+    let resp = alice
+        .head(&configs)
+        .query(&[("dataId", "secret"), ("group", "G"), ("tenant", "prod")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 403);
+    let resp = alice
+        .head(&configs)
+        .query(&[("dataId", "secret"), ("group", "G"), ("tenant", "dev")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 200, "HEAD where GET is allowed");
+    let resp = alice
+        .request(Method::OPTIONS, &configs)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 405);
+    let resp = alice
+        .get(format!("{base}/nacos/v1/cs/nowhere"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 404);
+    // HEAD of a list with udpPort would subscribe to prod's services.
+    let resp = alice
+        .head(format!("{base}/nacos/v1/ns/instance/list"))
+        .header("User-Agent", "Nacos-Java-Client:v1.4.6")
+        .query(&[
+            ("serviceName", "svc"),
+            ("namespaceId", "prod"),
+            ("udpPort", "9999"),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 403);
+
+    // An import goes where `namespace` says, and needs write there.
+    let zip = {
+        let export = server
+            .http
+            .get(&configs)
+            .query(&[("export", "true"), ("tenant", "dev")])
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+        reqwest::multipart::Form::new().part(
+            "file",
+            reqwest::multipart::Part::bytes(export.to_vec()).file_name("export.zip"),
+        )
+    };
+    let resp = alice
+        .post(&configs)
+        .query(&[
+            ("import", "true"),
+            ("tenant", "dev"),
+            ("namespace", "prod"),
+            ("policy", "OVERWRITE"),
+        ])
+        .multipart(zip)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 403);
+
+    // Listening-Configs is read as the handler reads it, decoded once more: a prod
+    // line hidden behind a second encoding is still a prod line.
+    let hidden = "secret%2502G%2502stale%2502prod%2501";
+    let resp = alice
+        .post(format!("{base}/nacos/v1/cs/configs/listener"))
+        .header("Long-Pulling-Timeout", "1000")
+        .form(&[("Listening-Configs", hidden)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 403);
+    let resp = alice
+        .post(format!("{base}/nacos/v1/cs/configs/listener"))
+        .header("Long-Pulling-Timeout", "1000")
+        .form(&[("Listening-Configs", "secret%02G%02stale%02dev%01")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 200, "a dev line is alice's to hear");
+
+    // A grant on one config reaches that config only: not by ids, export, search.
+    let resp = carl
+        .get(&configs)
+        .query(&[("dataId", "x"), ("group", "G"), ("tenant", "dev")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 200);
+    for query in [
+        vec![("delType", "ids"), ("ids", "1,2,3,4,5,6")],
+        vec![("export", "true"), ("ids", "1,2,3,4,5,6")],
+        vec![("search", "blur"), ("pageNo", "1"), ("pageSize", "10")],
+    ] {
+        let mut q = vec![("dataId", "x"), ("group", "G"), ("tenant", "dev")];
+        q.extend(query.iter().copied());
+        let method = if q.iter().any(|(k, _)| *k == "delType") {
+            Method::DELETE
+        } else {
+            Method::GET
+        };
+        let resp = carl
+            .request(method, &configs)
+            .query(&q)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(status(resp), 403, "{q:?}");
+    }
+    let resp = carl
+        .get(format!("{base}/nacos/v1/cs/history/configs"))
+        .query(&[("tenant", "dev")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(status(resp), 403);
+
+    // Path tricks with a valid token of a user without rights there: never a 2xx.
+    let http = server.app.http_addr;
+    let token = login(&base, "alice", "alice-password-1").await;
+    let auth = format!("Bearer {token}");
+    for target in [
+        "/nacos/v1/cs/configs?dataId=secret&group=G&tenant=prod",
+        "//nacos/v1/cs/configs?dataId=secret&group=G&tenant=prod",
+        "/nacos/v1/cs/./configs?dataId=secret&group=G&tenant=prod",
+        "/nacos/v1/cs/%63onfigs?dataId=secret&group=G&tenant=prod",
+        "/nacos/v1/cs/configs/?dataId=secret&group=G&tenant=prod",
+        "/nacos/v1/cs/configs;x=1?dataId=secret&group=G&tenant=prod",
+        "/NACOS/v1/cs/configs?dataId=secret&group=G&tenant=prod",
+    ] {
+        let auth = auth.clone();
+        let status = tokio::task::spawn_blocking(move || {
+            raw_status(http, &Method::GET, target, &[("Authorization", &auth)])
+        })
+        .await
+        .unwrap();
+        assert!(!(200..300).contains(&status), "{target}: {status}");
+    }
+    server.shutdown().await;
+}

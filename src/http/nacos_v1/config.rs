@@ -73,6 +73,14 @@ pub fn json_ok(body: Value) -> Response {
     json_response(StatusCode::OK, &body)
 }
 
+/// The lines of a `Listening-Configs` parameter as the listener reads it: Nacos decodes
+/// the (already form-decoded) value once more (`URLDecoder.decode`), then parses it.
+/// The one reading for the handler and for the permission check, so both see the same
+/// configs.
+pub fn listening_entries(param: &str) -> Result<Vec<ListenEntry>, &'static str> {
+    parse_listening_configs(&percent_decode(param))
+}
+
 /// `true` as the config API's writes answer it.
 fn json_true() -> Response {
     json_response(StatusCode::OK, &Value::Bool(true))
@@ -457,7 +465,9 @@ async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, A
             "no file part named 'file'",
         ));
     };
-    let parsed = match archive::import(&file) {
+    // The metadata file of a large export is longer than one config may be.
+    let max_entry = (state.config_settings.max_content_bytes as u64).max(4 * 1024 * 1024);
+    let parsed = match archive::import(&file, max_entry) {
         Ok(a) => a,
         Err(e) => return Ok(import_error(e.code(), &e.message())),
     };
@@ -629,8 +639,7 @@ pub async fn listener(State(state): State<AppState>, req: Request) -> Result<Res
         let p = Params::from_request(req, &()).await?;
         let invalid = || ApiError::config_bad_request("invalid probeModify");
         let raw = p.raw("Listening-Configs").ok_or_else(invalid)?;
-        // Nacos decodes the (already decoded) parameter once more.
-        parse_listening_configs(&percent_decode(raw)).map_err(|_| invalid())?
+        listening_entries(raw).map_err(|_| invalid())?
     };
     let hold = match timeout {
         Some(ms) if !no_hangup => Some(Duration::from_millis(

@@ -42,6 +42,18 @@ fn history_json(h: &HistoryRow, with_content: bool) -> Value {
     })
 }
 
+/// 403 unless a history row found by id belongs to the config the request's `dataId`,
+/// `group` and `tenant` name (as Nacos 2.x), so an id reaches no other namespace.
+fn the_named_config(row: &HistoryRow, p: &Params) -> Result<(), ApiError> {
+    if row.key != key_of(p) {
+        return Err(ApiError::caused(
+            StatusCode::FORBIDDEN,
+            "Please check dataId, group or namespaceId.",
+        ));
+    }
+    Ok(())
+}
+
 fn key_of(p: &Params) -> ConfigKey {
     ConfigKey::new(
         p.optional("dataId").unwrap_or(""),
@@ -61,12 +73,7 @@ pub async fn history(State(state): State<AppState>, p: Params) -> Result<Respons
         let Some(row) = state.config.store().history_detail(nid).await? else {
             return Ok(json_ok(Value::Null));
         };
-        if row.key != key_of(&p) {
-            return Err(ApiError::caused(
-                StatusCode::FORBIDDEN,
-                "Please check dataId, group or namespaceId.",
-            ));
-        }
+        the_named_config(&row, &p)?;
         return Ok(json_ok(history_json(&row, true)));
     }
     let key = key_of(&p);
@@ -92,12 +99,7 @@ pub async fn previous(State(state): State<AppState>, p: Params) -> Result<Respon
     let Some(row) = state.config.store().history_previous(id).await? else {
         return Ok(json_ok(Value::Null));
     };
-    if row.key != key_of(&p) {
-        return Err(ApiError::caused(
-            StatusCode::FORBIDDEN,
-            "Please check dataId, group or namespaceId.",
-        ));
-    }
+    the_named_config(&row, &p)?;
     Ok(json_ok(history_json(&row, true)))
 }
 

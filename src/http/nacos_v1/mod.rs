@@ -19,7 +19,7 @@ use crate::auth::permission::Action::{Read, Write};
 /// management and namespace changes need an admin; only the health probes and login
 /// are public.
 pub fn routes() -> Routes {
-    use Access::{Admin, Config, ConfigListen, Naming, Public, SelfOrAdmin, User};
+    use Access::{Admin, Config, ConfigListen, ConfigNamespace, Naming, Public, SelfOrAdmin, User};
     Routes::new()
         .at("/nacos/v1/ns/instance")
         .get(Naming(Read), instance::get_instance)
@@ -62,13 +62,13 @@ pub fn routes() -> Routes {
         .at("/nacos/v1/cs/configs/catalog")
         .get(Config(Read), config::catalog)
         .at("/nacos/v1/cs/listener")
-        .get(Config(Read), config::listeners_of_ip)
+        .get(ConfigNamespace(Read), config::listeners_of_ip)
         .at("/nacos/v1/cs/history")
         .get(Config(Read), history::history)
         .at("/nacos/v1/cs/history/previous")
         .get(Config(Read), history::previous)
         .at("/nacos/v1/cs/history/configs")
-        .get(Config(Read), history::configs_of_namespace)
+        .get(ConfigNamespace(Read), history::configs_of_namespace)
         .at("/nacos/v1/console/namespaces")
         .get(User, namespace::get_namespaces)
         .post(Admin, namespace::create_namespace)
