@@ -155,10 +155,10 @@ impl App {
             config: config.clone(),
             config_settings: Arc::new(settings.config.clone()),
         });
-        let router = http::router(state, &settings);
+        let (router, gate) = http::router(state, &settings);
         let http_cancel = cancel.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = http::serve(listener, router, http_cancel).await {
+            if let Err(e) = http::serve(listener, router, gate, http_cancel).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));

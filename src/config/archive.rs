@@ -342,7 +342,10 @@ mod tests {
 
     #[test]
     fn bad_archives_are_refused() {
-        assert!(matches!(import(b"not a zip", 1 << 20), Err(ArchiveError::Parse(_))));
+        assert!(matches!(
+            import(b"not a zip", 1 << 20),
+            Err(ArchiveError::Parse(_))
+        ));
         let empty = export(&[], false).expect("export");
         assert_eq!(import(&empty, 1 << 20).err(), Some(ArchiveError::Empty));
     }

@@ -2,8 +2,8 @@
 //!
 //! Every route is registered through [`Routes`] with the [`Access`] it requires, so a
 //! route without one cannot exist, and the table of `(path, method, access)` is kept:
-//! tests walk it, and the gate ([`authenticate`]) enforces it. The gate wraps the whole
-//! router, fallback included:
+//! tests walk it, and the gate ([`Gate::check`]) enforces it. The gate runs before the
+//! router for every request, unknown paths included:
 //! * a request whose path is not exactly one of the few public paths must carry valid
 //!   credentials (`Authorization: Bearer`, `accessToken`, or `username` and `password`,
 //!   as Nacos accepts them) or is answered 403 before any routing — so path tricks
@@ -23,10 +23,9 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::handler::Handler;
 use axum::http::{Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter};
 
@@ -284,19 +283,19 @@ fn access_of(gate: &Gate, path: &str, method: &Method) -> Result<Access, StatusC
         .ok_or(StatusCode::METHOD_NOT_ALLOWED)
 }
 
-/// The gate: see the module docs.
-///
-/// The checks run in a future of their own, boxed and freed before the handler runs:
-/// what they keep (the request's parts, its parameters, the caller) is not part of the
-/// state every request carries while it is handled — 5,000 held long polls would
-/// otherwise hold it 5,000 times.
-pub async fn authenticate(State(gate): State<Arc<Gate>>, req: Request, next: Next) -> Response {
-    if !gate.enabled || gate.public.contains(req.uri().path()) {
-        return next.run(req).await;
-    }
-    match Box::pin(admit(&gate, req)).await {
-        Ok(req) => next.run(req).await,
-        Err(refused) => refused,
+impl Gate {
+    /// The gate (see the module docs): the request, with its parameters attached when
+    /// they were read, if its caller may make it; else the answer that refuses it.
+    ///
+    /// Runs before the router, in the HTTP service itself ([`super::serve`]) rather
+    /// than as a middleware layer, so a request carries none of its state while the
+    /// handler runs (a middleware future holds a clone of the inner service for every
+    /// request: 5,000 held long polls would hold it 5,000 times).
+    pub async fn check(&self, req: Request) -> Result<Request, Response> {
+        if !self.enabled || self.public.contains(req.uri().path()) {
+            return Ok(req);
+        }
+        Box::pin(admit(self, req)).await
     }
 }
 

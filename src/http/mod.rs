@@ -59,9 +59,9 @@ pub struct AppStateInner {
     pub config_settings: Arc<ConfigSettings>,
 }
 
-/// The whole router, testable without a socket: every route behind the auth gate
-/// (which also covers unknown paths), under the body limit.
-pub fn router(state: AppState, settings: &Settings) -> Router {
+/// The whole router, under the body limit, and the auth gate built from its route
+/// table, which [`serve`] puts in front of it for every request.
+pub fn router(state: AppState, settings: &Settings) -> (Router, Arc<auth::Gate>) {
     let (router, table) = nacos_v1::routes().finish();
     let gate = Arc::new(auth::Gate::new(
         state.auth.clone(),
@@ -69,18 +69,15 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
         &table,
         settings.http.max_body_bytes,
     ));
-    router
-        .layer(axum::middleware::from_fn_with_state(
-            gate,
-            auth::authenticate,
-        ))
+    let router = router
         .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))
-        .with_state(state)
+        .with_state(state);
+    (router, gate)
 }
 
 /// Serves `router` on `listener` (HTTP/1.1, keep-alive) until `cancel` fires, then
-/// lets in-flight requests finish for up to 10 s. Handlers see the peer address as
-/// `ConnectInfo<SocketAddr>`.
+/// lets in-flight requests finish for up to 10 s. Every request passes `gate` first.
+/// Handlers see the peer address as `ConnectInfo<SocketAddr>`.
 ///
 /// Our own accept loop rather than `axum::serve`: each connection is a plain hyper
 /// HTTP/1 connection future stored in its task, without the boxed HTTP/1+HTTP/2
@@ -89,6 +86,7 @@ pub fn router(state: AppState, settings: &Settings) -> Router {
 pub async fn serve(
     listener: TcpListener,
     router: Router,
+    gate: Arc<auth::Gate>,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     use axum::extract::ConnectInfo;
@@ -113,10 +111,17 @@ pub async fn serve(
         };
         let _ = stream.set_nodelay(true);
         let router = router.clone();
+        let gate = gate.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
-                router.clone().oneshot(req.map(axum::body::Body::new))
+                let (router, gate) = (router.clone(), gate.clone());
+                async move {
+                    match gate.check(req.map(axum::body::Body::new)).await {
+                        Ok(req) => router.oneshot(req).await,
+                        Err(refused) => Ok(refused),
+                    }
+                }
             });
         let connection = builder.serve_connection(TokioIo::new(stream), service);
         let connection = graceful.watch(connection);
