@@ -810,6 +810,11 @@ async fn nacos_s_default_admin_password_stops_the_start_until_replaced() {
     app.shutdown().await;
 }
 
+/// The status a request gets.
+async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.expect("request").status().as_u16()
+}
+
 /// Creates `user` with `password`, a role of its own and `action` on `resource`.
 async fn user_with_grant(
     server: &TestServer,
@@ -886,58 +891,62 @@ async fn a_grant_on_one_namespace_or_config_reaches_nothing_beyond_it() {
     user_with_grant(&server, "carl", "carl-password-1", "dev:G:config/x", "rw").await;
     let alice = client_with_token(&login(&base, "alice", "alice-password-1").await);
     let carl = client_with_token(&login(&base, "carl", "carl-password-1").await);
-    let status = |resp: reqwest::Response| resp.status().as_u16();
     let configs = format!("{base}/nacos/v1/cs/configs");
 
     // The namespace is the parameter the handler reads (`tenant`): `namespaceId=dev`
     // does not make a public config readable.
-    let resp = alice
-        .get(&configs)
-        .query(&[("dataId", "secret"), ("group", "G"), ("namespaceId", "dev")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 403);
+    assert_eq!(
+        status_of(alice.get(&configs).query(&[
+            ("dataId", "secret"),
+            ("group", "G"),
+            ("namespaceId", "dev")
+        ]))
+        .await,
+        403
+    );
     // HEAD is checked as GET; other methods without a route end at the gate.
-    let resp = alice
-        .head(&configs)
-        .query(&[("dataId", "secret"), ("group", "G"), ("tenant", "prod")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 403);
-    let resp = alice
-        .head(&configs)
-        .query(&[("dataId", "secret"), ("group", "G"), ("tenant", "dev")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 200, "HEAD where GET is allowed");
-    let resp = alice
-        .request(Method::OPTIONS, &configs)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 405);
-    let resp = alice
-        .get(format!("{base}/nacos/v1/cs/nowhere"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 404);
+    assert_eq!(
+        status_of(alice.head(&configs).query(&[
+            ("dataId", "secret"),
+            ("group", "G"),
+            ("tenant", "prod")
+        ]))
+        .await,
+        403
+    );
+    assert_eq!(
+        status_of(alice.head(&configs).query(&[
+            ("dataId", "secret"),
+            ("group", "G"),
+            ("tenant", "dev")
+        ]))
+        .await,
+        200,
+        "HEAD where GET is allowed"
+    );
+    assert_eq!(
+        status_of(alice.request(Method::OPTIONS, &configs)).await,
+        405
+    );
+    assert_eq!(
+        status_of(alice.get(format!("{base}/nacos/v1/cs/nowhere"))).await,
+        404
+    );
     // HEAD of a list with udpPort would subscribe to prod's services.
-    let resp = alice
-        .head(format!("{base}/nacos/v1/ns/instance/list"))
-        .header("User-Agent", "Nacos-Java-Client:v1.4.6")
-        .query(&[
-            ("serviceName", "svc"),
-            ("namespaceId", "prod"),
-            ("udpPort", "9999"),
-        ])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 403);
+    assert_eq!(
+        status_of(
+            alice
+                .head(format!("{base}/nacos/v1/ns/instance/list"))
+                .header("User-Agent", "Nacos-Java-Client:v1.4.6")
+                .query(&[
+                    ("serviceName", "svc"),
+                    ("namespaceId", "prod"),
+                    ("udpPort", "9999"),
+                ])
+        )
+        .await,
+        403
+    );
 
     // An import goes where `namespace` says, and needs write there.
     let zip = {
@@ -956,48 +965,56 @@ async fn a_grant_on_one_namespace_or_config_reaches_nothing_beyond_it() {
             reqwest::multipart::Part::bytes(export.to_vec()).file_name("export.zip"),
         )
     };
-    let resp = alice
-        .post(&configs)
-        .query(&[
-            ("import", "true"),
-            ("tenant", "dev"),
-            ("namespace", "prod"),
-            ("policy", "OVERWRITE"),
-        ])
-        .multipart(zip)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 403);
+    assert_eq!(
+        status_of(
+            alice
+                .post(&configs)
+                .query(&[
+                    ("import", "true"),
+                    ("tenant", "dev"),
+                    ("namespace", "prod"),
+                    ("policy", "OVERWRITE"),
+                ])
+                .multipart(zip)
+        )
+        .await,
+        403
+    );
 
     // Listening-Configs is read as the handler reads it, decoded once more: a prod
     // line hidden behind a second encoding is still a prod line.
     let hidden = "secret%2502G%2502stale%2502prod%2501";
-    let resp = alice
-        .post(format!("{base}/nacos/v1/cs/configs/listener"))
-        .header("Long-Pulling-Timeout", "1000")
-        .form(&[("Listening-Configs", hidden)])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 403);
-    let resp = alice
-        .post(format!("{base}/nacos/v1/cs/configs/listener"))
-        .header("Long-Pulling-Timeout", "1000")
-        .form(&[("Listening-Configs", "secret%02G%02stale%02dev%01")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 200, "a dev line is alice's to hear");
+    assert_eq!(
+        status_of(
+            alice
+                .post(format!("{base}/nacos/v1/cs/configs/listener"))
+                .header("Long-Pulling-Timeout", "1000")
+                .form(&[("Listening-Configs", hidden)])
+        )
+        .await,
+        403
+    );
+    assert_eq!(
+        status_of(
+            alice
+                .post(format!("{base}/nacos/v1/cs/configs/listener"))
+                .header("Long-Pulling-Timeout", "1000")
+                .form(&[("Listening-Configs", "secret%02G%02stale%02dev%01")])
+        )
+        .await,
+        200,
+        "a dev line is alice's to hear"
+    );
 
     // A grant on one config reaches that config only: not by ids, export, search.
-    let resp = carl
-        .get(&configs)
-        .query(&[("dataId", "x"), ("group", "G"), ("tenant", "dev")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 200);
+    assert_eq!(
+        status_of(
+            carl.get(&configs)
+                .query(&[("dataId", "x"), ("group", "G"), ("tenant", "dev")])
+        )
+        .await,
+        200
+    );
     for query in [
         vec![("delType", "ids"), ("ids", "1,2,3,4,5,6")],
         vec![("export", "true"), ("ids", "1,2,3,4,5,6")],
@@ -1010,21 +1027,20 @@ async fn a_grant_on_one_namespace_or_config_reaches_nothing_beyond_it() {
         } else {
             Method::GET
         };
-        let resp = carl
-            .request(method, &configs)
-            .query(&q)
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(status(resp), 403, "{q:?}");
+        assert_eq!(
+            status_of(carl.request(method, &configs).query(&q)).await,
+            403,
+            "{q:?}"
+        );
     }
-    let resp = carl
-        .get(format!("{base}/nacos/v1/cs/history/configs"))
-        .query(&[("tenant", "dev")])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(status(resp), 403);
+    assert_eq!(
+        status_of(
+            carl.get(format!("{base}/nacos/v1/cs/history/configs"))
+                .query(&[("tenant", "dev")])
+        )
+        .await,
+        403
+    );
 
     // Path tricks with a valid token of a user without rights there: never a 2xx.
     let http = server.app.http_addr;
