@@ -50,17 +50,11 @@ pub enum Verdict {
 /// for metrics and the benchmark.
 #[derive(Debug, Default)]
 pub struct ProbeStats {
-    rounds: AtomicU64,
     last_round_ms: AtomicU64,
     last_round_targets: AtomicU64,
 }
 
 impl ProbeStats {
-    /// Completed rounds since start.
-    pub fn rounds(&self) -> u64 {
-        self.rounds.load(Ordering::Relaxed)
-    }
-
     /// Wall time of the last completed round, milliseconds.
     pub fn last_round_ms(&self) -> u64 {
         self.last_round_ms.load(Ordering::Relaxed)
@@ -220,7 +214,6 @@ impl ProbeWorker {
         self.stats
             .last_round_targets
             .store(targets as u64, Ordering::Relaxed);
-        self.stats.rounds.fetch_add(1, Ordering::Relaxed);
         debug!(
             round,
             targets,

@@ -257,13 +257,17 @@ fn credentials<'a>(
     }
 }
 
-/// Credentials from the headers or the query string alone (`Authorization: Bearer`,
-/// an `accessToken` header or query parameter), when a request has them there.
-fn early_token<'a>(parts: &'a axum::http::request::Parts, query: &'a Params) -> Option<&'a str> {
-    match credentials(&parts.headers, query) {
-        Some(Credentials::Token(token)) => Some(token),
-        _ => None,
+/// A token from the headers or the query string alone (`Authorization: Bearer`, an
+/// `accessToken` header or query parameter), when the request has one there; read
+/// without indexing the whole query, which `Params::read` does next.
+fn early_token(parts: &axum::http::request::Parts) -> Option<String> {
+    if let Some(Credentials::Token(token)) = credentials(&parts.headers, &Params::default()) {
+        return Some(token.to_string());
     }
+    form_urlencoded::parse(parts.uri.query().unwrap_or("").as_bytes())
+        .find(|(k, _)| k == "accessToken")
+        .map(|(_, v)| v.trim().to_string())
+        .filter(|t| !t.is_empty())
 }
 
 /// The access the route table gives `method` on `path`; HEAD is GET's (axum answers
@@ -305,20 +309,15 @@ async fn admit(gate: &Gate, req: Request) -> Result<Request, Response> {
     let (mut parts, body) = req.into_parts();
     // A token in the headers or the query is checked before any body is read, so an
     // unknown caller cannot make the server buffer a large body.
-    let query = Params::new(
-        parts.uri.query().unwrap_or("").to_owned(),
-        Default::default(),
-    );
-    let early = match early_token(&parts, &query) {
+    let early = match early_token(&parts) {
         Some(token) => Some(
             gate.auth
-                .authenticate(Credentials::Token(token))
+                .authenticate(Credentials::Token(&token))
                 .await
                 .map_err(refuse)?,
         ),
         None => None,
     };
-    drop(query);
     let limit = if early.is_some() {
         gate.body_limit
     } else {

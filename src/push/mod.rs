@@ -114,17 +114,6 @@ pub const MAX_CLUSTERS_LEN: usize = 1024;
 /// `User-Agent` and `app` are kept up to this many bytes.
 const MAX_LABEL_LEN: usize = 128;
 
-/// Counters since start.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub struct PushStats {
-    /// Packets sent, retries included.
-    pub sent: u64,
-    /// Packets acked.
-    pub acked: u64,
-    /// Packets given up after every retry.
-    pub failed: u64,
-}
-
 /// Who a packet went to, and for which selection: one pending packet each.
 type PendingSlot = (SocketAddr, ServiceKey, String);
 
@@ -182,9 +171,6 @@ pub struct PushService {
     subscribers: Mutex<SubscriberTable>,
     pending: Mutex<PendingTable>,
     next_ref: AtomicU64,
-    sent: AtomicU64,
-    acked: AtomicU64,
-    failed: AtomicU64,
 }
 
 /// The task that turns change events into pushes and handles acks and retries.
@@ -240,9 +226,6 @@ impl PushService {
             pending: Mutex::new(PendingTable::default()),
             // Microseconds since the epoch: unique, increasing, far below 2^53.
             next_ref: AtomicU64::new(now_millis().saturating_mul(1000)),
-            sent: AtomicU64::new(0),
-            acked: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
         });
         let worker = PushWorker {
             service: service.clone(),
@@ -330,15 +313,6 @@ impl PushService {
         self.subscribers.lock().total
     }
 
-    /// Counters since start.
-    pub fn stats(&self) -> PushStats {
-        PushStats {
-            sent: self.sent.load(Ordering::Relaxed),
-            acked: self.acked.load(Ordering::Relaxed),
-            failed: self.failed.load(Ordering::Relaxed),
-        }
-    }
-
     fn has_subscribers(&self, key: &ServiceKey) -> bool {
         self.subscribers.lock().by_service.contains_key(key)
     }
@@ -388,7 +362,6 @@ impl PushService {
     }
 
     async fn send(&self, addr: SocketAddr, packet: &[u8]) {
-        self.sent.fetch_add(1, Ordering::Relaxed);
         if let Err(e) = self.socket.send_to(packet, addr).await {
             debug!(%addr, error = %e, "push not sent");
         }
@@ -411,9 +384,7 @@ impl PushService {
             return;
         };
         let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-        if self.pending.lock().remove((last_ref_time, from)).is_some() {
-            self.acked.fetch_add(1, Ordering::Relaxed);
-        }
+        self.pending.lock().remove((last_ref_time, from));
     }
 
     /// Resends packets whose ack is late; gives up on those out of retries.
@@ -437,7 +408,6 @@ impl PushService {
             }
             for ack in given_up {
                 if let Some(p) = pending.remove(ack) {
-                    self.failed.fetch_add(1, Ordering::Relaxed);
                     debug!(addr = %ack.1, service = %p.slot.1, last_ref_time = ack.0, "push not acked, given up");
                 }
             }
