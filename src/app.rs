@@ -60,6 +60,29 @@ pub enum AppError {
     },
 }
 
+/// Creates the data directory readable by its owner only (0700), or tightens an
+/// existing one to that where it may (a warning otherwise): it holds the database, the token key and the admin password.
+fn owner_only_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)?;
+    let mode = std::fs::metadata(dir)?.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        // Best effort: a directory of another owner stays as it is (its files are 0600).
+        match std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)) {
+            Ok(()) => {
+                tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), "data directory was open to other users; set to 0700")
+            }
+            Err(e) => {
+                tracing::warn!(dir = %dir.display(), mode = format!("{mode:o}"), error = %e, "data directory is open to other users and cannot be set to 0700")
+            }
+        }
+    }
+    Ok(())
+}
+
 /// A running node.
 pub struct App {
     /// Bound HTTP address.
@@ -83,7 +106,7 @@ impl App {
     /// Starts a node: config database and cache, registry, naming, beat expiry,
     /// probes, push, DNS and HTTP.
     pub async fn start(settings: Settings) -> Result<Self, AppError> {
-        std::fs::create_dir_all(&settings.data.dir).map_err(|source| AppError::DataDir {
+        owner_only_dir(&settings.data.dir).map_err(|source| AppError::DataDir {
             path: settings.data.dir.display().to_string(),
             source,
         })?;

@@ -124,6 +124,12 @@ impl Principal {
     pub fn may(&self, resource: &str, action: Action) -> bool {
         self.admin || self.grants.iter().any(|g| g.allows(resource, action))
     }
+
+    /// Whether this user may see namespace `id` (`""` is `public`): an admin sees
+    /// every one, another user those a grant of theirs names.
+    pub fn sees_namespace(&self, id: &str) -> bool {
+        self.admin || self.grants.iter().any(|g| g.covers_namespace(id))
+    }
 }
 
 /// A successful login.

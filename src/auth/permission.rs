@@ -93,6 +93,15 @@ impl Grant {
     }
 }
 
+impl Grant {
+    /// Whether it allows anything in namespace `id` (`""` is `public`): its pattern's
+    /// namespace part matches the id.
+    pub fn covers_namespace(&self, id: &str) -> bool {
+        let namespace = self.pattern.split(':').next().unwrap_or("");
+        glob_match(namespace, namespace_part(id))
+    }
+}
+
 /// Whether `text` matches `pattern`, where `*` matches any run of characters (also
 /// none) and every other character only itself. Linear in practice: the classic
 /// backtracking-to-the-last-star algorithm, no regular expression.
@@ -145,5 +154,8 @@ mod tests {
         assert!(rw.allows(&naming_resource("dev", "", ""), Action::Write));
         assert!(!rw.allows(&naming_resource("prod", "G", "s"), Action::Read));
         assert_eq!(naming_resource("", "", ""), "public:*:naming/*");
+        assert!(rw.covers_namespace("dev") && !rw.covers_namespace("prod"));
+        assert!(g.covers_namespace("") && g.covers_namespace("public"));
+        assert!(Grant::new("*", "r").covers_namespace("anything"));
     }
 }

@@ -171,6 +171,46 @@ impl Routes {
     }
 }
 
+/// Who made a request, as the gate found them: the signed-in user, or `None` when auth
+/// is off (then every caller may do everything, as an admin may). Handlers of
+/// non-public routes only; the gate lets public paths through without a caller.
+#[derive(Clone, Debug)]
+pub struct Caller(pub Option<Arc<Principal>>);
+
+impl Caller {
+    /// The caller of a request the gate let through.
+    pub fn of(extensions: &axum::http::Extensions) -> Self {
+        Self(extensions.get::<Arc<Principal>>().cloned())
+    }
+
+    /// Whether the caller holds `ROLE_ADMIN` (always with auth off).
+    pub fn is_admin(&self) -> bool {
+        self.0.as_ref().is_none_or(|p| p.admin)
+    }
+
+    /// The signed-in user's name; `None` with auth off.
+    pub fn username(&self) -> Option<&str> {
+        self.0.as_ref().map(|p| p.username.as_str())
+    }
+
+    /// Whether the caller may see namespace `id` (`""` or `public` for the public
+    /// one): an admin sees every namespace, another user those their grants name.
+    pub fn sees_namespace(&self, id: &str) -> bool {
+        self.0.as_ref().is_none_or(|p| p.sees_namespace(id))
+    }
+}
+
+impl<S: Send + Sync> axum::extract::FromRequestParts<S> for Caller {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _: &S,
+    ) -> Result<Self, Self::Rejection> {
+        Ok(Self::of(&parts.extensions))
+    }
+}
+
 /// What the gate needs.
 pub struct Gate {
     auth: Arc<AuthService>,
@@ -249,7 +289,8 @@ fn credentials<'a>(
     {
         return Some(Credentials::Token(token));
     }
-    match (params.optional("username"), params.raw("password")) {
+    // The name exactly as sent: a padded `nacos ` is no other spelling of `nacos`.
+    match (params.exact("username"), params.raw("password")) {
         (Some(username), Some(password)) if !password.is_empty() => {
             Some(Credentials::Password { username, password })
         }
@@ -342,6 +383,7 @@ async fn admit(gate: &Gate, req: Request) -> Result<Request, Response> {
         return Err(refuse(AuthError::Forbidden));
     }
     parts.extensions.insert(params);
+    parts.extensions.insert(principal);
     Ok(Request::from_parts(parts, body.unwrap_or_else(Body::empty)))
 }
 

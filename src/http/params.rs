@@ -238,6 +238,12 @@ impl Params {
         self.raw(name).map(str::trim).filter(|v| !v.is_empty())
     }
 
+    /// A non-empty parameter exactly as sent, not trimmed: for names that must match
+    /// byte for byte, such as a `username` to authenticate.
+    pub fn exact(&self, name: &str) -> Option<&str> {
+        self.raw(name).filter(|v| !v.is_empty())
+    }
+
     /// A parameter exactly as sent (decoded, not trimmed), even when empty; for
     /// values whose bytes matter, such as config content.
     pub fn raw(&self, name: &str) -> Option<&str> {

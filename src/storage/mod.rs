@@ -48,6 +48,14 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the config store is closed")]
     Closed,
+    /// The database file could not be created or its mode set.
+    #[error("cannot create or protect the database file {path}")]
+    Files {
+        /// The file.
+        path: String,
+        /// The cause.
+        source: std::io::Error,
+    },
 }
 
 /// A queued publish and where its outcome goes.
@@ -141,6 +149,7 @@ impl ConfigStore {
         } else {
             SqliteSynchronous::Full
         };
+        owner_only_files(options.get_filename())?;
         let options = options
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -215,6 +224,35 @@ impl ConfigStore {
             Backend::MySql(pool) => pool.close().await,
         }
     }
+}
+
+/// Makes the SQLite database at `path` readable by its owner only (0600), creating it
+/// empty when missing: it holds password hashes and every config. SQLite creates the
+/// `-wal` and `-shm` files with the database's mode; existing ones are tightened too.
+fn owner_only_files(path: &Path) -> Result<(), StoreError> {
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    if path.as_os_str().is_empty() || path == Path::new(":memory:") {
+        return Ok(());
+    }
+    let io = |source| StoreError::Files {
+        path: path.display().to_string(),
+        source,
+    };
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    for suffix in ["", "-wal", "-shm"] {
+        let mut file = path.as_os_str().to_owned();
+        file.push(suffix);
+        let file = Path::new(&file);
+        if file.exists() {
+            std::fs::set_permissions(file, std::fs::Permissions::from_mode(0o600)).map_err(io)?;
+        }
+    }
+    Ok(())
 }
 
 /// A text column. Read as bytes because MySQL flags columns with a `_bin` collation

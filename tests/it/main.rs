@@ -14,4 +14,5 @@ mod limits;
 mod naming_http;
 mod push;
 mod readme;
+mod security;
 mod support;

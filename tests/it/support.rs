@@ -428,3 +428,47 @@ impl PushReceiver {
             .expect("ack");
     }
 }
+
+/// The status a request gets.
+pub async fn status_of(request: reqwest::RequestBuilder) -> u16 {
+    request.send().await.expect("request").status().as_u16()
+}
+
+/// Creates `user` with `password`, a role of its own and `action` on `resource`.
+pub async fn user_with_grant(
+    server: &TestServer,
+    user: &str,
+    password: &str,
+    resource: &str,
+    action: &str,
+) {
+    let role = format!("ROLE_{}", user.to_uppercase());
+    for (path, params) in [
+        (
+            "/nacos/v1/auth/users",
+            vec![("username", user), ("password", password)],
+        ),
+        (
+            "/nacos/v1/auth/roles",
+            vec![("role", role.as_str()), ("username", user)],
+        ),
+        (
+            "/nacos/v1/auth/permissions",
+            vec![
+                ("role", role.as_str()),
+                ("resource", resource),
+                ("action", action),
+            ],
+        ),
+    ] {
+        let (status, body) = server
+            .send(
+                server
+                    .http
+                    .post(format!("{}{path}", server.base))
+                    .form(&params),
+            )
+            .await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}

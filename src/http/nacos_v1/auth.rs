@@ -19,7 +19,8 @@ use crate::storage::auth::PermissionRow;
 /// seconds) and the header `Authorization: Bearer <token>`; 403 `user not found!` for
 /// an unknown user or a wrong password.
 pub async fn login(State(state): State<AppState>, p: Params) -> Result<Response, ApiError> {
-    let username = p.optional("username").ok_or(AuthError::UserNotFound)?;
+    // Not trimmed: `nacos ` is not `nacos` (names never hold spaces, see `check_name`).
+    let username = p.exact("username").ok_or(AuthError::UserNotFound)?;
     let password = p.raw("password").unwrap_or("");
     let login = state.auth.login(username, password).await?;
     let bearer = format!("Bearer {}", login.access_token);

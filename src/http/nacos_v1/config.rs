@@ -14,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
 use super::super::AppState;
+use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::{Params, percent_decode};
 use crate::config::archive::{self, ArchiveError};
@@ -385,6 +386,7 @@ pub async fn post_configs(
         return import(state, ip, req).await;
     }
     let beta_ips = header_str(req.headers(), "betaIps").map(split_ips);
+    let caller = Caller::of(req.extensions());
     let p = Params::from_request(req, &()).await?;
     let key = config_key(&p)?;
     let content = p.raw("content").unwrap_or("");
@@ -411,7 +413,7 @@ pub async fn post_configs(
         md5: content_md5(content),
         config_type: normalize_type(p.optional("type")).to_string(),
         app_name: owned("appName"),
-        src_user: owned("src_user"),
+        src_user: src_user(&caller, &p),
         src_ip: ip.to_string(),
         desc: owned("desc"),
         usage: owned("use"),
@@ -429,7 +431,20 @@ pub async fn post_configs(
     Ok(json_true())
 }
 
+/// Who a history row names as its author (`src_user`): the signed-in user, as Nacos
+/// `RequestUtil#getSrcUserName`; with auth off the `src_user` parameter, else the
+/// `username` one. Unlike Nacos, a signed-in user cannot name another author with
+/// `src_user`, so the history stays a record of who changed what.
+fn src_user(caller: &Caller, p: &Params) -> Option<String> {
+    caller
+        .username()
+        .or_else(|| p.optional("src_user"))
+        .or_else(|| p.optional("username"))
+        .map(str::to_string)
+}
+
 async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, ApiError> {
+    let author = Caller::of(req.extensions()).username().map(str::to_string);
     let query = req.uri().query().unwrap_or("").to_string();
     let p = Params::new(query, Default::default());
     let tenant = tenant_param(&p, "namespace")?;
@@ -517,6 +532,7 @@ async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, A
             config_type: normalize_type(cfg.config_type.as_deref()).to_string(),
             app_name: cfg.app_name,
             src_ip: ip.to_string(),
+            src_user: author.clone(),
             desc: cfg.desc,
             ..Default::default()
         };
@@ -557,7 +573,9 @@ pub async fn delete_configs(
     req: Request,
 ) -> Result<Response, ApiError> {
     let ip = client_ip(&req).to_string();
+    let caller = Caller::of(req.extensions());
     let p = Params::from_request(req, &()).await?;
+    let src_user = src_user(&caller, &p);
     if p.optional("delType") == Some("ids") {
         let raw = p.optional("ids").unwrap_or("");
         let mut ids = Vec::new();
@@ -578,7 +596,7 @@ pub async fn delete_configs(
         {
             state
                 .config
-                .remove(&key, None, &ip, p.optional("src_user"))
+                .remove(&key, None, &ip, src_user.as_deref())
                 .await?;
         }
         return Ok(rest_result(None, Value::Bool(true)));
@@ -594,7 +612,7 @@ pub async fn delete_configs(
     }
     state
         .config
-        .remove(&key, tag, &ip, p.optional("src_user"))
+        .remove(&key, tag, &ip, src_user.as_deref())
         .await?;
     Ok(json_true())
 }

@@ -9,6 +9,7 @@ use axum::response::Response;
 use serde_json::{Value, json};
 
 use super::super::AppState;
+use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::Params;
 use super::config::{json_ok, rest_result};
@@ -53,8 +54,13 @@ fn random_id() -> String {
 
 /// `GET`: the list; `show=all&namespaceId=` one namespace;
 /// `checkNamespaceIdExist=true&customNamespaceId=` whether an id is taken.
+///
+/// An admin sees every namespace; another user only those a grant of theirs names (a
+/// namespace they may not see is answered as one that does not exist). Nacos answers
+/// the whole list to anyone.
 pub async fn get_namespaces(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<Response, ApiError> {
     if p.boolean("checkNamespaceIdExist", false) {
@@ -67,6 +73,12 @@ pub async fn get_namespaces(
     let counts = state.config.count_by_tenant();
     if p.optional("show") == Some("all") {
         let id = crate::model::config::normalize_tenant(p.optional("namespaceId").unwrap_or(""));
+        if !caller.sees_namespace(id) {
+            return Err(ApiError::caused(
+                StatusCode::NOT_FOUND,
+                format!("namespaceId [ {id} ] not exist"),
+            ));
+        }
         if id.is_empty() {
             let count = counts.get("").copied().unwrap_or(0);
             return Ok(json_ok(item(
@@ -94,14 +106,20 @@ pub async fn get_namespaces(
             )),
         };
     }
-    let mut list = vec![item(
-        "",
-        "public",
-        Some("Public Namespace"),
-        counts.get("").copied().unwrap_or(0),
-        0,
-    )];
+    let mut list = Vec::new();
+    if caller.sees_namespace("") {
+        list.push(item(
+            "",
+            "public",
+            Some("Public Namespace"),
+            counts.get("").copied().unwrap_or(0),
+            0,
+        ));
+    }
     for ns in state.config.namespaces().await? {
+        if !caller.sees_namespace(&ns.id) {
+            continue;
+        }
         let count = counts.get(ns.id.as_str()).copied().unwrap_or(0);
         list.push(item(&ns.id, &ns.name, ns.desc.as_deref(), count, 2));
     }
