@@ -35,10 +35,16 @@ for _ in $(seq 1 50); do [[ -s $TMP/ports ]] && break; sleep 0.1; done
 read -r -a PORTS <"$TMP/ports"
 
 HTTP_PORT=$(free_port)
+# The targets listen on loopback, which probes may not reach by default, and the
+# 10,000 instances are more than one namespace may hold by default.
 cat >"$TMP/nacre.toml" <<TOML
+[naming]
+max_persistent_instances_per_namespace = 20000
 [health]
 interval_ms = 5000
 jitter_ms = 500
+allow_targets = ["127.0.0.0/8"]
+deny_targets = []
 TOML
 RUST_LOG=info,nacre::health::probe=debug taskset -c 0 "$NACRE_BIN" serve --config "$TMP/nacre.toml" \
   --http-addr "127.0.0.1:$HTTP_PORT" --dns-addr 127.0.0.1:0 --data-dir "$TMP/data" \

@@ -113,7 +113,11 @@ impl App {
         let registry = Arc::new(Registry::with_empty_service_ttl(
             settings.naming.empty_service_ttl_ms,
         ));
-        let naming = Arc::new(NamingService::new(registry.clone()));
+        let naming = Arc::new(
+            NamingService::new(registry.clone()).with_max_persistent_per_namespace(
+                settings.naming.max_persistent_instances_per_namespace,
+            ),
+        );
         let store = ConfigStore::open(&settings.config_store, &settings.data.dir).await?;
         info!(database = store.kind(), "config store open");
         let (auth, _bootstrap) =

@@ -156,6 +156,56 @@ pub struct HealthSettings {
     pub check_times: u32,
     /// Most probes in flight at once. Default 512.
     pub max_concurrency: usize,
+    /// Networks probes (TCP, HTTP, MYSQL) may reach. Default the private networks
+    /// (`10.0.0.0/8`, `172.16.0.0/12`, `192.168.0.0/16`, `fc00::/7`). A host name is
+    /// resolved once per probe and the probe goes to an address of it that is allowed.
+    pub allow_targets: Vec<IpNet>,
+    /// Networks probes never reach, even inside `allow_targets`. Default loopback,
+    /// `0.0.0.0/8`, link-local and the cloud metadata addresses (AWS, GCP, Azure,
+    /// Alibaba Cloud). Unspecified, broadcast and multicast addresses are never probed.
+    pub deny_targets: Vec<IpNet>,
+}
+
+/// The networks probes may reach by default: the private ones.
+fn private_networks() -> Vec<IpNet> {
+    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"]
+        .iter()
+        .filter_map(|n| n.parse().ok())
+        .collect()
+}
+
+/// Where probes never go by default: loopback, "this network", link-local (which
+/// holds the AWS, GCP and Azure metadata address 169.254.169.254) and the other cloud
+/// metadata addresses (Alibaba Cloud, Azure's wire server, AWS over IPv6).
+fn probe_deny_networks() -> Vec<IpNet> {
+    [
+        "127.0.0.0/8",
+        "::1/128",
+        "0.0.0.0/8",
+        "169.254.0.0/16",
+        "fe80::/10",
+        "100.100.100.200/32",
+        "168.63.129.16/32",
+        "fd00:ec2::254/128",
+    ]
+    .iter()
+    .filter_map(|n| n.parse().ok())
+    .collect()
+}
+
+impl HealthSettings {
+    /// Whether a probe may reach `ip`: inside `allow_targets`, outside `deny_targets`,
+    /// and neither unspecified, broadcast nor multicast. An IPv4-mapped IPv6 address
+    /// counts as its IPv4 address.
+    pub fn may_probe(&self, ip: std::net::IpAddr) -> bool {
+        let ip = ip.to_canonical();
+        let special = ip.is_unspecified()
+            || ip.is_multicast()
+            || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast());
+        !special
+            && self.allow_targets.iter().any(|n| n.contains(&ip))
+            && !self.deny_targets.iter().any(|n| n.contains(&ip))
+    }
 }
 
 impl Default for HealthSettings {
@@ -167,6 +217,8 @@ impl Default for HealthSettings {
             timeout_ms: 1_000,
             check_times: 3,
             max_concurrency: 512,
+            allow_targets: private_networks(),
+            deny_targets: probe_deny_networks(),
         }
     }
 }
@@ -336,6 +388,9 @@ pub struct NamingSettings {
     /// before it is removed (Nacos 2.x `nacos.naming.clean.empty-service.expired-time`).
     /// Services created through the service API stay. Default 60000.
     pub empty_service_ttl_ms: u64,
+    /// Most persistent instances (`ephemeral=false`) one namespace may hold; each is
+    /// probed by the server. Default 1000.
+    pub max_persistent_instances_per_namespace: usize,
 }
 
 impl Default for NamingSettings {
@@ -344,6 +399,7 @@ impl Default for NamingSettings {
             expiry_tick_ms: 500,
             cache_millis: 10_000,
             empty_service_ttl_ms: 60_000,
+            max_persistent_instances_per_namespace: 1_000,
         }
     }
 }

@@ -17,7 +17,7 @@
 //! instances that are gone); health itself lives in the registry.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -30,7 +30,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-use crate::model::{HealthChecker, InstanceKey, ServiceKey, health::http_headers};
+use crate::model::{HealthChecker, InstanceKey, ServiceKey, health::probe_headers};
 use crate::naming::{NamingService, ProbeTarget};
 use crate::settings::HealthSettings;
 
@@ -91,7 +91,7 @@ type Probing =
 /// Probes persistent instances and flips their health.
 pub struct ProbeWorker {
     naming: Arc<NamingService>,
-    settings: HealthSettings,
+    settings: Arc<HealthSettings>,
     stats: Arc<ProbeStats>,
     streaks: HashMap<ServiceKey, HashMap<InstanceKey, Streak>>,
     /// Probes waiting for a slot, with their round.
@@ -106,7 +106,7 @@ impl ProbeWorker {
     pub fn new(naming: Arc<NamingService>, settings: HealthSettings) -> Self {
         Self {
             naming,
-            settings,
+            settings: Arc::new(settings),
             stats: Arc::default(),
             streaks: HashMap::new(),
             queue: VecDeque::new(),
@@ -128,7 +128,6 @@ impl ProbeWorker {
 
     /// Runs until `shutdown` fires.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        let timeout = Duration::from_millis(self.settings.timeout_ms);
         let mut next_round = Instant::now() + self.next_delay();
         let mut round = 0u64;
         let mut in_flight: FuturesUnordered<Probing> = FuturesUnordered::new();
@@ -150,7 +149,7 @@ impl ProbeWorker {
                 let Some((r, target)) = self.queue.pop_front() else {
                     break;
                 };
-                in_flight.push(probe_owned(r, target, timeout));
+                in_flight.push(probe_owned(r, target, self.settings.clone()));
             }
         }
     }
@@ -293,41 +292,56 @@ impl ProbeWorker {
 
 /// [`probe`] as a boxed `Send` future that owns its target and carries its round, so
 /// a set of them can be driven by a spawned task.
-fn probe_owned(round: u64, target: ProbeTarget, timeout: Duration) -> Probing {
+fn probe_owned(round: u64, target: ProbeTarget, policy: Arc<HealthSettings>) -> Probing {
     Box::pin(async move {
-        let verdict = probe(&target, timeout).await;
+        let verdict = probe(&target, &policy).await;
         (round, target, verdict)
     })
 }
 
-/// Probes one target with its cluster's checker, within `timeout`.
-pub async fn probe(target: &ProbeTarget, timeout: Duration) -> Verdict {
+/// Probes one target with its cluster's checker, within `policy.timeout_ms`, and only
+/// at an address `policy` allows ([`HealthSettings::may_probe`]): an instance whose
+/// address is outside fails at once, without any packet sent; a host name is resolved
+/// once and the probe goes to the first allowed address it has (never resolved again
+/// for the same probe, so a name that changes its answers cannot steer it elsewhere).
+pub async fn probe(target: &ProbeTarget, policy: &HealthSettings) -> Verdict {
+    let timeout = Duration::from_millis(policy.timeout_ms);
     let port = target.cluster.probe_port(target.instance.port);
     let host = &*target.instance.ip;
     // Each checker's future is boxed as `Send` where its lifetimes are concrete: the
     // compiler cannot otherwise prove `Send` for the sqlx calls inside for every
     // lifetime, which `buffer_unordered` in a spawned task asks of it.
     type Probe<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Verdict> + Send + 'a>>;
-    let addr = target.instance.addr;
-    let work: Probe<'_> = match &target.cluster.health_checker {
-        HealthChecker::Tcp => Box::pin(probe_tcp(host, addr, port)),
-        HealthChecker::Http {
-            path,
-            headers,
-            expected_response_code,
-        } => Box::pin(probe_http(
-            host,
-            addr,
-            port,
-            path,
-            headers,
-            *expected_response_code,
-        )),
-        HealthChecker::Mysql { user, pwd, cmd } => {
-            Box::pin(probe_mysql(host, port, user, pwd, cmd))
-        }
-        HealthChecker::None => Box::pin(std::future::ready(Verdict::Healthy)),
-    };
+    let work: Probe<'_> = Box::pin(async move {
+        let ip = match allowed_address(host, target.instance.addr, port, policy).await {
+            Ok(ip) => ip,
+            Err(verdict) => return verdict,
+        };
+        let work: Probe<'_> = match &target.cluster.health_checker {
+            HealthChecker::Tcp => Box::pin(probe_tcp(SocketAddr::new(ip, port))),
+            HealthChecker::Http {
+                path,
+                headers,
+                expected_response_code,
+            } => Box::pin(probe_http(
+                host,
+                SocketAddr::new(ip, port),
+                target.instance.addr.is_none(),
+                path,
+                headers,
+                *expected_response_code,
+            )),
+            HealthChecker::Mysql { user, pwd, cmd } => Box::pin(probe_mysql(
+                SocketAddr::new(ip, port),
+                user,
+                pwd,
+                cmd,
+                timeout,
+            )),
+            HealthChecker::None => Box::pin(std::future::ready(Verdict::Healthy)),
+        };
+        work.await
+    });
     match tokio::time::timeout(timeout, work).await {
         Ok(verdict) => verdict,
         Err(_) => Verdict::Failed(format!(
@@ -337,21 +351,44 @@ pub async fn probe(target: &ProbeTarget, timeout: Duration) -> Verdict {
     }
 }
 
-/// Opens a TCP connection to the instance (its IP, or its host name resolved).
-/// Closing it sends a reset (linger 0), so a probe leaves no TIME_WAIT socket behind.
-async fn connect(
+/// The address a probe of `host` goes to: its IP, or the first address its name
+/// resolves to that `policy` allows. A refusal fails the probe at once, with the
+/// reason.
+async fn allowed_address(
     host: &str,
-    addr: Option<std::net::IpAddr>,
+    addr: Option<IpAddr>,
     port: u16,
-) -> Result<TcpStream, Verdict> {
-    let target = match addr {
-        Some(ip) => SocketAddr::new(ip, port),
-        None => tokio::net::lookup_host((host, port))
-            .await
-            .ok()
-            .and_then(|mut addrs| addrs.next())
-            .ok_or_else(|| Verdict::Failed(format!("cannot resolve {host}")))?,
+    policy: &HealthSettings,
+) -> Result<IpAddr, Verdict> {
+    let refused = |ip: IpAddr| {
+        Verdict::FailedNow(format!(
+            "probe target {ip} is outside health.allow_targets or inside health.deny_targets"
+        ))
     };
+    if let Some(ip) = addr {
+        let ip = ip.to_canonical();
+        return if policy.may_probe(ip) {
+            Ok(ip)
+        } else {
+            Err(refused(ip))
+        };
+    }
+    let resolved: Vec<IpAddr> = match tokio::net::lookup_host((host, port)).await {
+        Ok(addrs) => addrs.map(|a| a.ip().to_canonical()).collect(),
+        Err(e) => return Err(Verdict::Failed(format!("cannot resolve {host}: {e}"))),
+    };
+    match resolved.iter().find(|ip| policy.may_probe(**ip)) {
+        Some(ip) => Ok(*ip),
+        None => match resolved.first() {
+            Some(ip) => Err(refused(*ip)),
+            None => Err(Verdict::Failed(format!("cannot resolve {host}"))),
+        },
+    }
+}
+
+/// Opens a TCP connection to `target`. Closing it sends a reset (linger 0), so a
+/// probe leaves no TIME_WAIT socket behind.
+async fn connect(target: SocketAddr) -> Result<TcpStream, Verdict> {
     match TcpStream::connect(target).await {
         Ok(stream) => {
             let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
@@ -366,19 +403,21 @@ async fn connect(
     }
 }
 
-async fn probe_tcp(host: &str, addr: Option<std::net::IpAddr>, port: u16) -> Verdict {
-    match connect(host, addr, port).await {
+async fn probe_tcp(target: SocketAddr) -> Verdict {
+    match connect(target).await {
         Ok(_) => Verdict::Healthy,
         Err(verdict) => verdict,
     }
 }
 
-/// `GET http://host:port<path>` with the checker's headers; healthy on the expected
-/// status. As Nacos: 503 and 302 count as failures, other statuses fail at once.
+/// `GET http://host:port<path>` with the checker's headers (only those
+/// [`probe_headers`] allows); healthy on the expected status. As Nacos: 503 and 302
+/// count as failures, other statuses fail at once. `Host` names the instance's host
+/// name when `by_name`, else its address.
 async fn probe_http(
     host: &str,
-    addr: Option<std::net::IpAddr>,
-    port: u16,
+    target: SocketAddr,
+    by_name: bool,
     path: &str,
     headers: &str,
     expected: u16,
@@ -386,20 +425,21 @@ async fn probe_http(
     use http_body_util::Empty;
     use hyper::body::Bytes;
 
-    let stream = match connect(host, addr, port).await {
+    let stream = match connect(target).await {
         Ok(stream) => stream,
         Err(verdict) => return verdict,
     };
-    let authority = match addr {
-        Some(ip) => SocketAddr::new(ip, port).to_string(),
-        None => format!("{host}:{port}"),
+    let authority = if by_name {
+        format!("{host}:{}", target.port())
+    } else {
+        target.to_string()
     };
     let path = if path.is_empty() { "/" } else { path };
     let mut request = hyper::Request::get(path)
         .header(hyper::header::HOST, &authority)
         .header(hyper::header::USER_AGENT, "Nacre-Health-Check")
         .header(hyper::header::CONNECTION, "close");
-    for (name, value) in http_headers(headers).unwrap_or_default() {
+    for (name, value) in probe_headers(headers).unwrap_or_default() {
         request = request.header(name, value);
     }
     let request = match request.body(Empty::<Bytes>::new()) {
@@ -436,13 +476,36 @@ async fn probe_http(
 
 /// Logs in to MySQL/MariaDB on the instance and runs `cmd` (default `SELECT 1`). A
 /// `cmd` that reads `read_only` and finds `ON` marks a replica: a failure, as Nacos.
-async fn probe_mysql(host: &str, port: u16, user: &str, pwd: &str, cmd: &str) -> Verdict {
-    use sqlx::{ConnectOptions, Connection, Executor, Row};
+///
+/// `cmd` was checked to be one read-only statement when the checker was set; it is
+/// checked again here and runs as a prepared statement (the server refuses to prepare
+/// more than one statement, whatever the connection allows), inside `START
+/// TRANSACTION READ ONLY` (so even a function with side effects cannot write), under a
+/// server-side time limit of `timeout` (MariaDB `max_statement_time`, MySQL
+/// `max_execution_time`), and the transaction is rolled back.
+async fn probe_mysql(
+    target: SocketAddr,
+    user: &str,
+    pwd: &str,
+    cmd: &str,
+    timeout: Duration,
+) -> Verdict {
+    use sqlx::{ConnectOptions, Connection, Row};
 
+    let cmd = if cmd.trim().is_empty() {
+        "SELECT 1"
+    } else {
+        cmd
+    };
+    if let Err(why) = crate::model::health::read_only_statement(cmd) {
+        return Verdict::Failed(format!("MySQL command refused: it {why}"));
+    }
+    let (host, port) = (target.ip().to_string(), target.port());
     let mut options = sqlx::mysql::MySqlConnectOptions::new()
-        .host(host)
+        .host(&host)
         .port(port)
         .username(user)
+        .statement_cache_capacity(0)
         .disable_statement_logging();
     // An empty password means none: sqlx would otherwise send the scramble of "".
     if !pwd.is_empty() {
@@ -455,30 +518,47 @@ async fn probe_mysql(host: &str, port: u16, user: &str, pwd: &str, cmd: &str) ->
         }
         Err(e) => return Verdict::Failed(format!("MySQL login to {host}:{port} failed: {e}")),
     };
-    let cmd = if cmd.trim().is_empty() {
-        "SELECT 1"
-    } else {
-        cmd
-    };
-    // A `&str` without arguments runs over MySQL's text protocol, not as a prepared
-    // statement, so commands such as `SHOW ...` work.
-    let verdict = match conn.fetch_all(cmd).await {
-        Err(e) => Verdict::Failed(format!("MySQL command failed: {e}")),
-        Ok(rows) if cmd.to_ascii_lowercase().contains("read_only") => {
-            let read_only = rows.iter().any(|row| {
-                row.len() >= 2
-                    && row
-                        .try_get_unchecked::<Vec<u8>, _>(1)
-                        .is_ok_and(|v| v.eq_ignore_ascii_case(b"ON"))
-            });
-            if read_only {
-                Verdict::Failed("MySQL is read-only (a replica)".into())
-            } else {
-                Verdict::Healthy
+    // MariaDB takes seconds, MySQL milliseconds (and only for SELECT); each server
+    // refuses the other's variable.
+    let secs = timeout.as_secs_f64().max(0.001);
+    let limited = sqlx::query(&format!("SET SESSION max_statement_time = {secs:.3}"))
+        .execute(&mut conn)
+        .await
+        .is_ok()
+        || sqlx::query(&format!(
+            "SET SESSION max_execution_time = {}",
+            timeout.as_millis().max(1)
+        ))
+        .execute(&mut conn)
+        .await
+        .is_ok();
+    if !limited {
+        debug!(%host, port, "MySQL probe: no statement time limit on this server");
+    }
+    let verdict = match sqlx::query("START TRANSACTION READ ONLY")
+        .execute(&mut conn)
+        .await
+    {
+        Err(e) => Verdict::Failed(format!("MySQL read-only transaction refused: {e}")),
+        Ok(_) => match sqlx::query(cmd).fetch_all(&mut conn).await {
+            Err(e) => Verdict::Failed(format!("MySQL command failed: {e}")),
+            Ok(rows) if cmd.to_ascii_lowercase().contains("read_only") => {
+                let read_only = rows.iter().any(|row| {
+                    row.len() >= 2
+                        && row
+                            .try_get_unchecked::<Vec<u8>, _>(1)
+                            .is_ok_and(|v| v.eq_ignore_ascii_case(b"ON"))
+                });
+                if read_only {
+                    Verdict::Failed("MySQL is read-only (a replica)".into())
+                } else {
+                    Verdict::Healthy
+                }
             }
-        }
-        Ok(_) => Verdict::Healthy,
+            Ok(_) => Verdict::Healthy,
+        },
     };
+    let _ = sqlx::query("ROLLBACK").execute(&mut conn).await;
     let _ = conn.close().await;
     debug!(%host, port, ?verdict, "MySQL probe");
     verdict

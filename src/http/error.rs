@@ -33,6 +33,14 @@ impl ApiError {
         }
     }
 
+    /// 403 with `message` (Nacos's `NO_RIGHT`).
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::FORBIDDEN,
+            message: message.into(),
+        }
+    }
+
     /// 404 with `message`.
     pub fn not_found(message: impl Into<String>) -> Self {
         Self {
@@ -99,6 +107,7 @@ impl From<NamingError> for ApiError {
             | NamingError::ServiceExists(_)
             | NamingError::ServiceNotEmpty(_)
             | NamingError::KindMismatch { .. }
+            | NamingError::PersistentLimit { .. }
             | NamingError::HealthCheckRunning { .. } => StatusCode::BAD_REQUEST,
             NamingError::InstanceNotFound { .. } => StatusCode::NOT_FOUND,
         };

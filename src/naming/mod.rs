@@ -51,6 +51,16 @@ pub enum NamingError {
         /// The kind the service holds.
         service_ephemeral: bool,
     },
+    /// A new persistent instance past `naming.max_persistent_instances_per_namespace`.
+    #[error(
+        "namespace {namespace} holds {max} persistent instances, the most naming.max_persistent_instances_per_namespace allows"
+    )]
+    PersistentLimit {
+        /// The namespace.
+        namespace: String,
+        /// The limit.
+        max: usize,
+    },
     /// Manual health for a cluster whose instances are probed (as Nacos
     /// `HealthOperatorV2Impl`): only clusters with the `NONE` checker take it.
     #[error("health check is still working, service: {}, cluster: {cluster}", key.grouped_name())]
@@ -129,12 +139,24 @@ pub struct ProbeTarget {
 /// The naming use cases over one registry. Share it in an `Arc`.
 pub struct NamingService {
     registry: Arc<Registry>,
+    max_persistent_per_namespace: usize,
 }
 
 impl NamingService {
-    /// A naming service over `registry`.
+    /// A naming service over `registry`, without a limit on persistent instances.
     pub fn new(registry: Arc<Registry>) -> Self {
-        Self { registry }
+        Self {
+            registry,
+            max_persistent_per_namespace: usize::MAX,
+        }
+    }
+
+    /// Refuses new persistent instances in a namespace that holds `max` already
+    /// (`naming.max_persistent_instances_per_namespace`): each one is probed by the
+    /// server, so their number is what a namespace user can make the server probe.
+    pub fn with_max_persistent_per_namespace(mut self, max: usize) -> Self {
+        self.max_persistent_per_namespace = max;
+        self
     }
 
     /// The registry, for readers (DNS, list) and workers.
@@ -189,6 +211,17 @@ impl NamingService {
                         (slot, changed)
                     }
                     None => {
+                        if !ephemeral
+                            && !ctx.reserve_persistent(
+                                &key.namespace,
+                                self.max_persistent_per_namespace,
+                            )
+                        {
+                            return Outcome::Unchanged(Err(NamingError::PersistentLimit {
+                                namespace: key.namespace.clone(),
+                                max: self.max_persistent_per_namespace,
+                            }));
+                        }
                         let slot = state.instances.entry(ikey).or_insert(Slot {
                             instance: Arc::new(instance),
                             last_beat_ms: now,
@@ -214,13 +247,16 @@ impl NamingService {
     /// the other kind, which stays (as Nacos 2.x, where the two kinds live in different
     /// clients).
     pub fn deregister(&self, key: &ServiceKey, ikey: &InstanceKey, ephemeral: bool) {
-        self.registry.update(key, None, |state, _| {
+        self.registry.update(key, None, |state, ctx| {
             if state
                 .instances
                 .get(ikey)
                 .is_some_and(|slot| slot.instance.ephemeral == ephemeral)
             {
                 state.instances.remove(ikey);
+                if !ephemeral {
+                    ctx.release_persistent(&key.namespace);
+                }
                 Outcome::Changed(())
             } else {
                 Outcome::Unchanged(())

@@ -154,6 +154,35 @@ pub(crate) struct WriteCtx<'a> {
 }
 
 impl WriteCtx<'_> {
+    /// Counts one more persistent instance in `namespace`, unless it holds `max`
+    /// already (then `false`, and nothing is counted).
+    pub(crate) fn reserve_persistent(&self, namespace: &str, max: usize) -> bool {
+        let mut counts = self.registry.persistent.lock();
+        match counts.get_mut(namespace) {
+            Some(n) if *n >= max => false,
+            Some(n) => {
+                *n += 1;
+                true
+            }
+            None if max == 0 => false,
+            None => {
+                counts.insert(namespace.to_string(), 1);
+                true
+            }
+        }
+    }
+
+    /// Counts one persistent instance of `namespace` less.
+    pub(crate) fn release_persistent(&self, namespace: &str) {
+        let mut counts = self.registry.persistent.lock();
+        if let Some(n) = counts.get_mut(namespace) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                counts.remove(namespace);
+            }
+        }
+    }
+
     /// Puts an instance on the expiry queue at `at_ms` (at most an hour ahead), unless
     /// an entry at that time or earlier is pending; an earlier deadline replaces a later
     /// one, which becomes stale.
@@ -214,6 +243,8 @@ pub struct Registry {
     expiry: Mutex<BinaryHeap<Reverse<Due>>>,
     events: broadcast::Sender<ChangeEvent>,
     instance_count: AtomicU64,
+    /// Persistent instances per namespace (see `naming.max_persistent_instances_per_namespace`).
+    persistent: Mutex<HashMap<String, usize>>,
 }
 
 impl Default for Registry {
@@ -245,6 +276,7 @@ impl Registry {
             expiry: Mutex::new(BinaryHeap::new()),
             events,
             instance_count: AtomicU64::new(0),
+            persistent: Mutex::new(HashMap::new()),
         }
     }
 
@@ -311,6 +343,11 @@ impl Registry {
     /// Number of entries in the expiry queue (stale ones included until they pop).
     pub fn queued_expiries(&self) -> usize {
         self.expiry.lock().len()
+    }
+
+    /// Number of persistent instances in `namespace`.
+    pub fn persistent_count(&self, namespace: &str) -> usize {
+        self.persistent.lock().get(namespace).copied().unwrap_or(0)
     }
 
     /// Number of instances in all services.

@@ -22,6 +22,7 @@ use crate::support::*;
 /// an older push).
 async fn probing_server() -> TestServer {
     TestServer::start_with(|s| {
+        allow_loopback_probes(s);
         s.health.interval_ms = 100;
         s.health.jitter_ms = 20;
         s.health.timeout_ms = 500;
@@ -32,6 +33,12 @@ async fn probing_server() -> TestServer {
 }
 
 const PERSISTENT: (&str, &str) = ("ephemeral", "false");
+
+/// The test's targets listen on loopback, which probes may not reach by default.
+pub fn allow_loopback_probes(s: &mut nacre::settings::Settings) {
+    s.health.allow_targets = vec!["127.0.0.0/8".parse().unwrap(), "::1/128".parse().unwrap()];
+    s.health.deny_targets = Vec::new();
+}
 
 async fn healthy_in_list(server: &TestServer, service: &str) -> Vec<bool> {
     server.list(service, &[]).await["hosts"]
@@ -468,6 +475,7 @@ async fn a_hanging_target_does_not_hold_up_the_others() {
     // Probes may take 30 s; a target that never answers keeps one of the two slots
     // busy all that time, and the other instances are still checked every round.
     let server = TestServer::start_with(|s| {
+        allow_loopback_probes(s);
         s.health.interval_ms = 100;
         s.health.jitter_ms = 20;
         s.health.timeout_ms = 30_000;

@@ -4,6 +4,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
+use std::time::Duration;
 
 use reqwest::Method;
 
@@ -181,5 +182,411 @@ async fn a_padded_user_name_is_no_other_spelling_of_a_user() {
         .post(format!("{base}/nacos/v1/auth/login"))
         .form(&[("username", "nacos"), ("password", password.as_str())]);
     assert_eq!(status_of(login).await, 200);
+    server.shutdown().await;
+}
+
+/// A node whose probes run every 100 ms and flip after 2 results.
+async fn probing(configure: impl FnOnce(&mut nacre::settings::Settings)) -> TestServer {
+    TestServer::start_with(|s| {
+        s.health.interval_ms = 100;
+        s.health.jitter_ms = 20;
+        s.health.timeout_ms = 500;
+        s.health.check_times = 2;
+        configure(s);
+    })
+    .await
+}
+
+/// The `healthy` flags of a service's instances in namespace `ns`.
+async fn health_of(server: &TestServer, ns: &str, service: &str) -> Vec<bool> {
+    let list = server.list(service, &[("namespaceId", ns)]).await;
+    list["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["healthy"] == true)
+        .collect()
+}
+
+async fn create_namespace(server: &TestServer, ns: &str) {
+    let (status, _) = server
+        .call_form(
+            Method::POST,
+            "/nacos/v1/console/namespaces",
+            &[("customNamespaceId", ns), ("namespaceName", ns)],
+        )
+        .await;
+    assert_eq!(status, 200);
+}
+
+fn cluster_form<'a>(ns: &'a str, service: &'a str, checker: &'a str) -> Vec<(&'a str, &'a str)> {
+    vec![
+        ("namespaceId", ns),
+        ("serviceName", service),
+        ("clusterName", "DEFAULT"),
+        ("checkPort", "3306"),
+        ("useInstancePort4Check", "true"),
+        ("healthChecker", checker),
+    ]
+}
+
+#[tokio::test]
+async fn only_an_admin_sets_a_mysql_checker_and_it_runs_one_read_only_statement() {
+    use sqlx::Connection;
+    // A database of its own with a function that writes when called.
+    let db = MariaDb::create().await;
+    let mut conn = sqlx::MySqlConnection::connect(&db.url()).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE written (a INT)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "CREATE FUNCTION writes() RETURNS INT MODIFIES SQL DATA \
+         BEGIN INSERT INTO written VALUES (1); RETURN 1; END",
+    )
+    .execute(&mut conn)
+    .await
+    .unwrap();
+
+    let server = probing(crate::health::allow_loopback_probes).await;
+    let base = server.base.clone();
+    create_namespace(&server, "dev").await;
+    user_with_grant(&server, "alice", "alice-password-1", "dev:*:*", "rw").await;
+    let alice = client_with_token(&login(&base, "alice", "alice-password-1").await);
+    let register = [
+        ("namespaceId", "dev"),
+        ("serviceName", "db"),
+        ("ip", "127.0.0.1"),
+        ("port", "3306"),
+        ("ephemeral", "false"),
+    ];
+    let instance = format!("{base}/nacos/v1/ns/instance");
+    assert_eq!(status_of(alice.post(&instance).query(&register)).await, 200);
+    let cluster = format!("{base}/nacos/v1/ns/cluster");
+
+    // The repro: a namespace user's MYSQL checker with two writes.
+    let writes = r#"{"type":"MYSQL","user":"root","pwd":"","cmd":"INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)"}"#;
+    let (status, body) = server
+        .send(alice.put(&cluster).form(&cluster_form("dev", "db", writes)))
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let select = r#"{"type":"MYSQL","user":"root","pwd":"","cmd":"select 1"}"#;
+    assert_eq!(
+        status_of(alice.put(&cluster).form(&cluster_form("dev", "db", select))).await,
+        403,
+        "no MYSQL checker at all for a namespace user"
+    );
+    // Even an admin sets only one read-only statement.
+    for cmd in [
+        "INSERT INTO t VALUES (1); INSERT INTO t VALUES (2)",
+        "SELECT 1; SELECT 2",
+        "SELECT 1 /*!; INSERT INTO t VALUES (1) */",
+        "SELECT * FROM written FOR UPDATE",
+        "SELECT SLEEP(60)",
+        "DELETE FROM written",
+    ] {
+        let checker =
+            serde_json::json!({"type": "MYSQL", "user": "root", "pwd": "", "cmd": cmd}).to_string();
+        let (status, body) = server
+            .send(
+                server
+                    .http
+                    .put(&cluster)
+                    .form(&cluster_form("dev", "db", &checker)),
+            )
+            .await;
+        assert_eq!(status, 400, "{cmd}: {body}");
+        assert!(body.contains("healthChecker"), "{body}");
+    }
+    assert_eq!(health_of(&server, "dev", "db").await, vec![true]);
+
+    // A SELECT of a function that writes passes the parser; the server's read-only
+    // transaction refuses the write, the probe fails, nothing is written.
+    let call = serde_json::json!({
+        "type": "MYSQL", "user": "root", "pwd": "",
+        "cmd": format!("SELECT {}.writes()", db.name),
+    })
+    .to_string();
+    assert_eq!(
+        status_of(
+            server
+                .http
+                .put(&cluster)
+                .form(&cluster_form("dev", "db", &call))
+        )
+        .await,
+        200
+    );
+    wait_until(Duration::from_secs(5), "db unhealthy", || async {
+        health_of(&server, "dev", "db").await == vec![false]
+    })
+    .await;
+    let (rows,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM written")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(rows, 0, "the probe wrote nothing");
+
+    // Nacos's replica check runs (a prepared SHOW) and finds a writable server.
+    let read_only = r#"{"type":"MYSQL","user":"root","pwd":"","cmd":"show global variables where variable_name='read_only'"}"#;
+    assert_eq!(
+        status_of(
+            server
+                .http
+                .put(&cluster)
+                .form(&cluster_form("dev", "db", read_only))
+        )
+        .await,
+        200
+    );
+    wait_until(Duration::from_secs(5), "db healthy", || async {
+        health_of(&server, "dev", "db").await == vec![true]
+    })
+    .await;
+
+    // The password never shows, to the admin or to a reader; a form sent back with
+    // the mask keeps it.
+    let secret = r#"{"type":"MYSQL","user":"root","pwd":"s3cret-pw","cmd":"select 1"}"#;
+    assert_eq!(
+        status_of(
+            server
+                .http
+                .put(&cluster)
+                .form(&cluster_form("dev", "db", secret))
+        )
+        .await,
+        200
+    );
+    let masked = r#"{"type":"MYSQL","user":"root","pwd":"******","cmd":"select 2"}"#;
+    assert_eq!(
+        status_of(
+            server
+                .http
+                .put(&cluster)
+                .form(&cluster_form("dev", "db", masked))
+        )
+        .await,
+        200
+    );
+    for client in [&server.http, &alice] {
+        let (status, body) = server
+            .send(
+                client
+                    .get(format!("{base}/nacos/v1/ns/service"))
+                    .query(&[("namespaceId", "dev"), ("serviceName", "db")]),
+            )
+            .await;
+        assert_eq!(status, 200);
+        assert!(!body.contains("s3cret"), "{body}");
+        let detail: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let checker = &detail["clusters"][0]["healthChecker"];
+        assert_eq!(checker["pwd"], "******");
+        assert_eq!(checker["cmd"], "select 2");
+    }
+    // With the kept password (a wrong one for root) the probe fails.
+    wait_until(Duration::from_secs(5), "db unhealthy again", || async {
+        health_of(&server, "dev", "db").await == vec![false]
+    })
+    .await;
+    server.shutdown().await;
+}
+
+/// Counts the connections made to a listener on every address.
+async fn counting_listener() -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    let listener = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let count = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = count.clone();
+    let task = tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            drop(stream);
+        }
+    });
+    (port, count, task)
+}
+
+#[tokio::test]
+async fn probes_never_reach_a_target_outside_allow_targets() {
+    let (open_port, connections, task) = counting_listener().await;
+    // The port-scan repro: 21 persistent instances around one open port, plus the
+    // open port under other spellings of loopback.
+    let server = probing(|_| {}).await;
+    let first = open_port.saturating_sub(10).max(1);
+    for port in first..first + 21 {
+        server
+            .register("scan", "127.0.0.1", port, &[("ephemeral", "false")])
+            .await;
+    }
+    for ip in [
+        "::ffff:127.0.0.1",
+        "localhost",
+        "169.254.169.254",
+        "0.0.0.0",
+    ] {
+        server
+            .register("other", ip, open_port, &[("ephemeral", "false")])
+            .await;
+    }
+    wait_until(Duration::from_secs(5), "every target refused", || async {
+        health_of(&server, "public", "scan").await == vec![false; 21]
+            && health_of(&server, "public", "other").await == vec![false; 4]
+    })
+    .await;
+    // Several rounds later still nothing reached the open port.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), 0);
+    server.shutdown().await;
+
+    // Allowed everywhere and denied nowhere, the unspecified address is still never
+    // probed, while loopback now is.
+    let open = probing(|s| {
+        s.health.allow_targets = vec!["0.0.0.0/0".parse().unwrap(), "::/0".parse().unwrap()];
+        s.health.deny_targets = Vec::new();
+    })
+    .await;
+    for ip in ["0.0.0.0", "::"] {
+        open.register("unspecified", ip, open_port, &[("ephemeral", "false")])
+            .await;
+    }
+    open.register(
+        "loopback",
+        "127.0.0.1",
+        open_port,
+        &[("ephemeral", "false"), ("healthy", "false")],
+    )
+    .await;
+    wait_until(Duration::from_secs(5), "loopback probed", || async {
+        health_of(&open, "public", "loopback").await == vec![true]
+            && health_of(&open, "public", "unspecified").await == vec![false; 2]
+    })
+    .await;
+    assert!(connections.load(std::sync::atomic::Ordering::SeqCst) > 0);
+    open.shutdown().await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn forbidden_probe_headers_and_status_codes_are_refused() {
+    let server = TestServer::start_with(|s| s.health.enabled = false).await;
+    server
+        .register("web", "10.9.0.1", 80, &[("ephemeral", "false")])
+        .await;
+    let put = |checker: String| {
+        let server = &server;
+        async move {
+            server
+                .call_form(
+                    Method::PUT,
+                    "/nacos/v1/ns/cluster",
+                    &[
+                        ("serviceName", "web"),
+                        ("clusterName", "DEFAULT"),
+                        ("checkPort", "80"),
+                        ("useInstancePort4Check", "true"),
+                        ("healthChecker", &checker),
+                    ],
+                )
+                .await
+        }
+    };
+    for header in [
+        "Host:internal.example",
+        "host:x",
+        "Authorization:Bearer abc",
+        "Cookie:session=1",
+        "Content-Length:10",
+        "Connection:keep-alive",
+        "Transfer-Encoding:chunked",
+        "Proxy-Authorization:Basic x",
+        "X-Forwarded-For:10.0.0.1",
+        "X-Real-IP:10.0.0.1",
+        "Accept:*/*|Host:b",
+    ] {
+        let checker = serde_json::json!({"type": "HTTP", "path": "/", "headers": header});
+        let (status, body) = put(checker.to_string()).await;
+        assert_eq!(status, 400, "{header}: {body}");
+        assert!(
+            body.contains("healthChecker") && body.contains("not allowed"),
+            "{body}"
+        );
+    }
+    for code in [302, 401, 404, 500] {
+        let checker = serde_json::json!({"type": "HTTP", "expectedResponseCode": code});
+        let (status, body) = put(checker.to_string()).await;
+        assert_eq!(status, 400, "{code}: {body}");
+    }
+    let fine = serde_json::json!({"type": "HTTP", "path": "/health", "headers": "Accept:text/plain|X-Probe:1", "expectedResponseCode": 204});
+    assert_eq!(put(fine.to_string()).await, (200, "ok".to_string()));
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_namespace_holds_at_most_the_configured_persistent_instances() {
+    let server = TestServer::start_with(|s| {
+        s.health.enabled = false;
+        s.naming.max_persistent_instances_per_namespace = 3;
+    })
+    .await;
+    for i in 1..=3 {
+        server
+            .register(
+                &format!("db{i}"),
+                "10.9.1.1",
+                3306,
+                &[("ephemeral", "false")],
+            )
+            .await;
+    }
+    // Re-registering one that exists is no new instance.
+    server
+        .register("db1", "10.9.1.1", 3306, &[("ephemeral", "false")])
+        .await;
+    let fourth = [
+        ("serviceName", "db4"),
+        ("ip", "10.9.1.1"),
+        ("port", "3306"),
+        ("ephemeral", "false"),
+    ];
+    let (status, body) = server
+        .call(Method::POST, "/nacos/v1/ns/instance", &fourth)
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body.contains("naming.max_persistent_instances_per_namespace"),
+        "{body}"
+    );
+    // Ephemeral instances and other namespaces are not counted against it.
+    server.register("web", "10.9.1.2", 80, &[]).await;
+    server
+        .register(
+            "db4",
+            "10.9.1.1",
+            3306,
+            &[("ephemeral", "false"), ("namespaceId", "dev")],
+        )
+        .await;
+    // A deregistration frees a place.
+    let (status, _) = server
+        .call(
+            Method::DELETE,
+            "/nacos/v1/ns/instance",
+            &[
+                ("serviceName", "db2"),
+                ("ip", "10.9.1.1"),
+                ("port", "3306"),
+                ("ephemeral", "false"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (status, body) = server
+        .call(Method::POST, "/nacos/v1/ns/instance", &fourth)
+        .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
     server.shutdown().await;
 }

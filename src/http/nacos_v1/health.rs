@@ -7,6 +7,7 @@ use axum::Json;
 use axum::extract::State;
 
 use super::super::AppState;
+use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::Params;
 use super::instance::instance_key;
@@ -17,8 +18,14 @@ use crate::model::{ClusterMeta, HealthChecker, parse_metadata, validate_cluster}
 /// `checkPort`, `useInstancePort4Check` and `healthChecker` (Nacos's checker JSON) are
 /// required, `metadata` optional; 400 naming the field when one is missing or bad, 400
 /// when the service does not exist. Answers `ok`.
+///
+/// A `MYSQL` checker logs in to a database and runs a statement there, so only an
+/// admin may set one (403 otherwise); its `cmd` must be one read-only statement (see
+/// [`crate::model::health::read_only_statement`]). A `pwd` of `******` (what reads
+/// show) keeps the password the cluster has.
 pub async fn update_cluster(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
@@ -26,8 +33,18 @@ pub async fn update_cluster(
     validate_cluster(cluster).map_err(ApiError::bad_request)?;
     let check_port = p.port("checkPort")?;
     let use_instance_port = p.strict_boolean("useInstancePort4Check")?;
-    let health_checker =
-        HealthChecker::parse(p.required("healthChecker")?).map_err(ApiError::bad_request)?;
+    let raw = p.required("healthChecker")?;
+    // The right first: a namespace user learns nothing of what a MYSQL checker may run.
+    if HealthChecker::declares_mysql(raw) && !caller.is_admin() {
+        return Err(ApiError::forbidden(
+            "only an admin may set a MYSQL health checker (param 'healthChecker')",
+        ));
+    }
+    let mut health_checker = HealthChecker::parse(raw).map_err(ApiError::bad_request)?;
+    // A MYSQL password sent back as its mask keeps the cluster's password.
+    if let Some(current) = state.naming.service(&key) {
+        health_checker = health_checker.unmasked(&current.meta.cluster(cluster).health_checker);
+    }
     let metadata =
         parse_metadata(p.optional("metadata").unwrap_or("")).map_err(ApiError::bad_request)?;
     state.naming.update_cluster(
