@@ -120,7 +120,7 @@ impl std::fmt::Debug for AuthSettings {
     }
 }
 
-/// The loopback and private networks: who may use forwarding, and where pushes may go.
+/// The loopback and private networks: who may use forwarding.
 fn local_networks() -> Vec<IpNet> {
     [
         "127.0.0.0/8",
@@ -244,11 +244,15 @@ pub struct PushSettings {
     pub subscriber_ttl_ms: u64,
     /// Most subscribers of all services together. Default 100000.
     pub max_subscribers: usize,
-    /// Most subscriptions made from one client address. Default 256.
+    /// Most subscriptions made from one client address, and most aimed at one target
+    /// address. Default 256.
     pub max_per_client: usize,
+    /// Most pushes to one target address waiting for their ack; past it, pushes to that
+    /// address are skipped until acks come or the pending ones are given up. Default 64.
+    pub max_unacked_per_target: usize,
     /// A list request from inside these networks may name another host inside them
-    /// as its `clientIP`; otherwise pushes go only to the request's own address.
-    /// Default loopback and private ranges.
+    /// as its `clientIP`; otherwise pushes go to the request's own address, whatever
+    /// `clientIP` says. Default none.
     pub allow_targets: Vec<IpNet>,
 }
 
@@ -263,7 +267,8 @@ impl Default for PushSettings {
             subscriber_ttl_ms: 30_000,
             max_subscribers: 100_000,
             max_per_client: 256,
-            allow_targets: local_networks(),
+            max_unacked_per_target: 64,
+            allow_targets: Vec::new(),
         }
     }
 }

@@ -14,10 +14,12 @@
 //! Invariants: `lastRefTime` is unique per push of a service and selection, and below
 //! 2^53 (JavaScript clients read it as a double and echo it back); a packet is encoded
 //! once per service and `clusters` selection, whatever the number of subscribers;
-//! pushes go only to the request's own address, or — when the request comes from inside
-//! `push.allow_targets` — to a `clientIP` inside them too, so the server cannot be made
-//! to send datagrams to arbitrary hosts; the tables are bounded (`push.max_subscribers`,
-//! `push.max_per_client` per client address, one pending packet per subscriber).
+//! pushes go only to the request's own address (whatever `clientIP` says), or — when
+//! `push.allow_targets` is set and the request comes from inside it — to a `clientIP`
+//! inside it too, so the server cannot be made to send datagrams to other hosts; the
+//! tables are bounded (`push.max_subscribers`, `push.max_per_client` per client and per
+//! target address, one pending packet per subscriber, `push.max_unacked_per_target`
+//! unacked packets per target address, so one that never acks gets few datagrams).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
@@ -98,14 +100,12 @@ pub enum Refusal {
     Agent,
     /// `clientIP` is not an IP address.
     BadClientIp,
-    /// `clientIP` is another host and the request or the target is outside
-    /// `push.allow_targets`.
-    Target,
     /// The target's address family is not the push socket's.
     Family,
     /// `clusters` is longer than [`MAX_CLUSTERS_LEN`].
     TooLong,
-    /// `push.max_subscribers`, or `push.max_per_client` for this client, reached.
+    /// `push.max_subscribers`, or `push.max_per_client` for this client or target
+    /// address, reached.
     Full,
 }
 
@@ -131,19 +131,38 @@ struct Pending {
 struct PendingTable {
     by_ack: HashMap<(u64, SocketAddr), Pending>,
     latest: HashMap<PendingSlot, u64>,
+    /// Unacked packets per target address.
+    per_ip: HashMap<IpAddr, usize>,
 }
 
 impl PendingTable {
+    /// Unacked packets to `ip`.
+    fn unacked(&self, ip: IpAddr) -> usize {
+        self.per_ip.get(&ip).copied().unwrap_or(0)
+    }
+
     fn insert(&mut self, last_ref_time: u64, pending: Pending) {
         let addr = pending.slot.0;
         if let Some(older) = self.latest.insert(pending.slot.clone(), last_ref_time) {
-            self.by_ack.remove(&(older, addr));
+            self.drop_entry((older, addr));
         }
         self.by_ack.insert((last_ref_time, addr), pending);
+        *self.per_ip.entry(addr.ip()).or_insert(0) += 1;
+    }
+
+    fn drop_entry(&mut self, ack: (u64, SocketAddr)) -> Option<Pending> {
+        let pending = self.by_ack.remove(&ack)?;
+        if let Some(n) = self.per_ip.get_mut(&ack.1.ip()) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                self.per_ip.remove(&ack.1.ip());
+            }
+        }
+        Some(pending)
     }
 
     fn remove(&mut self, ack: (u64, SocketAddr)) -> Option<Pending> {
-        let pending = self.by_ack.remove(&ack)?;
+        let pending = self.drop_entry(ack)?;
         if self.latest.get(&pending.slot) == Some(&ack.0) {
             self.latest.remove(&pending.slot);
         }
@@ -157,6 +176,8 @@ impl PendingTable {
 struct SubscriberTable {
     by_service: HashMap<ServiceKey, Vec<Subscriber>>,
     per_client: HashMap<IpAddr, usize>,
+    /// Subscriptions per target address (the IP pushes go to).
+    per_target: HashMap<IpAddr, usize>,
     total: usize,
 }
 
@@ -241,9 +262,9 @@ impl PushService {
 
     /// Records (or refreshes) a subscriber of `key` from a list request with
     /// `udpPort`. Refuses, as Nacos does, agents it does not push to; and — unlike
-    /// Nacos — a `clientIP` other than the request's own address unless both are inside
-    /// `push.allow_targets`, targets the push socket cannot reach, and subscriptions
-    /// past the limits.
+    /// Nacos — targets the push socket cannot reach and subscriptions past the limits.
+    /// The target is the request's own address unless `clientIP` names another host
+    /// and both are inside `push.allow_targets` (Nacos pushes to any `clientIP`).
     pub fn subscribe(&self, key: &ServiceKey, req: SubscribeRequest<'_>) -> Result<(), Refusal> {
         if !push_capable(req.agent) {
             return Err(Refusal::Agent);
@@ -252,17 +273,21 @@ impl PushService {
             return Err(Refusal::TooLong);
         }
         let peer = req.peer.to_canonical();
-        let ip = match req.client_ip {
+        let named = match req.client_ip {
             Some(raw) => raw
                 .parse::<IpAddr>()
                 .map_err(|_| Refusal::BadClientIp)?
                 .to_canonical(),
             None => peer,
         };
+        // Another host only when both are inside allow_targets (empty by default):
+        // otherwise pushes go back to where the request came from.
         let allowed = |ip: &IpAddr| self.settings.allow_targets.iter().any(|n| n.contains(ip));
-        if ip != peer && !(allowed(&peer) && allowed(&ip)) {
-            return Err(Refusal::Target);
-        }
+        let ip = if named != peer && allowed(&peer) && allowed(&named) {
+            named
+        } else {
+            peer
+        };
         if ip.is_ipv4() != self.ipv4_socket {
             return Err(Refusal::Family);
         }
@@ -277,12 +302,16 @@ impl PushService {
             return Ok(());
         }
         let of_client = table.per_client.get(&peer).copied().unwrap_or(0);
-        if table.total >= self.settings.max_subscribers || of_client >= self.settings.max_per_client
+        let of_target = table.per_target.get(&ip).copied().unwrap_or(0);
+        if table.total >= self.settings.max_subscribers
+            || of_client >= self.settings.max_per_client
+            || of_target >= self.settings.max_per_client
         {
             return Err(Refusal::Full);
         }
         table.total += 1;
         table.per_client.insert(peer, of_client + 1);
+        table.per_target.insert(ip, of_target + 1);
         table
             .by_service
             .entry(key.clone())
@@ -344,6 +373,12 @@ impl PushService {
                     (last_ref_time, encode_packet(&data, last_ref_time).into())
                 })
                 .clone();
+            // A target that does not ack (not a Nacos client, or not listening) gets
+            // at most `push.max_unacked_per_target` packets until acks or give-ups.
+            if self.pending.lock().unacked(sub.addr.ip()) >= self.settings.max_unacked_per_target {
+                debug!(addr = %sub.addr, service = %key, "push skipped: too many unacked pushes to this address");
+                continue;
+            }
             self.send(sub.addr, &packet).await;
             self.pending.lock().insert(
                 last_ref_time,
@@ -422,7 +457,11 @@ impl PushService {
         let cutoff = now_millis().saturating_sub(self.settings.subscriber_ttl_ms);
         let mut guard = self.subscribers.lock();
         let table = &mut *guard;
-        let (per_client, total) = (&mut table.per_client, &mut table.total);
+        let (per_client, per_target, total) = (
+            &mut table.per_client,
+            &mut table.per_target,
+            &mut table.total,
+        );
         table.by_service.retain(|key, subs| {
             subs.retain(|s| {
                 if s.last_seen_ms >= cutoff {
@@ -433,11 +472,15 @@ impl PushService {
                 if let Some(n) = per_client.get_mut(&s.client) {
                     *n = n.saturating_sub(1);
                 }
+                if let Some(n) = per_target.get_mut(&s.addr.ip()) {
+                    *n = n.saturating_sub(1);
+                }
                 false
             });
             !subs.is_empty()
         });
         per_client.retain(|_, n| *n > 0);
+        per_target.retain(|_, n| *n > 0);
     }
 }
 
@@ -589,13 +632,7 @@ mod tests {
         assert!(out.contains("\"lastRefTime\":8"));
     }
 
-    #[tokio::test]
-    async fn subscriptions_are_refused_for_foreign_targets_and_past_the_limits() {
-        let settings = PushSettings {
-            addr: "127.0.0.1:0".parse().unwrap(),
-            max_per_client: 2,
-            ..PushSettings::default()
-        };
+    async fn service(settings: PushSettings) -> Arc<PushService> {
         let (push, _worker) = PushService::start(
             &settings,
             Arc::new(Registry::new()),
@@ -604,25 +641,66 @@ mod tests {
         )
         .await
         .unwrap();
-        let key = ServiceKey::new("public", "DEFAULT_GROUP", "s");
-        let req = |peer: &str, client_ip: Option<&'static str>, port: u16| SubscribeRequest {
+        push
+    }
+
+    fn req(peer: &str, client_ip: Option<&'static str>, port: u16) -> SubscribeRequest<'static> {
+        SubscribeRequest {
             client_ip,
             udp_port: port,
             peer: peer.parse().unwrap(),
             clusters: "",
             agent: "Nacos-Java-Client:v1.4.6",
             app: "",
-        };
-        // From the internet, only the sender's own address.
+        }
+    }
+
+    fn targets(push: &PushService, key: &ServiceKey) -> Vec<String> {
+        push.subscribers(key)
+            .iter()
+            .map(|s| s.addr.to_string())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn pushes_go_back_to_the_sender_by_default() {
+        let push = service(PushSettings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            ..PushSettings::default()
+        })
+        .await;
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "s");
+        // The reflection repro: clientIP names another host; the push goes back to
+        // the sender, private network or not.
+        for (peer, named) in [("127.0.0.1", "127.0.0.3"), ("10.0.0.2", "10.0.0.3")] {
+            assert_eq!(push.subscribe(&key, req(peer, Some(named), 7)), Ok(()));
+        }
+        assert_eq!(
+            push.subscribe(&key, req("203.0.113.5", Some("not-an-ip"), 7)),
+            Err(Refusal::BadClientIp)
+        );
+        assert_eq!(
+            targets(&push, &key),
+            vec!["127.0.0.1:7".to_string(), "10.0.0.2:7".to_string()]
+        );
+    }
+
+    #[tokio::test]
+    async fn another_target_only_inside_allow_targets_and_within_the_limits() {
+        let push = service(PushSettings {
+            addr: "127.0.0.1:0".parse().unwrap(),
+            max_per_client: 2,
+            allow_targets: vec!["10.0.0.0/8".parse().unwrap()],
+            ..PushSettings::default()
+        })
+        .await;
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "s");
+        // From outside the allowed networks, the sender's own address.
         assert_eq!(
             push.subscribe(&key, req("203.0.113.5", Some("10.0.0.1"), 1)),
-            Err(Refusal::Target)
-        );
-        assert_eq!(
-            push.subscribe(&key, req("203.0.113.5", Some("203.0.113.5"), 1)),
             Ok(())
         );
-        // Inside the private networks, another private host.
+        // Inside them, another host inside them.
         assert_eq!(
             push.subscribe(&key, req("10.0.0.2", Some("10.0.0.3"), 1)),
             Ok(())
@@ -642,11 +720,24 @@ mod tests {
             Ok(()),
             "a refresh is no new subscription"
         );
+        // Many senders aiming at one target: two per target address too.
+        assert_eq!(
+            push.subscribe(&key, req("10.0.0.7", Some("10.0.0.3"), 2)),
+            Ok(())
+        );
+        assert_eq!(
+            push.subscribe(&key, req("10.0.0.8", Some("10.0.0.3"), 3)),
+            Err(Refusal::Full),
+            "two per target"
+        );
         assert_eq!(
             push.subscribe(&key, req("fd00::1", None, 1)),
             Err(Refusal::Family),
             "an IPv6 target for an IPv4 socket"
         );
-        assert_eq!(push.subscriber_count(), 3);
+        assert_eq!(
+            targets(&push, &key),
+            vec!["203.0.113.5:1", "10.0.0.3:1", "10.0.0.4:1", "10.0.0.3:2"]
+        );
     }
 }

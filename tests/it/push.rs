@@ -99,7 +99,7 @@ async fn an_unacked_push_is_sent_again_a_bounded_number_of_times() {
 }
 
 #[tokio::test]
-async fn only_push_capable_agents_and_allowed_targets_subscribe_and_subscribers_age_out() {
+async fn only_push_capable_agents_subscribe_pushes_go_to_the_sender_and_subscribers_age_out() {
     let server = TestServer::start_with(|s| {
         s.naming.cache_millis = 100;
         s.push.subscriber_ttl_ms = 1_000;
@@ -128,9 +128,12 @@ async fn only_push_capable_agents_and_allowed_targets_subscribe_and_subscribers_
         list_as("Nacos-Python-Client:v0.1.5", "127.0.0.1").await.0,
         200
     );
-    // A clientIP that is neither the sender nor a local network: no datagrams to it.
-    assert_eq!(list_as("Nacos-Java-Client:v1.4.6", "8.8.8.8").await.0, 200);
     assert_eq!(subscribers(&server, "aged").await["count"], 0);
+    // A clientIP other than the sender: the datagrams go to the sender.
+    assert_eq!(list_as("Nacos-Java-Client:v1.4.6", "8.8.8.8").await.0, 200);
+    let subs = subscribers(&server, "aged").await;
+    assert_eq!(subs["count"], 1);
+    assert_eq!(subs["subscribers"][0]["addrStr"], "127.0.0.1:40001");
 
     let (status, body) = list_as("Nacos-Java-Client:v1.4.6", "not-an-ip").await;
     assert_eq!(status, 200, "the list is answered even so: {body}");
@@ -146,7 +149,7 @@ async fn only_push_capable_agents_and_allowed_targets_subscribe_and_subscribers_
 
     let receiver = PushReceiver::bind().await;
     receiver.subscribe(&server, "aged").await;
-    assert_eq!(subscribers(&server, "aged").await["count"], 1);
+    assert_eq!(subscribers(&server, "aged").await["count"], 2);
     wait_until(Duration::from_secs(3), "subscriber aged out", || async {
         subscribers(&server, "aged").await["count"] == 0
     })

@@ -590,3 +590,69 @@ async fn a_namespace_holds_at_most_the_configured_persistent_instances() {
     assert_eq!((status, body.as_str()), (200, "ok"));
     server.shutdown().await;
 }
+
+/// Two UDP sockets on the same port: the victim's on 127.0.0.3 and the sender's own
+/// on 127.0.0.1.
+async fn victim_and_own_socket() -> (tokio::net::UdpSocket, tokio::net::UdpSocket) {
+    for _ in 0..50 {
+        let victim = tokio::net::UdpSocket::bind("127.0.0.3:0").await.unwrap();
+        let port = victim.local_addr().unwrap().port();
+        if let Ok(own) = tokio::net::UdpSocket::bind(("127.0.0.1", port)).await {
+            return (victim, own);
+        }
+    }
+    panic!("no port free on both 127.0.0.1 and 127.0.0.3");
+}
+
+/// Datagrams `socket` receives within `within`.
+async fn datagrams(socket: &tokio::net::UdpSocket, within: Duration) -> usize {
+    let mut buf = vec![0u8; 65_536];
+    let deadline = tokio::time::Instant::now() + within;
+    let mut n = 0;
+    while let Ok(Ok(_)) = tokio::time::timeout_at(deadline, socket.recv_from(&mut buf)).await {
+        n += 1;
+    }
+    n
+}
+
+#[tokio::test]
+async fn pushes_reach_only_the_subscriber_s_own_address() {
+    let server = TestServer::start_with(|s| {
+        s.push.ack_timeout_ms = 200;
+        s.push.max_retries = 2;
+        s.push.max_unacked_per_target = 16;
+    })
+    .await;
+    server.register("pushed", "10.7.9.1", 80, &[]).await;
+    let (victim, own) = victim_and_own_socket().await;
+    let port = victim.local_addr().unwrap().port().to_string();
+    // The reflection repro: 256 subscriptions from 127.0.0.1 naming 127.0.0.3.
+    for i in 0..256 {
+        let clusters = format!("c{i}");
+        let (status, _) = server
+            .send(
+                server
+                    .request(Method::GET, "/nacos/v1/ns/instance/list")
+                    .header("User-Agent", "Nacos-Java-Client:v1.4.6")
+                    .query(&[
+                        ("serviceName", "pushed"),
+                        ("udpPort", port.as_str()),
+                        ("clientIP", "127.0.0.3"),
+                        ("clusters", clusters.as_str()),
+                    ]),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    server.register("pushed", "10.7.9.2", 80, &[]).await;
+    let (to_victim, to_own) = tokio::join!(
+        datagrams(&victim, Duration::from_secs(2)),
+        datagrams(&own, Duration::from_secs(2))
+    );
+    assert_eq!(to_victim, 0, "nothing reaches the host clientIP names");
+    // Nobody acks: at most 16 pushes wait for an ack at a time, each sent at most
+    // three times, where Nacos sent 1,530 datagrams.
+    assert!(to_own > 0, "the sender itself is pushed to");
+    assert!(to_own <= 16 * 3, "{to_own} datagrams to one address");
+    server.shutdown().await;
+}
