@@ -114,9 +114,15 @@ impl App {
             settings.naming.empty_service_ttl_ms,
         ));
         let naming = Arc::new(
-            NamingService::new(registry.clone()).with_max_persistent_per_namespace(
-                settings.naming.max_persistent_instances_per_namespace,
-            ),
+            NamingService::new(registry.clone())
+                .with_max_persistent_per_namespace(
+                    settings.naming.max_persistent_instances_per_namespace,
+                )
+                // As Nacos: the worker id of snowflake instance ids from the node's
+                // address (0 for an unspecified one).
+                .with_snowflake_worker(crate::naming::ids::SnowflakeIds::worker_of(
+                    settings.http.addr.ip(),
+                )),
         );
         let store = ConfigStore::open(&settings.config_store, &settings.data.dir).await?;
         info!(database = store.kind(), "config store open");

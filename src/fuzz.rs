@@ -41,8 +41,8 @@ pub fn beat_json(data: &[u8]) {
         "serviceName=svc&ip=10.0.0.1&port=8080&clusterName=DEFAULT".into(),
         Bytes::new(),
     );
-    if let Ok(key) = beat_key(Some(&raw), &params) {
-        let _ = beat_registration(&raw, &key);
+    if let Ok((key, cluster)) = beat_key(Some(&raw), &params) {
+        let _ = beat_registration(&raw, &key, &cluster);
     }
 }
 

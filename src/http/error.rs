@@ -108,6 +108,7 @@ impl From<NamingError> for ApiError {
             | NamingError::ServiceNotEmpty(_)
             | NamingError::KindMismatch { .. }
             | NamingError::PersistentLimit { .. }
+            | NamingError::BadMetadata(_)
             | NamingError::HealthCheckRunning { .. } => StatusCode::BAD_REQUEST,
             NamingError::InstanceNotFound { .. } => StatusCode::NOT_FOUND,
         };

@@ -30,8 +30,10 @@ pub const META_BEAT_INTERVAL: &str = "preserved.heart.beat.interval";
 pub const META_BEAT_TIMEOUT: &str = "preserved.heart.beat.timeout";
 /// Metadata key: milliseconds without a beat before an instance is removed (default 30000).
 pub const META_DELETE_TIMEOUT: &str = "preserved.ip.delete.timeout";
-/// Metadata key: instance id generator (`simple` is the only one Nacre implements).
+/// Metadata key: instance id generator, `simple` (the default) or `snowflake`.
 pub const META_ID_GENERATOR: &str = "preserved.instance.id.generator";
+/// The `snowflake` instance id generator (Nacos `SnowFlakeInstanceIdGenerator`).
+pub const SNOWFLAKE_GENERATOR: &str = "snowflake";
 
 /// Default client beat interval, milliseconds.
 pub const DEFAULT_BEAT_INTERVAL_MS: u64 = 5_000;
@@ -185,10 +187,10 @@ pub fn validate_namespace(namespace: &str) -> Result<(), String> {
     ))
 }
 
-/// Checks a cluster name against Nacos's `^[0-9a-zA-Z-]+$` (underscore is also accepted,
-/// as the 2.3 parameter checker does), at most 64 characters.
+/// Checks a cluster name against Nacos 2.x's `^[0-9a-zA-Z-]+$`
+/// (`NamingUtils#checkInstanceIsLegal`), at most 64 characters.
 pub fn validate_cluster(cluster: &str) -> Result<(), String> {
-    if is_token(cluster, 64, &['-', '_']) {
+    if is_token(cluster, 64, &['-']) {
         return Ok(());
     }
     Err(format!(
@@ -268,6 +270,9 @@ pub struct Instance {
     pub cluster: Arc<str>,
     /// Free-form metadata; the `preserved.*` keys tune beat timeouts.
     pub metadata: BTreeMap<String, String>,
+    /// The id a `snowflake` generator gave it at registration
+    /// (`<id>#<cluster>#<group>@@<service>`); `None` for the derived `simple` id.
+    pub id: Option<Arc<str>>,
 }
 
 impl Instance {
@@ -279,10 +284,18 @@ impl Instance {
         )
     }
 
-    /// This instance's id inside service `key` (the `simple` generator, the only one
-    /// Nacre implements), e.g. `10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@stock`.
+    /// This instance's id inside service `key`: the one its `snowflake` generator gave
+    /// it, else the `simple` one, e.g. `10.0.0.1#8080#DEFAULT#DEFAULT_GROUP@@stock`.
     pub fn instance_id(&self, key: &ServiceKey) -> String {
-        Self::simple_id(&self.ip, self.port, &self.cluster, key)
+        match &self.id {
+            Some(id) => id.to_string(),
+            None => Self::simple_id(&self.ip, self.port, &self.cluster, key),
+        }
+    }
+
+    /// Whether its metadata asks for `snowflake` ids.
+    pub fn wants_snowflake_id(&self) -> bool {
+        self.metadata.get(META_ID_GENERATOR).map(String::as_str) == Some(SNOWFLAKE_GENERATOR)
     }
 
     fn metadata_ms(&self, key: &str, default: u64) -> u64 {
@@ -306,12 +319,11 @@ impl Instance {
         self.metadata_ms(META_DELETE_TIMEOUT, DEFAULT_DELETE_TIMEOUT_MS)
     }
 
-    /// The identity of this instance inside its service (shares the `Arc`s).
+    /// The identity of this instance inside its service (shares the `Arc`).
     pub fn key(&self) -> InstanceKey {
         InstanceKey {
             ip: self.ip.clone(),
             port: self.port,
-            cluster: self.cluster.clone(),
         }
     }
 }
@@ -324,9 +336,37 @@ pub fn metadata_millis(metadata: &BTreeMap<String, String>, key: &str) -> Option
         .and_then(|v| v.parse().ok())
 }
 
-/// Checks the preserved timing metadata as Nacos 2.x does: the beat interval must not
-/// exceed the beat timeout or the delete timeout.
+/// Checks the `preserved.*` metadata as Nacos 2.x does
+/// (`NamingUtils#checkInstanceIsLegal`, `Instance#getMetaDataByKeyWithDefault`):
+/// * a timing value of digits must fit a Java `long` (Nacos's `Long.parseLong` throws,
+///   and Java clients cannot read the instance list with such a number in it);
+/// * the beat interval must not exceed the beat timeout or the delete timeout;
+/// * the id generator, when given, is `simple` or `snowflake` (Nacos answers 500 for
+///   another one; this is the client's mistake, so a 400).
+///
+/// Errors name the key.
 pub fn validate_beat_metadata(metadata: &BTreeMap<String, String>) -> Result<(), String> {
+    for key in [META_BEAT_INTERVAL, META_BEAT_TIMEOUT, META_DELETE_TIMEOUT] {
+        if let Some(value) = metadata.get(key)
+            && !value.is_empty()
+            && value.bytes().all(|b| b.is_ascii_digit())
+            && value.parse::<i64>().is_err()
+        {
+            return Err(format!(
+                "Param 'metadata' is illegal, {key} is out of range (at most {}): For input string: \"{value}\"",
+                i64::MAX
+            ));
+        }
+    }
+    if let Some(generator) = metadata.get(META_ID_GENERATOR)
+        && !generator.is_empty()
+        && generator != "simple"
+        && generator != SNOWFLAKE_GENERATOR
+    {
+        return Err(format!(
+            "Param 'metadata' is illegal, {META_ID_GENERATOR} must be simple or snowflake: {generator}"
+        ));
+    }
     let interval =
         metadata_millis(metadata, META_BEAT_INTERVAL).unwrap_or(DEFAULT_BEAT_INTERVAL_MS);
     let timeout = metadata_millis(metadata, META_BEAT_TIMEOUT).unwrap_or(DEFAULT_BEAT_TIMEOUT_MS);
@@ -338,25 +378,22 @@ pub fn validate_beat_metadata(metadata: &BTreeMap<String, String>) -> Result<(),
     Ok(())
 }
 
-/// The identity of an instance inside a service: `(ip, port, cluster)`, as Nacos 1.x
-/// keys it.
+/// The identity of an instance inside a service: its client's `ip:port`, as Nacos
+/// 2.x keys it (one instance per client per service, whatever its cluster).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct InstanceKey {
     /// The `ip` parameter as registered.
     pub ip: Arc<str>,
     /// Port.
     pub port: u16,
-    /// Cluster name.
-    pub cluster: Arc<str>,
 }
 
 impl InstanceKey {
     /// A key from borrowed parts.
-    pub fn new(ip: &str, port: u16, cluster: &str) -> Self {
+    pub fn new(ip: &str, port: u16) -> Self {
         Self {
             ip: ip.into(),
             port,
-            cluster: cluster.into(),
         }
     }
 }
@@ -528,5 +565,25 @@ mod tests {
             validate_beat_metadata(&m).is_err(),
             "5000 interval > 1500 timeout"
         );
+        let mut big = BTreeMap::new();
+        big.insert(
+            META_DELETE_TIMEOUT.to_string(),
+            "9223372036854775808".to_string(),
+        );
+        let e = validate_beat_metadata(&big).unwrap_err();
+        assert!(e.contains(META_DELETE_TIMEOUT), "{e}");
+        big.insert(
+            META_DELETE_TIMEOUT.to_string(),
+            "9223372036854775807".to_string(),
+        );
+        assert!(validate_beat_metadata(&big).is_ok());
+        big.insert(META_ID_GENERATOR.to_string(), "uuid".to_string());
+        assert!(
+            validate_beat_metadata(&big)
+                .unwrap_err()
+                .contains(META_ID_GENERATOR)
+        );
+        assert!(validate_cluster("A-1").is_ok());
+        assert!(validate_cluster("a_b").is_err() && validate_cluster("a.b").is_err());
     }
 }

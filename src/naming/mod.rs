@@ -5,6 +5,7 @@
 //! write goes through the registry so that readers see one consistent snapshot and
 //! subscribers get one change event per visible change.
 
+pub mod ids;
 pub mod registry;
 pub mod selection;
 pub mod service_info;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use thiserror::Error;
 
 use crate::model::{ClusterMeta, Host, Instance, InstanceKey, ServiceKey, ServiceMeta};
-use registry::{Outcome, Registry, ServiceSnapshot, Slot};
+use registry::{Outcome, Overlay, Registry, ServiceSnapshot, Slot};
 
 /// Errors of the naming use cases. Each carries what a caller needs to render Nacos's
 /// message.
@@ -61,6 +62,10 @@ pub enum NamingError {
         /// The limit.
         max: usize,
     },
+    /// Metadata that breaks Nacos's rules once merged (see
+    /// [`crate::model::validate_beat_metadata`]); the text names the key.
+    #[error("{0}")]
+    BadMetadata(String),
     /// Manual health for a cluster whose instances are probed (as Nacos
     /// `HealthOperatorV2Impl`): only clusters with the `NONE` checker take it.
     #[error("health check is still working, service: {}, cluster: {cluster}", key.grouped_name())]
@@ -97,6 +102,18 @@ pub struct InstanceSpec {
     pub ephemeral: bool,
     /// Metadata.
     pub metadata: BTreeMap<String, String>,
+}
+
+/// What `PUT` / `PATCH /ns/instance` lays over a registration; `None` keeps the
+/// instance's current value (weight, enabled) or the earlier update's metadata.
+#[derive(Clone, Debug, Default)]
+pub struct InstanceUpdate {
+    /// Weight, `0.0..=10000.0`.
+    pub weight: Option<f64>,
+    /// Enabled flag.
+    pub enabled: Option<bool>,
+    /// Metadata merged over the registration's.
+    pub metadata: Option<BTreeMap<String, String>>,
 }
 
 /// What a beat found (as Nacos `InstanceController#beat`).
@@ -140,15 +157,24 @@ pub struct ProbeTarget {
 pub struct NamingService {
     registry: Arc<Registry>,
     max_persistent_per_namespace: usize,
+    snowflake: ids::SnowflakeIds,
 }
 
 impl NamingService {
-    /// A naming service over `registry`, without a limit on persistent instances.
+    /// A naming service over `registry`, without a limit on persistent instances,
+    /// giving snowflake ids as worker 0.
     pub fn new(registry: Arc<Registry>) -> Self {
         Self {
             registry,
             max_persistent_per_namespace: usize::MAX,
+            snowflake: ids::SnowflakeIds::new(0),
         }
+    }
+
+    /// Gives snowflake instance ids as `worker` (see [`ids::SnowflakeIds::worker_of`]).
+    pub fn with_snowflake_worker(mut self, worker: u16) -> Self {
+        self.snowflake = ids::SnowflakeIds::new(worker);
+        self
     }
 
     /// Refuses new persistent instances in a namespace that holds `max` already
@@ -165,11 +191,16 @@ impl NamingService {
     }
 
     /// Registers (or re-registers) an instance, creating the service if needed (as Nacos
-    /// `InstanceController#register`). A re-registration keeps the instance id and
-    /// restarts its beat clock. Ephemeral instances are queued for beat expiry.
+    /// `InstanceController#register`). An instance is its client's `ip:port`, one per
+    /// service (as Nacos 2.x): registering it in another cluster moves it there. A
+    /// re-registration keeps the instance id (a `snowflake` one too, while the cluster
+    /// stays), keeps what `PUT /ns/instance` laid over it (while the cluster stays, as
+    /// Nacos 2.x keys that by `ip:port:cluster`) and restarts its beat clock.
+    /// Ephemeral instances are queued for beat expiry.
     ///
     /// Errors with [`NamingError::KindMismatch`] when the service holds the other kind
-    /// of instance.
+    /// of instance, [`NamingError::PersistentLimit`] for a new persistent instance in a
+    /// full namespace.
     pub fn register(&self, key: &ServiceKey, spec: InstanceSpec) -> Result<(), NamingError> {
         let registered = self
             .registry
@@ -184,28 +215,47 @@ impl NamingService {
                 let ikey = InstanceKey {
                     ip: Arc::from(spec.ip.as_str()),
                     port: spec.port,
-                    cluster: state.intern_cluster(&spec.cluster),
                 };
+                let healthy = spec.healthy;
                 let mut instance = Instance {
                     ip: ikey.ip.clone(),
                     addr: spec.host.ip(),
                     port: spec.port,
                     weight: spec.weight,
-                    healthy: spec.healthy,
+                    healthy,
                     enabled: spec.enabled,
                     ephemeral: spec.ephemeral,
-                    cluster: ikey.cluster.clone(),
+                    cluster: state.intern_cluster(&spec.cluster),
                     metadata: spec.metadata,
+                    id: None,
                 };
-                let timeout = instance.beat_timeout_ms();
                 let ephemeral = instance.ephemeral;
                 let (slot, changed) = match state.instances.get_mut(&ikey) {
                     Some(slot) => {
                         // Share the key's text instead of keeping a second copy.
                         instance.ip = slot.instance.ip.clone();
-                        let changed = *slot.instance != instance;
+                        let previous = slot.registered();
+                        let same_cluster = previous.cluster == instance.cluster;
+                        if instance.wants_snowflake_id() {
+                            instance.id = previous
+                                .id
+                                .clone()
+                                .filter(|_| same_cluster)
+                                .or_else(|| Some(self.snowflake_id(now, &instance, key)));
+                        }
+                        if !same_cluster {
+                            slot.overlay = None;
+                        }
+                        let visible = match &mut slot.overlay {
+                            Some(overlay) => {
+                                overlay.registered = Arc::new(instance);
+                                overlay.apply(healthy)
+                            }
+                            None => instance,
+                        };
+                        let changed = *slot.instance != visible;
                         if changed {
-                            slot.instance = Arc::new(instance);
+                            slot.instance = Arc::new(visible);
                         }
                         slot.last_beat_ms = now;
                         (slot, changed)
@@ -222,8 +272,12 @@ impl NamingService {
                                 max: self.max_persistent_per_namespace,
                             }));
                         }
+                        if instance.wants_snowflake_id() {
+                            instance.id = Some(self.snowflake_id(now, &instance, key));
+                        }
                         let slot = state.instances.entry(ikey).or_insert(Slot {
                             instance: Arc::new(instance),
+                            overlay: None,
                             last_beat_ms: now,
                             due: None,
                         });
@@ -231,6 +285,7 @@ impl NamingService {
                     }
                 };
                 if ephemeral {
+                    let timeout = slot.instance.beat_timeout_ms();
                     ctx.schedule_expiry(slot, now.saturating_add(timeout).saturating_add(1));
                 }
                 if changed {
@@ -243,9 +298,13 @@ impl NamingService {
         registered.unwrap_or(Ok(()))
     }
 
-    /// Removes an instance of the given kind. Succeeds when it does not exist, or is of
-    /// the other kind, which stays (as Nacos 2.x, where the two kinds live in different
-    /// clients).
+    fn snowflake_id(&self, now_ms: u64, instance: &Instance, key: &ServiceKey) -> Arc<str> {
+        Arc::from(self.snowflake.instance_id(now_ms, &instance.cluster, key))
+    }
+
+    /// Removes the instance of client `ikey` of the given kind, whatever its cluster
+    /// (as Nacos 2.x). Succeeds when it does not exist, or is of the other kind, which
+    /// stays (as Nacos 2.x, where the two kinds live in different clients).
     pub fn deregister(&self, key: &ServiceKey, ikey: &InstanceKey, ephemeral: bool) {
         self.registry.update(key, None, |state, ctx| {
             if state
@@ -253,7 +312,9 @@ impl NamingService {
                 .get(ikey)
                 .is_some_and(|slot| slot.instance.ephemeral == ephemeral)
             {
-                state.instances.remove(ikey);
+                if let Some(mut slot) = state.instances.remove(ikey) {
+                    ctx.cancel_expiry(&mut slot);
+                }
                 if !ephemeral {
                     ctx.release_persistent(&key.namespace);
                 }
@@ -264,33 +325,66 @@ impl NamingService {
         });
     }
 
-    /// Updates weight, enabled flag and metadata of an instance (`PUT /ns/instance`).
-    /// The service must exist; a missing instance is registered (as Nacos 1.x does for
-    /// non-Java clients).
-    pub fn update(&self, key: &ServiceKey, spec: InstanceSpec) -> Result<(), NamingError> {
-        if self.registry.snapshot(key).is_none() {
-            return Err(NamingError::ServiceNotFound(key.clone()));
-        }
-        let ikey = InstanceKey::new(&spec.ip, spec.port, &spec.cluster);
-        let updated = self.registry.update(key, None, |state, _| {
-            let Some(slot) = state.instances.get_mut(&ikey) else {
-                return Outcome::Unchanged(false);
-            };
-            let mut next = (*slot.instance).clone();
-            next.weight = spec.weight;
-            next.enabled = spec.enabled;
-            next.metadata = spec.metadata.clone();
-            if next == *slot.instance {
-                return Outcome::Unchanged(true);
-            }
-            slot.instance = Arc::new(next);
-            Outcome::Changed(true)
-        });
-        match updated {
-            Some(true) => Ok(()),
-            Some(false) => self.register(key, spec),
-            None => Err(NamingError::ServiceNotFound(key.clone())),
-        }
+    /// `PUT` and `PATCH /nacos/v1/ns/instance`: lays `update` over the registration of
+    /// the instance of client `ikey` in `cluster` (as Nacos 2.x instance metadata): its
+    /// weight and enabled flag replace the registered ones, its metadata is merged over
+    /// the registered metadata (so the `preserved.*` keys of the registration stay
+    /// unless the update names them). The update replaces an earlier update, and stays
+    /// when the instance registers again in the same cluster. Health is not touched.
+    ///
+    /// Errors: [`NamingError::ServiceNotFound`]; [`NamingError::InstanceNotFound`] when
+    /// no such instance is registered in `cluster` (Nacos 2.x would keep the update for
+    /// a later registration; Nacre refuses, so a PUT never goes unnoticed); and
+    /// [`NamingError::BadMetadata`] when the merged metadata breaks the beat rules.
+    pub fn update(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        cluster: &str,
+        update: InstanceUpdate,
+    ) -> Result<(), NamingError> {
+        let not_found = || NamingError::InstanceNotFound {
+            key: key.clone(),
+            ip: ikey.ip.to_string(),
+            port: ikey.port,
+            cluster: cluster.to_string(),
+        };
+        self.registry
+            .update(key, None, |state, _| {
+                let Some(slot) = state
+                    .instances
+                    .get_mut(ikey)
+                    .filter(|slot| &*slot.instance.cluster == cluster)
+                else {
+                    return Outcome::Unchanged(Err(not_found()));
+                };
+                let overlay = Overlay {
+                    registered: slot.registered().clone(),
+                    weight: update.weight.unwrap_or(slot.instance.weight),
+                    enabled: update.enabled.unwrap_or(slot.instance.enabled),
+                    metadata: match update.metadata {
+                        Some(m) => m,
+                        None => slot
+                            .overlay
+                            .as_ref()
+                            .map(|o| o.metadata.clone())
+                            .unwrap_or_default(),
+                    },
+                };
+                let visible = overlay.apply(slot.instance.healthy);
+                if let Err(e) = crate::model::validate_beat_metadata(&visible.metadata)
+                    .and_then(|_| crate::model::check_metadata_size(&visible.metadata))
+                {
+                    return Outcome::Unchanged(Err(NamingError::BadMetadata(e)));
+                }
+                slot.overlay = Some(Box::new(overlay));
+                if visible == *slot.instance {
+                    return Outcome::Unchanged(Ok(()));
+                }
+                slot.instance = Arc::new(visible);
+                Outcome::Changed(Ok(()))
+            })
+            .unwrap_or_else(|| Err(NamingError::ServiceNotFound(key.clone())))
     }
 
     /// Records a beat (as Nacos `InstanceController#beat`): refreshes the beat clock and
@@ -352,7 +446,10 @@ impl NamingService {
     ) -> bool {
         self.registry
             .update(key, None, |state, _| {
-                if state.meta.cluster(&ikey.cluster).health_checker != *checker {
+                let probed = state.instances.get(ikey).is_some_and(|slot| {
+                    state.meta.cluster(&slot.instance.cluster).health_checker == *checker
+                });
+                if !probed {
                     return Outcome::Unchanged(false);
                 }
                 set_health(state, ikey, healthy)
@@ -360,29 +457,38 @@ impl NamingService {
             .unwrap_or(false)
     }
 
-    /// `PUT /nacos/v1/ns/health/instance`: sets the health of a persistent instance by
-    /// hand, allowed only when its cluster's checker is `NONE` (as Nacos 2.x
-    /// `HealthOperatorV2Impl`; a missing instance is no error). Errors with
+    /// `PUT /nacos/v1/ns/health/instance`: sets the health of the persistent instance
+    /// of client `ikey` in `cluster` by hand, allowed only when that cluster's checker
+    /// is `NONE` (as Nacos 2.x `HealthOperatorV2Impl`; a missing instance, or one in
+    /// another cluster, is no error and changes nothing). Errors with
     /// [`NamingError::HealthCheckRunning`] otherwise, also for a missing service.
     pub fn set_manual_health(
         &self,
         key: &ServiceKey,
         ikey: &InstanceKey,
+        cluster: &str,
         healthy: bool,
     ) -> Result<(), NamingError> {
         let running = || NamingError::HealthCheckRunning {
             key: key.clone(),
-            cluster: ikey.cluster.to_string(),
+            cluster: cluster.to_string(),
         };
         self.registry
             .update(key, None, |state, _| {
                 let manual = state
                     .meta
                     .clusters
-                    .get(&*ikey.cluster)
+                    .get(cluster)
                     .is_some_and(|c| c.health_checker == crate::model::HealthChecker::None);
                 if !manual {
                     return Outcome::Unchanged(Err(running()));
+                }
+                let in_cluster = state
+                    .instances
+                    .get(ikey)
+                    .is_some_and(|slot| &*slot.instance.cluster == cluster);
+                if !in_cluster {
+                    return Outcome::Unchanged(Ok(()));
                 }
                 match set_health(state, ikey, healthy) {
                     Outcome::Changed(_) => Outcome::Changed(Ok(())),
@@ -435,12 +541,12 @@ impl NamingService {
         targets
     }
 
-    /// One instance, if registered.
+    /// The instance of client `ikey`, if registered (in whatever cluster).
     pub fn instance(&self, key: &ServiceKey, ikey: &InstanceKey) -> Option<Arc<Instance>> {
         let snap = self.registry.snapshot(key)?;
         snap.instances
             .iter()
-            .find(|i| i.ip == ikey.ip && i.port == ikey.port && i.cluster == ikey.cluster)
+            .find(|i| i.ip == ikey.ip && i.port == ikey.port)
             .cloned()
     }
 
@@ -564,7 +670,7 @@ mod tests {
     }
 
     fn ikey(ip: &str) -> InstanceKey {
-        InstanceKey::new(ip, 8080, DEFAULT_CLUSTER)
+        InstanceKey::new(ip, 8080)
     }
 
     #[test]
@@ -591,6 +697,27 @@ mod tests {
         naming.deregister(&key, &ikey("10.0.0.1"), true);
         assert_eq!(naming.service(&key).unwrap().instances.len(), 1);
         assert_eq!(naming.registry().instance_count(), 1);
+    }
+
+    #[test]
+    fn a_deregistered_instance_leaves_nothing_in_the_expiry_queue() {
+        let naming = NamingService::new(Arc::new(Registry::new()));
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
+        let hour = [
+            (META_BEAT_TIMEOUT, "3600000"),
+            (META_DELETE_TIMEOUT, "3600000"),
+        ];
+        for i in 0..100 {
+            naming
+                .register(&key, spec(&format!("10.0.1.{i}"), &hour))
+                .unwrap();
+        }
+        assert_eq!(naming.registry().queued_expiries(), 100);
+        for i in 0..100 {
+            naming.deregister(&key, &ikey(&format!("10.0.1.{i}")), true);
+        }
+        // Only the check of the emptied (auto-created) service waits.
+        assert_eq!(naming.registry().queued_expiries(), 1);
     }
 
     #[test]
@@ -800,7 +927,7 @@ mod tests {
         assert!(!naming.set_probed_health(&key, &ikey("10.0.0.1"), &tcp, false));
         assert!(!naming.service(&key).unwrap().instances[0].healthy);
         assert!(matches!(
-            naming.set_manual_health(&key, &ikey("10.0.0.1"), true),
+            naming.set_manual_health(&key, &ikey("10.0.0.1"), DEFAULT_CLUSTER, true),
             Err(NamingError::HealthCheckRunning { .. })
         ));
 
@@ -817,7 +944,7 @@ mod tests {
             "a TCP result that was in flight is dropped"
         );
         naming
-            .set_manual_health(&key, &ikey("10.0.0.1"), true)
+            .set_manual_health(&key, &ikey("10.0.0.1"), DEFAULT_CLUSTER, true)
             .unwrap();
         assert!(naming.service(&key).unwrap().instances[0].healthy);
         assert_eq!(

@@ -12,10 +12,12 @@
 //!   `Arc` clone; a stale one is rebuilt once, by the first reader after the write, so a
 //!   burst of registrations costs one rebuild, not one per write;
 //! * expiry is driven by a deadline queue: each ephemeral instance has at most one
-//!   pending entry, so a sweep touches only instances whose deadline passed.
+//!   pending entry, removed with its slot, so a sweep touches only instances whose
+//!   deadline passed and a deregistered instance keeps no memory in the queue;
+//! * a service's instances are keyed by their client's `ip:port` (Nacos 2.x): one
+//!   instance per client and service, its cluster an attribute.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BinaryHeap, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -62,12 +64,50 @@ pub struct ServiceSnapshot {
 }
 
 pub(crate) struct Slot {
+    /// The instance as readers see it: the registration with the overlay laid over it.
     pub(crate) instance: Arc<Instance>,
+    /// What `PUT /ns/instance` laid over the registration (Nacos 2.x instance
+    /// metadata), kept across re-registrations in the same cluster.
+    pub(crate) overlay: Option<Box<Overlay>>,
     /// Last beat (or registration), milliseconds since the epoch.
     pub(crate) last_beat_ms: u64,
-    /// The queue entry that counts for this slot, `(sequence, deadline)`; entries
-    /// with another sequence are stale and skipped.
+    /// This slot's entry in the expiry queue, `(sequence, deadline)`: the only one it
+    /// has, removed with the slot.
     pub(crate) due: Option<(u64, u64)>,
+}
+
+impl Slot {
+    /// The instance as registered, before any overlay.
+    pub(crate) fn registered(&self) -> &Arc<Instance> {
+        self.overlay
+            .as_ref()
+            .map(|o| &o.registered)
+            .unwrap_or(&self.instance)
+    }
+}
+
+/// An update laid over a registration: weight and enabled replace the registered
+/// ones, metadata is merged over the registered metadata.
+pub(crate) struct Overlay {
+    /// The instance as last registered.
+    pub(crate) registered: Arc<Instance>,
+    pub(crate) weight: f64,
+    pub(crate) enabled: bool,
+    pub(crate) metadata: BTreeMap<String, String>,
+}
+
+impl Overlay {
+    /// The instance readers see, with health `healthy` (soft state, not part of either).
+    pub(crate) fn apply(&self, healthy: bool) -> Instance {
+        let mut visible = (*self.registered).clone();
+        visible.weight = self.weight;
+        visible.enabled = self.enabled;
+        visible.healthy = healthy;
+        for (k, v) in &self.metadata {
+            visible.metadata.insert(k.clone(), v.clone());
+        }
+        visible
+    }
 }
 
 /// The latest a deadline is queued ahead: a later one is checked (and re-queued) then,
@@ -83,6 +123,8 @@ pub(crate) struct ServiceState {
     clusters: Vec<Arc<str>>,
     /// When the service last lost its last instance, milliseconds since the epoch.
     emptied_at_ms: u64,
+    /// The queue entry that checks whether the service may go, `(deadline, sequence)`.
+    empty_due: Option<(u64, u64)>,
 }
 
 impl ServiceState {
@@ -113,36 +155,17 @@ struct CellState {
     data: ServiceState,
 }
 
-/// An expiry deadline: which instance of which service to look at, and when; with no
-/// instance, whether the service itself is empty and may go. Ordered by time only;
-/// holds `Arc`s, so an entry costs no allocation.
+/// What an expiry deadline is for: an instance of a service, or with no instance,
+/// whether the service itself is empty and may go. Holds `Arc`s, so an entry costs
+/// no allocation besides the queue's.
 struct Due {
-    at_ms: u64,
-    /// Matches `Slot::due` while this entry is the one that counts.
-    seq: u64,
     cell: Arc<ServiceCell>,
-    instance: Option<Arc<Instance>>,
+    instance: Option<InstanceKey>,
 }
 
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        self.at_ms == other.at_ms
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.at_ms.cmp(&other.at_ms)
-    }
-}
+/// The expiry queue, ordered by `(deadline, sequence)`: an entry is removed when its
+/// slot goes, so a deregistered instance holds nothing in it.
+type ExpiryQueue = BTreeMap<(u64, u64), Due>;
 
 /// What a write closure gets besides the state: the time of the write and the means to
 /// queue an instance for expiry.
@@ -184,21 +207,32 @@ impl WriteCtx<'_> {
     }
 
     /// Puts an instance on the expiry queue at `at_ms` (at most an hour ahead), unless
-    /// an entry at that time or earlier is pending; an earlier deadline replaces a later
-    /// one, which becomes stale.
+    /// its entry is due at that time or earlier; an earlier deadline replaces a later
+    /// one.
     pub(crate) fn schedule_expiry(&self, slot: &mut Slot, at_ms: u64) {
         let at_ms = at_ms.min(self.now.saturating_add(MAX_QUEUE_AHEAD_MS));
         if slot.due.is_some_and(|(_, pending)| pending <= at_ms) {
             return;
         }
         let seq = self.registry.expiry_seq.fetch_add(1, Ordering::Relaxed);
-        slot.due = Some((seq, at_ms));
-        self.registry.expiry.lock().push(Reverse(Due {
-            at_ms,
-            seq,
-            cell: self.cell.clone(),
-            instance: Some(slot.instance.clone()),
-        }));
+        let mut queue = self.registry.expiry.lock();
+        if let Some((old_seq, old_at)) = slot.due.replace((seq, at_ms)) {
+            queue.remove(&(old_at, old_seq));
+        }
+        queue.insert(
+            (at_ms, seq),
+            Due {
+                cell: self.cell.clone(),
+                instance: Some(slot.instance.key()),
+            },
+        );
+    }
+
+    /// Takes the slot's entry off the expiry queue (the slot is going).
+    pub(crate) fn cancel_expiry(&self, slot: &mut Slot) {
+        if let Some((seq, at)) = slot.due.take() {
+            self.registry.expiry.lock().remove(&(at, seq));
+        }
     }
 }
 
@@ -240,7 +274,7 @@ pub struct Registry {
     /// Milliseconds an auto-created service may stay empty before it is removed.
     empty_service_ttl_ms: u64,
     tables: RwLock<Tables>,
-    expiry: Mutex<BinaryHeap<Reverse<Due>>>,
+    expiry: Mutex<ExpiryQueue>,
     events: broadcast::Sender<ChangeEvent>,
     instance_count: AtomicU64,
     /// Persistent instances per namespace (see `naming.max_persistent_instances_per_namespace`).
@@ -273,7 +307,7 @@ impl Registry {
             generation: AtomicU64::new(0),
             empty_service_ttl_ms: ttl_ms,
             tables: RwLock::new(Tables::default()),
-            expiry: Mutex::new(BinaryHeap::new()),
+            expiry: Mutex::new(BTreeMap::new()),
             events,
             instance_count: AtomicU64::new(0),
             persistent: Mutex::new(HashMap::new()),
@@ -340,7 +374,7 @@ impl Registry {
         self.generation.load(Ordering::Acquire)
     }
 
-    /// Number of entries in the expiry queue (stale ones included until they pop).
+    /// Number of entries in the expiry queue.
     pub fn queued_expiries(&self) -> usize {
         self.expiry.lock().len()
     }
@@ -420,12 +454,19 @@ impl Registry {
         self.adjust_count(before, after);
         if before > 0 && after == 0 && !state.data.meta.explicit {
             state.data.emptied_at_ms = ctx.now;
-            self.expiry.lock().push(Reverse(Due {
-                at_ms: ctx.now.saturating_add(self.empty_service_ttl_ms),
-                seq: 0,
-                cell: cell.clone(),
-                instance: None,
-            }));
+            let at = ctx.now.saturating_add(self.empty_service_ttl_ms);
+            let seq = self.expiry_seq.fetch_add(1, Ordering::Relaxed);
+            let mut queue = self.expiry.lock();
+            if let Some(old) = state.data.empty_due.replace((at, seq)) {
+                queue.remove(&old);
+            }
+            queue.insert(
+                (at, seq),
+                Due {
+                    cell: cell.clone(),
+                    instance: None,
+                },
+            );
         }
         match outcome {
             Outcome::Unchanged(r) => r,
@@ -485,6 +526,7 @@ impl Registry {
                 instances: BTreeMap::new(),
                 clusters: Vec::new(),
                 emptied_at_ms: 0,
+                empty_due: None,
             },
         };
         let cell = Arc::new(ServiceCell {
@@ -573,29 +615,31 @@ impl Registry {
         let mut report = SweepReport::default();
         // Take this sweep's batch first: entries re-queued while processing it wait for
         // the next sweep, so a deadline that saturates at `u64::MAX` cannot spin here.
-        let batch: Vec<Due> = {
+        let batch: Vec<((u64, u64), Due)> = {
             let mut queue = self.expiry.lock();
             let mut batch = Vec::new();
-            while queue.peek().is_some_and(|Reverse(d)| d.at_ms <= now_ms) {
-                if let Some(Reverse(due)) = queue.pop() {
-                    batch.push(due);
+            while queue
+                .first_key_value()
+                .is_some_and(|((at, _), _)| *at <= now_ms)
+            {
+                if let Some(entry) = queue.pop_first() {
+                    batch.push(entry);
                 }
             }
             batch
         };
-        for due in batch {
-            let Some(instance) = &due.instance else {
+        for ((_, seq), due) in batch {
+            let Some(instance_key) = due.instance else {
                 self.remove_if_still_empty(&due.cell, now_ms, &mut report);
                 continue;
             };
-            let instance_key = instance.key();
             let service = due.cell.key.clone();
             self.update_cell(&due.cell, |state, ctx| {
                 let Some(slot) = state.instances.get_mut(&instance_key) else {
                     return Outcome::Unchanged(());
                 };
-                if slot.due.map(|(seq, _)| seq) != Some(due.seq) {
-                    // Stale: the slot was re-registered or re-queued since.
+                if slot.due.map(|(s, _)| s) != Some(seq) {
+                    // Not this slot's entry (it was re-queued while this one popped).
                     return Outcome::Unchanged(());
                 }
                 slot.due = None;

@@ -12,6 +12,7 @@ mod fuzz_inputs;
 mod health;
 mod limits;
 mod naming_http;
+mod naming_semantics;
 mod push;
 mod readme;
 mod security;

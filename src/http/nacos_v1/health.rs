@@ -11,7 +11,7 @@ use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::Params;
 use super::instance::instance_key;
-use crate::model::{ClusterMeta, HealthChecker, parse_metadata, validate_cluster};
+use crate::model::{ClusterMeta, DEFAULT_CLUSTER, HealthChecker, parse_metadata, validate_cluster};
 
 /// `PUT /nacos/v1/ns/cluster`: replaces the health-check settings of one cluster of an
 /// existing service (as Nacos `ClusterController#update`). Parameters `clusterName`,
@@ -70,13 +70,19 @@ pub async fn update_health(
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
     let ikey = instance_key(&p)?;
+    let cluster = p
+        .optional("clusterName")
+        .or_else(|| p.optional("cluster"))
+        .unwrap_or(DEFAULT_CLUSTER);
     let name = if p.optional("healthy").is_none() && p.optional("valid").is_some() {
         "valid"
     } else {
         "healthy"
     };
     let healthy = p.strict_boolean(name)?;
-    state.naming.set_manual_health(&key, &ikey, healthy)?;
+    state
+        .naming
+        .set_manual_health(&key, &ikey, cluster, healthy)?;
     Ok("ok")
 }
 

@@ -17,7 +17,7 @@ use crate::model::{
 };
 use crate::naming::registry::now_millis;
 use crate::naming::service_info::{self, CachedHosts};
-use crate::naming::{BeatOutcome, InstanceSpec, NamingError};
+use crate::naming::{BeatOutcome, InstanceSpec, InstanceUpdate, NamingError};
 
 /// Nacos's beat reply code for a recorded beat.
 const CODE_OK: i32 = 10200;
@@ -71,10 +71,7 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
         port: p.port("port")?,
         cluster: cluster(p)?,
         weight: weight(p.optional("weight"))?,
-        enabled: match p.optional("enabled") {
-            Some(_) => p.boolean("enabled", true),
-            None => p.boolean("enable", true),
-        },
+        enabled: enabled(p, true),
         healthy: p.boolean("healthy", true),
         ephemeral: p.boolean("ephemeral", true),
         metadata: metadata(p.optional("metadata"))?,
@@ -106,68 +103,84 @@ pub async fn deregister_instance(
     Ok("ok")
 }
 
-/// `PUT /nacos/v1/ns/instance`: updates weight, enabled and metadata (400 when the
-/// service does not exist); answers `ok`.
+/// `PUT /nacos/v1/ns/instance`: lays weight (default 1), enabled (default true) and
+/// metadata over the registration of the instance (as Nacos 2.x: the metadata is
+/// merged over the registered one, `healthy` is ignored); 400 when the service does
+/// not exist, 404 when the instance is not registered in `clusterName`. Answers `ok`.
 pub async fn update_instance(
     State(state): State<AppState>,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
-    let spec = instance_spec(&p)?;
-    state.naming.update(&key, spec)?;
+    let ikey = instance_key(&p)?;
+    let cluster = cluster(&p)?;
+    let update = InstanceUpdate {
+        weight: Some(weight(p.optional("weight"))?),
+        enabled: Some(enabled(&p, true)),
+        metadata: Some(metadata(p.optional("metadata"))?),
+    };
+    state.naming.update(&key, &ikey, &cluster, update)?;
     Ok("ok")
 }
 
 /// `PATCH /nacos/v1/ns/instance`: changes only the given fields (metadata, weight,
-/// enabled) of an existing instance; 404 when it does not exist.
+/// enabled) of the instance in `clusterName`; 404 when it is not registered there.
 pub async fn patch_instance(
     State(state): State<AppState>,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
     let ikey = instance_key(&p)?;
-    let current = find(&state, &key, &ikey)?;
-    let spec = InstanceSpec {
-        ip: current.ip.to_string(),
-        host: match current.addr {
-            Some(ip) => Host::Ip(ip),
-            None => Host::Name(current.ip.to_string()),
-        },
-        port: current.port,
-        cluster: current.cluster.to_string(),
-        weight: match p.optional("weight") {
-            Some(raw) => weight(Some(raw))?,
-            None => current.weight,
-        },
-        enabled: p.boolean("enabled", current.enabled),
-        healthy: current.healthy,
-        ephemeral: current.ephemeral,
-        metadata: match p.optional("metadata") {
-            Some(raw) => metadata(Some(raw))?,
-            None => current.metadata.clone(),
-        },
+    let cluster = cluster(&p)?;
+    let update = InstanceUpdate {
+        weight: p.optional("weight").map(|w| weight(Some(w))).transpose()?,
+        enabled: (p.optional("enabled").is_some() || p.optional("enable").is_some())
+            .then(|| enabled(&p, true)),
+        metadata: p
+            .optional("metadata")
+            .map(|m| metadata(Some(m)))
+            .transpose()?,
     };
-    state.naming.update(&key, spec)?;
+    state.naming.update(&key, &ikey, &cluster, update)?;
     Ok("ok")
 }
 
-/// The `(ip, port, clusterName)` of the request.
+/// The `enabled` parameter, or the legacy `enable` the Python and Node.js clients send.
+fn enabled(p: &Params, default: bool) -> bool {
+    match p.optional("enabled") {
+        Some(_) => p.boolean("enabled", default),
+        None => p.boolean("enable", default),
+    }
+}
+
+/// The client of the request: its `ip` and `port` (an instance is one per client and
+/// service, whatever its cluster, as Nacos 2.x).
 pub(super) fn instance_key(p: &Params) -> Result<InstanceKey, ApiError> {
     let ip = p.required("ip")?;
     host(ip)?;
-    Ok(InstanceKey::new(ip, p.port("port")?, &cluster(p)?))
+    Ok(InstanceKey::new(ip, p.port("port")?))
 }
 
-fn find(state: &AppState, key: &ServiceKey, ikey: &InstanceKey) -> Result<Arc<Instance>, ApiError> {
-    state.naming.instance(key, ikey).ok_or_else(|| {
-        NamingError::InstanceNotFound {
-            key: key.clone(),
-            ip: ikey.ip.to_string(),
-            port: ikey.port,
-            cluster: ikey.cluster.to_string(),
-        }
-        .into()
-    })
+/// The instance of client `ikey` when it is registered in `cluster`; 404 otherwise.
+fn find(
+    state: &AppState,
+    key: &ServiceKey,
+    ikey: &InstanceKey,
+    cluster: &str,
+) -> Result<Arc<Instance>, ApiError> {
+    state
+        .naming
+        .instance(key, ikey)
+        .filter(|i| &*i.cluster == cluster)
+        .ok_or_else(|| {
+            NamingError::InstanceNotFound {
+                key: key.clone(),
+                ip: ikey.ip.to_string(),
+                port: ikey.port,
+                cluster: cluster.to_string(),
+            }
+            .into()
+        })
 }
 
 /// The detail answer of `GET /nacos/v1/ns/instance`.
@@ -191,7 +204,7 @@ pub async fn get_instance(
 ) -> Result<Json<InstanceDetail>, ApiError> {
     let key = p.service_key()?;
     let ikey = instance_key(&p)?;
-    let inst = find(&state, &key, &ikey)?;
+    let inst = find(&state, &key, &ikey, &cluster(&p)?)?;
     Ok(Json(InstanceDetail {
         service: p.required("serviceName")?.to_string(),
         ip: inst.ip.to_string(),
@@ -313,12 +326,14 @@ fn beat_json_error(e: serde_json::Error) -> ApiError {
     ApiError::bad_request(format!("Param 'beat' is not valid beat JSON: {e}"))
 }
 
-/// The instance a beat is for: the `ip`, `port` and `cluster` of the beat JSON where it
-/// gives them, else the `ip`, `port` and `clusterName` parameters (as Nacos
-/// `InstanceController#beat`). Errors, naming the field, on bad JSON or values.
-pub fn beat_key(beat: Option<&str>, p: &Params) -> Result<InstanceKey, ApiError> {
+/// The instance a beat is for and its cluster: the `ip`, `port` and `cluster` of the
+/// beat JSON where it gives them, else the `ip`, `port` and `clusterName` parameters
+/// (as Nacos `InstanceController#beat`). The beat finds the instance by `ip:port`
+/// alone; the cluster serves a registration from a full beat. Errors, naming the
+/// field, on bad JSON or values.
+pub fn beat_key(beat: Option<&str>, p: &Params) -> Result<(InstanceKey, String), ApiError> {
     let Some(raw) = beat else {
-        return instance_key(p);
+        return Ok((instance_key(p)?, cluster(p)?));
     };
     let beat: BeatTarget<'_> = serde_json::from_str(raw).map_err(beat_json_error)?;
     let cluster = match beat
@@ -343,13 +358,17 @@ pub fn beat_key(beat: Option<&str>, p: &Params) -> Result<InstanceKey, ApiError>
         })?,
         None => p.port("port")?,
     };
-    Ok(InstanceKey::new(ip, port, &cluster))
+    Ok((InstanceKey::new(ip, port), cluster))
 }
 
 /// The registration a full beat makes when its instance `ikey` is gone (Nacos
 /// registers it again from the beat JSON): weight, metadata and ephemeral from the
 /// JSON, checked as a registration is. Errors name the field.
-pub fn beat_registration(beat: &str, ikey: &InstanceKey) -> Result<InstanceSpec, ApiError> {
+pub fn beat_registration(
+    beat: &str,
+    ikey: &InstanceKey,
+    cluster: &str,
+) -> Result<InstanceSpec, ApiError> {
     let beat: BeatJson = serde_json::from_str(beat).map_err(beat_json_error)?;
     let host =
         Host::parse(&ikey.ip).map_err(|e| ApiError::bad_request(format!("Param 'beat': {e}")))?;
@@ -370,7 +389,7 @@ pub fn beat_registration(beat: &str, ikey: &InstanceKey) -> Result<InstanceSpec,
         ip: ikey.ip.to_string(),
         host,
         port: ikey.port,
-        cluster: ikey.cluster.to_string(),
+        cluster: cluster.to_string(),
         weight: check_weight(beat.weight.unwrap_or(1.0))?,
         enabled: true,
         healthy: true,
@@ -401,10 +420,10 @@ pub async fn beat_instance(
     // The instance key first; the full instance (to register it again, as Nacos does
     // for a beat with its JSON) is built only when the instance is gone, so an ordinary
     // beat parses no host and builds no metadata map.
-    let ikey = beat_key(beat_raw, &p)?;
+    let (ikey, cluster) = beat_key(beat_raw, &p)?;
     let outcome = match (state.naming.beat(&key, &ikey, None)?, beat_raw) {
         (BeatOutcome::NotFound, Some(raw)) => {
-            let spec = beat_registration(raw, &ikey)?;
+            let spec = beat_registration(raw, &ikey, &cluster)?;
             state.naming.beat(&key, &ikey, Some(spec))?
         }
         (outcome, _) => outcome,
