@@ -8,9 +8,10 @@
 //!   `<host>` is its IP with `.` or `:` written as `-` (`10-0-0-1`, `fd00--1`);
 //! * the apex answers SOA and NS.
 //!
-//! Nacos names are case-sensitive and DNS names are not: when two services differ only
-//! by case, the one registered first answers DNS until it is removed (the registry's
-//! folded index decides).
+//! Nacos names are case-sensitive and DNS names are not: when several services differ
+//! only by case (they fold to one DNS name), a query is answered from the first of them,
+//! oldest first, that has something to answer for its type; when none has, from the
+//! oldest (NODATA). So an empty or all-down case twin never hides one with instances.
 //!
 //! Answers: A/AAAA carry the addresses of the selected instances
 //! (`naming::selection::select_for_dns`), one record per address (weights of instances
@@ -43,11 +44,12 @@ use crate::settings::DnsSettings;
 /// past this (it only holds names of existing services and hosts).
 const CACHE_LIMIT: usize = 200_000;
 
-/// What a name in the zone refers to.
+/// What a name in the zone refers to: the services it may mean are the case twins
+/// that fold to it, oldest first (never empty).
 enum Target {
     Apex,
-    Service(Arc<ServiceSnapshot>),
-    Host(Arc<ServiceSnapshot>, IpAddr),
+    Service(Vec<Arc<ServiceSnapshot>>),
+    Host(Vec<Arc<ServiceSnapshot>>, IpAddr),
     Missing,
 }
 
@@ -65,8 +67,9 @@ struct Cached {
     /// The registry's service-set generation when the name was resolved: a created or
     /// removed service may change which service a name means.
     generation: u64,
-    /// The service and revision this answer was built from; `None` for the apex.
-    source: Option<(ServiceKey, u64)>,
+    /// The services (case twins) and revisions this answer was built from; empty for
+    /// the apex.
+    source: Vec<(ServiceKey, u64)>,
     prepared: Prepared,
 }
 
@@ -163,8 +166,10 @@ impl ServiceZone {
         let labels: Vec<&[u8]> = query.labels().take(labels_below).collect();
         let target = self.resolve(&labels);
         let source = match &target {
-            Target::Apex => Some(None),
-            Target::Service(s) | Target::Host(s, _) => Some(Some((s.key.clone(), s.revision))),
+            Target::Apex => Some(Vec::new()),
+            Target::Service(twins) | Target::Host(twins, _) => {
+                Some(twins.iter().map(|s| (s.key.clone(), s.revision)).collect())
+            }
             Target::Missing => None,
         };
         let qname = match name_from_wire(query.lower_name()) {
@@ -212,13 +217,11 @@ impl ServiceZone {
         if cached.generation != self.registry.generation() {
             return false;
         }
-        match &cached.source {
-            None => true,
-            Some((key, revision)) => self
-                .registry
+        cached.source.iter().all(|(key, revision)| {
+            self.registry
                 .snapshot(key)
-                .is_some_and(|s| s.revision == *revision),
-        }
+                .is_some_and(|s| s.revision == *revision)
+        })
     }
 
     fn resolve(&self, labels: &[&[u8]]) -> Target {
@@ -237,7 +240,8 @@ impl ServiceZone {
         Target::Missing
     }
 
-    fn find_service(&self, labels: &[&[u8]]) -> Option<Arc<ServiceSnapshot>> {
+    /// The services (case twins, oldest first) a name below the zone means, if any.
+    fn find_service(&self, labels: &[&[u8]]) -> Option<Vec<Arc<ServiceSnapshot>>> {
         let text: Vec<&str> = labels
             .iter()
             .map(|l| std::str::from_utf8(l).ok())
@@ -245,25 +249,21 @@ impl ServiceZone {
         let n = text.len();
         if n >= 3 {
             let key = FoldedKey::new(text[n - 1], text[n - 2], &text[..n - 2].join("."));
-            if let Some(s) = self.registry.find_folded(&key) {
-                return Some(s);
+            let twins = self.registry.find_folded(&key);
+            if !twins.is_empty() {
+                return Some(twins);
             }
         }
         if n >= 2 {
             let key = FoldedKey::new(DEFAULT_NAMESPACE, text[n - 1], &text[..n - 1].join("."));
-            return self.registry.find_folded(&key);
+            let twins = self.registry.find_folded(&key);
+            return (!twins.is_empty()).then_some(twins);
         }
         None
     }
 
     fn answer(&self, qname: &Name, qtype: RecordType, target: Target) -> ZoneAnswer {
-        let mut answer = ZoneAnswer {
-            rcode: ResponseCode::NoError,
-            answers: Vec::new(),
-            authorities: Vec::new(),
-            additionals: Vec::new(),
-            weights: None,
-        };
+        let mut answer = self.empty_answer();
         match target {
             Target::Missing => answer.rcode = ResponseCode::NXDomain,
             Target::Apex => match qtype {
@@ -271,9 +271,12 @@ impl ServiceZone {
                 RecordType::NS => answer.answers.push(self.ns.clone()),
                 _ => {}
             },
-            Target::Host(snapshot, ip) => {
-                let (selected, _) = select_for_dns(&snapshot);
-                if !selected.iter().any(|i| i.addr == Some(ip)) {
+            Target::Host(twins, ip) => {
+                // The first twin that answers for this address, if any.
+                let found = twins
+                    .iter()
+                    .any(|s| select_for_dns(s).0.iter().any(|i| i.addr == Some(ip)));
+                if !found {
                     answer.rcode = ResponseCode::NXDomain;
                 } else if matches!(
                     (qtype, ip),
@@ -282,72 +285,108 @@ impl ServiceZone {
                     answer.answers.push(self.address_record(qname.clone(), ip));
                 }
             }
-            Target::Service(snapshot) => {
-                let (selected, _) = select_for_dns(&snapshot);
-                match qtype {
-                    RecordType::A | RecordType::AAAA | RecordType::ANY => {
-                        let mut by_ip: Vec<(IpAddr, f64)> = Vec::new();
-                        for inst in &selected {
-                            let Some(ip) = inst.addr else { continue };
-                            let wanted = match qtype {
-                                RecordType::A => ip.is_ipv4(),
-                                RecordType::AAAA => ip.is_ipv6(),
-                                _ => true,
-                            };
-                            if !wanted {
-                                continue;
-                            }
-                            match by_ip.iter_mut().find(|(a, _)| *a == ip) {
-                                Some((_, w)) => *w += inst.weight,
-                                None => by_ip.push((ip, inst.weight)),
-                            }
-                        }
-                        for (ip, _) in &by_ip {
-                            answer.answers.push(self.address_record(qname.clone(), *ip));
-                        }
-                        if qtype != RecordType::ANY && !by_ip.is_empty() {
-                            answer.weights = Some(by_ip.iter().map(|(_, w)| *w).collect());
-                        }
+            Target::Service(twins) => {
+                // The first twin with something to answer for this type, else the
+                // oldest one's (empty) answer.
+                let mut first = None;
+                for snapshot in &twins {
+                    let candidate = self.service_answer(qname, qtype, snapshot);
+                    if !candidate.answers.is_empty() {
+                        first = Some(candidate);
+                        break;
                     }
-                    RecordType::SRV => {
-                        let mut extra: Vec<(Name, IpAddr)> = Vec::new();
-                        for inst in &selected {
-                            let target = match &inst.addr {
-                                Some(ip) => {
-                                    let Some(host) = host_name(*ip, qname) else {
-                                        continue;
-                                    };
-                                    if !extra.iter().any(|(n, _)| *n == host) {
-                                        extra.push((host.clone(), *ip));
-                                    }
-                                    host
-                                }
-                                None => match Name::from_ascii(&*inst.ip) {
-                                    Ok(mut n) => {
-                                        n.set_fqdn(true);
-                                        n
-                                    }
-                                    Err(_) => continue,
-                                },
-                            };
-                            let weight = (inst.weight * 100.0).round().clamp(0.0, 65535.0) as u16;
-                            answer.answers.push(Record::from_rdata(
-                                qname.clone(),
-                                self.ttl,
-                                RData::SRV(SRV::new(0, weight, inst.port, target)),
-                            ));
-                        }
-                        for (name, ip) in extra {
-                            answer.additionals.push(self.address_record(name, ip));
-                        }
-                    }
-                    _ => {}
+                    first.get_or_insert(candidate);
+                }
+                if let Some(found) = first {
+                    answer = found;
                 }
             }
         }
         if answer.answers.is_empty() {
             answer.authorities.push(self.soa.clone());
             answer.weights = None;
+        }
+        answer
+    }
+
+    fn empty_answer(&self) -> ZoneAnswer {
+        ZoneAnswer {
+            rcode: ResponseCode::NoError,
+            answers: Vec::new(),
+            authorities: Vec::new(),
+            additionals: Vec::new(),
+            weights: None,
+        }
+    }
+
+    /// The answer of one service to an A, AAAA, ANY or SRV query (no records for
+    /// another type).
+    fn service_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        snapshot: &ServiceSnapshot,
+    ) -> ZoneAnswer {
+        let mut answer = self.empty_answer();
+        let (selected, _) = select_for_dns(snapshot);
+        match qtype {
+            RecordType::A | RecordType::AAAA | RecordType::ANY => {
+                let mut by_ip: Vec<(IpAddr, f64)> = Vec::new();
+                for inst in &selected {
+                    let Some(ip) = inst.addr else { continue };
+                    let wanted = match qtype {
+                        RecordType::A => ip.is_ipv4(),
+                        RecordType::AAAA => ip.is_ipv6(),
+                        _ => true,
+                    };
+                    if !wanted {
+                        continue;
+                    }
+                    match by_ip.iter_mut().find(|(a, _)| *a == ip) {
+                        Some((_, w)) => *w += inst.weight,
+                        None => by_ip.push((ip, inst.weight)),
+                    }
+                }
+                for (ip, _) in &by_ip {
+                    answer.answers.push(self.address_record(qname.clone(), *ip));
+                }
+                if qtype != RecordType::ANY && !by_ip.is_empty() {
+                    answer.weights = Some(by_ip.iter().map(|(_, w)| *w).collect());
+                }
+            }
+            RecordType::SRV => {
+                let mut extra: Vec<(Name, IpAddr)> = Vec::new();
+                for inst in &selected {
+                    let target = match &inst.addr {
+                        Some(ip) => {
+                            let Some(host) = host_name(*ip, qname) else {
+                                continue;
+                            };
+                            if !extra.iter().any(|(n, _)| *n == host) {
+                                extra.push((host.clone(), *ip));
+                            }
+                            host
+                        }
+                        None => match Name::from_ascii(&*inst.ip) {
+                            Ok(mut n) => {
+                                n.set_fqdn(true);
+                                n
+                            }
+                            Err(_) => continue,
+                        },
+                    };
+                    let weight = (inst.weight * 100.0).round().clamp(0.0, 65535.0) as u16;
+                    answer.answers.push(Record::from_rdata(
+                        qname.clone(),
+                        self.ttl,
+                        RData::SRV(SRV::new(0, weight, inst.port, target)),
+                    ));
+                }
+                for (name, ip) in extra {
+                    answer.additionals.push(self.address_record(name, ip));
+                }
+            }
+            _ => {}
         }
         answer
     }

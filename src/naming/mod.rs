@@ -859,18 +859,26 @@ mod tests {
     }
 
     #[test]
-    fn folded_lookup_prefers_first_registered() {
+    fn folded_lookup_finds_every_case_twin_oldest_first() {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let a = ServiceKey::new("public", "DEFAULT_GROUP", "Stock");
         let b = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
         naming.register(&a, spec("10.0.0.1", &[])).unwrap();
         naming.register(&b, spec("10.0.0.2", &[])).unwrap();
-        let found = naming.registry().find_folded(&b.folded()).unwrap();
-        assert_eq!(found.key, a);
+        let keys = |n: &NamingService| -> Vec<ServiceKey> {
+            n.registry()
+                .find_folded(&b.folded())
+                .iter()
+                .map(|s| s.key.clone())
+                .collect()
+        };
+        assert_eq!(keys(&naming), vec![a.clone(), b.clone()]);
         naming.deregister(&a, &ikey("10.0.0.1"), true);
         naming.remove_service(&a).unwrap();
-        let found = naming.registry().find_folded(&b.folded()).unwrap();
-        assert_eq!(found.key, b);
+        assert_eq!(keys(&naming), vec![b.clone()]);
+        naming.deregister(&b, &ikey("10.0.0.2"), true);
+        naming.remove_service(&b).unwrap();
+        assert!(keys(&naming).is_empty());
     }
 
     #[test]

@@ -239,7 +239,8 @@ impl WriteCtx<'_> {
 #[derive(Default)]
 struct Tables {
     services: HashMap<ServiceKey, Arc<ServiceCell>>,
-    folded: HashMap<FoldedKey, ServiceKey>,
+    /// Every service a folded name stands for, oldest first.
+    folded: HashMap<FoldedKey, Vec<ServiceKey>>,
 }
 
 /// What a write closure reports back to [`Registry::update`].
@@ -326,15 +327,19 @@ impl Registry {
         Some(Self::fresh_snapshot(&cell))
     }
 
-    /// The snapshot of the service whose case-folded key matches, for DNS. When two
-    /// services differ only by case, the one registered first answers (see `dns`).
-    pub fn find_folded(&self, folded: &FoldedKey) -> Option<Arc<ServiceSnapshot>> {
-        let cell = {
+    /// Snapshots of every service whose case-folded key matches, for DNS, in the order
+    /// they were created (see `dns::zone` for which one answers). Empty when none does.
+    pub fn find_folded(&self, folded: &FoldedKey) -> Vec<Arc<ServiceSnapshot>> {
+        let cells: Vec<Arc<ServiceCell>> = {
             let tables = self.tables.read();
-            let key = tables.folded.get(folded)?;
-            tables.services.get(key).cloned()?
+            let Some(keys) = tables.folded.get(folded) else {
+                return Vec::new();
+            };
+            keys.iter()
+                .filter_map(|k| tables.services.get(k).cloned())
+                .collect()
         };
-        Some(Self::fresh_snapshot(&cell))
+        cells.iter().map(|c| Self::fresh_snapshot(c)).collect()
     }
 
     /// Keys of every service in a namespace (all namespaces when `None`), sorted.
@@ -541,7 +546,8 @@ impl Registry {
         tables
             .folded
             .entry(key.folded())
-            .or_insert_with(|| key.clone());
+            .or_default()
+            .push(key.clone());
         drop(tables);
         self.notify(key, revision);
         Some(cell)
@@ -566,12 +572,10 @@ impl Registry {
         tables.services.remove(key);
         self.generation.fetch_add(1, Ordering::AcqRel);
         let folded = key.folded();
-        if tables.folded.get(&folded) == Some(key) {
-            tables.folded.remove(&folded);
-            // Another service that differs only by case takes over the DNS name.
-            if let Some(other) = tables.services.keys().find(|k| k.folded() == folded) {
-                let other = other.clone();
-                tables.folded.insert(folded, other);
+        if let Some(keys) = tables.folded.get_mut(&folded) {
+            keys.retain(|k| k != key);
+            if keys.is_empty() {
+                tables.folded.remove(&folded);
             }
         }
         drop(tables);

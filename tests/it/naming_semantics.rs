@@ -296,3 +296,58 @@ async fn snowflake_instance_ids_are_given_once_and_kept() {
     assert!(body.contains("preserved.instance.id.generator"), "{body}");
     server.shutdown().await;
 }
+
+async fn dns_a(server: &TestServer, name: &str) -> (Vec<String>, u16) {
+    let mut dns = udp_client(server.dns_addr()).await;
+    let resp = query(&mut dns, name, RecordType::A).await;
+    (
+        sorted(addresses(&resp.answers)),
+        u16::from(resp.metadata.response_code),
+    )
+}
+
+#[tokio::test]
+async fn of_case_twins_the_one_with_something_to_answer_answers_dns() {
+    let server = TestServer::start_with(|s| s.naming.empty_service_ttl_ms = 60_000).await;
+    // The repro: an empty service created by the API, then its lower-case twin with an
+    // instance. The empty one is older but has nothing to answer.
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "Shadow"), ("ephemeral", "true")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    server.register("shadow", "10.94.0.1", 80, &[]).await;
+    assert_eq!(
+        dns_a(&server, "shadow.DEFAULT_GROUP.svc.").await,
+        (vec!["10.94.0.1".to_string()], 0)
+    );
+    // When the older twin gets an instance, it answers (oldest first).
+    server.register("Shadow", "10.94.0.2", 80, &[]).await;
+    assert_eq!(
+        dns_a(&server, "SHADOW.default_group.svc.").await.0,
+        vec!["10.94.0.2".to_string()]
+    );
+    // Its instance leaves: the other answers again at once, not after the empty
+    // service's 60 s.
+    let (status, _) = server
+        .instance(Method::DELETE, INSTANCE, ("Shadow", "10.94.0.2", "80"), &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        dns_a(&server, "shadow.DEFAULT_GROUP.svc.").await.0,
+        vec!["10.94.0.1".to_string()]
+    );
+    // With nobody to answer: NODATA (NOERROR, no records), not NXDOMAIN.
+    let (status, _) = server
+        .instance(Method::DELETE, INSTANCE, ("shadow", "10.94.0.1", "80"), &[])
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        dns_a(&server, "shadow.DEFAULT_GROUP.svc.").await,
+        (vec![], 0)
+    );
+    server.shutdown().await;
+}
