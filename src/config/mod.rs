@@ -31,9 +31,22 @@ use listen::{ChangeScope, ListenEntry, ListenerHub, Registration, encode_answer}
 /// Errors of the config use cases.
 #[derive(Debug, Error)]
 pub enum ConfigError {
+    /// A compare-and-set publish (`casMd5`) found the config changed since; nothing
+    /// was written (Nacos's message).
+    #[error("Cas publish fail, server md5 may have changed.")]
+    CasConflict,
     /// The database failed; the change was not made.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Store(StoreError),
+}
+
+impl From<StoreError> for ConfigError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::CasConflict => ConfigError::CasConflict,
+            other => ConfigError::Store(other),
+        }
+    }
 }
 
 /// One cached version of a config's content.
@@ -302,7 +315,10 @@ impl ConfigService {
                 created_ms: 0,
                 encrypted_data_key: rec.encrypted_data_key.clone(),
             };
-            let id = self.store.publish_beta(&beta, &rec.src_ip).await?;
+            let id = self
+                .store
+                .publish_beta(&beta, &rec.src_ip, rec.cas_md5.as_deref())
+                .await?;
             let version = Arc::new(BetaVersion {
                 version: Arc::new(Version::new(
                     id,
@@ -334,6 +350,7 @@ impl ConfigService {
                     rec.app_name.as_deref(),
                     &rec.src_ip,
                     rec.src_user.as_deref(),
+                    rec.cas_md5.as_deref(),
                 )
                 .await?;
             let version = Arc::new(Version::new(

@@ -68,8 +68,16 @@ impl ApiError {
 
 impl From<crate::config::ConfigError> for ApiError {
     fn from(e: crate::config::ConfigError) -> Self {
-        tracing::error!(error = %e, "config store failed");
-        Self::caused(StatusCode::INTERNAL_SERVER_ERROR, e)
+        use crate::config::ConfigError;
+        match e {
+            // Nacos answers 500, which clients take for a server failure and retry
+            // elsewhere; a stale `casMd5` is a conflict, so 409 with Nacos's message.
+            ConfigError::CasConflict => Self::caused(StatusCode::CONFLICT, e),
+            ConfigError::Store(_) => {
+                tracing::error!(error = %e, "config store failed");
+                Self::caused(StatusCode::INTERNAL_SERVER_ERROR, e)
+            }
+        }
     }
 }
 

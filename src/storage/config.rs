@@ -141,6 +141,10 @@ pub struct PublishRecord {
     pub config_tags: Option<Vec<String>>,
     /// `encrypted_data_key`.
     pub encrypted_data_key: String,
+    /// Compare-and-set (`casMd5` header, Nacos 2.x): publish only if the stored
+    /// version's MD5 is this one (or it has none); a missing config is created
+    /// whatever it says.
+    pub cas_md5: Option<String>,
 }
 
 /// The outcome of a formal publish.
@@ -371,10 +375,16 @@ impl ConfigStore {
     /// every config (`ON CONFLICT` / `ON DUPLICATE KEY`), read the ids of new ones,
     /// insert every history row. Keys in a batch are distinct (callers serialize
     /// writes per key). Tags are rare and written per record.
+    ///
+    /// A record with `cas_md5` is checked against the row read in the same
+    /// transaction, which holds the write lock from its start (SQLite `BEGIN
+    /// IMMEDIATE`; MySQL `SELECT … FOR UPDATE`), so no other writer can change the row
+    /// between the check and the write. A record that fails its check gets
+    /// [`StoreError::CasConflict`] and writes nothing; the others go on.
     pub(crate) async fn publish_batch(
         &self,
-        records: &[PublishRecord],
-    ) -> Result<Vec<Published>, StoreError> {
+        all: &[PublishRecord],
+    ) -> Result<Vec<Result<Published, StoreError>>, StoreError> {
         const COLUMNS: &str = "data_id, group_id, tenant_id, content, md5, src_ip, src_user, \
             gmt_create, gmt_modified, app_name, c_desc, c_use, effect, type, c_schema, \
             encrypted_data_key";
@@ -398,38 +408,45 @@ impl ConfigStore {
             let one = format!("({})", vec!["?"; per].join(", "));
             vec![one; n].join(", ")
         };
-        let ids_sql = format!(
-            "SELECT id, data_id, group_id, tenant_id, content, md5, app_name, encrypted_data_key \
-             FROM config_info WHERE data_id IN ({})",
-            vec!["?"; records.len()].join(", ")
-        );
-        let upsert_sql = {
-            let head = format!(
-                "INSERT INTO config_info ({COLUMNS}) VALUES {}",
-                marks(records.len(), 16)
-            );
-            match self.backend {
-                super::Backend::Sqlite { .. } => format!(
-                    "{head} ON CONFLICT (data_id, group_id, tenant_id) DO UPDATE SET {}",
-                    UPDATED.map(|c| format!("{c} = excluded.{c}")).join(", ")
-                ),
-                super::Backend::MySql(_) => format!(
-                    "{head} ON DUPLICATE KEY UPDATE {}",
-                    UPDATED.map(|c| format!("{c} = VALUES({c})")).join(", ")
-                ),
-            }
+        let (begin, lock) = self.locking();
+        let ids_sql = |n: usize, lock: &str| {
+            format!(
+                "SELECT id, data_id, group_id, tenant_id, content, md5, app_name, encrypted_data_key \
+                 FROM config_info WHERE data_id IN ({}){lock}",
+                vec!["?"; n].join(", ")
+            )
         };
-        let history_sql = format!(
-            "INSERT INTO his_config_info (id, data_id, group_id, tenant_id, app_name, content, \
+        let statements = |records: &[&PublishRecord]| {
+            let upsert_sql = {
+                let head = format!(
+                    "INSERT INTO config_info ({COLUMNS}) VALUES {}",
+                    marks(records.len(), 16)
+                );
+                match self.backend {
+                    super::Backend::Sqlite { .. } => format!(
+                        "{head} ON CONFLICT (data_id, group_id, tenant_id) DO UPDATE SET {}",
+                        UPDATED.map(|c| format!("{c} = excluded.{c}")).join(", ")
+                    ),
+                    super::Backend::MySql(_) => format!(
+                        "{head} ON DUPLICATE KEY UPDATE {}",
+                        UPDATED.map(|c| format!("{c} = VALUES({c})")).join(", ")
+                    ),
+                }
+            };
+            let history_sql = format!(
+                "INSERT INTO his_config_info (id, data_id, group_id, tenant_id, app_name, content, \
              md5, src_ip, src_user, gmt_create, gmt_modified, op_type, encrypted_data_key) VALUES {}",
-            marks(records.len(), 13)
-        );
+                marks(records.len(), 13)
+            );
+            (upsert_sql, history_sql)
+        };
         /// The current row of a key: id, content, md5, app name, data key.
         type Old = (i64, String, Option<String>, Option<String>, String);
         with_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
-            let mut q = sqlx::query(&ids_sql);
-            for rec in records {
+            let mut tx = pool.begin_with(begin).await?;
+            let read_sql = ids_sql(all.len(), lock);
+            let mut q = sqlx::query(&read_sql);
+            for rec in all {
                 q = q.bind(&rec.key.data_id);
             }
             let mut old: std::collections::HashMap<ConfigKey, Old> = std::collections::HashMap::new();
@@ -445,8 +462,19 @@ impl ConfigStore {
                     ),
                 );
             }
+            // Compare-and-set against the rows just read under the write lock.
+            let passes = |rec: &PublishRecord| match old.get(&rec.key) {
+                Some((_, _, md5, _, _)) => cas_passes(rec.cas_md5.as_deref(), md5.clone()),
+                None => true,
+            };
+            let records: Vec<&PublishRecord> = all.iter().filter(|r| passes(r)).collect();
+            if records.is_empty() {
+                tx.rollback().await?;
+                return Ok(all.iter().map(|_| Err(StoreError::CasConflict)).collect());
+            }
+            let (upsert_sql, history_sql) = statements(&records);
             let mut q = sqlx::query(&upsert_sql);
-            for rec in records {
+            for rec in &records {
                 let app = rec
                     .app_name
                     .clone()
@@ -472,8 +500,9 @@ impl ConfigStore {
             q.execute(&mut *tx).await?;
             let mut new_ids: std::collections::HashMap<ConfigKey, i64> = std::collections::HashMap::new();
             if records.iter().any(|r| !old.contains_key(&r.key)) {
-                let mut q = sqlx::query(&ids_sql);
-                for rec in records {
+                let new_ids_sql = ids_sql(records.len(), "");
+                let mut q = sqlx::query(&new_ids_sql);
+                for rec in &records {
                     q = q.bind(&rec.key.data_id);
                 }
                 for row in q.fetch_all(&mut *tx).await? {
@@ -482,7 +511,7 @@ impl ConfigStore {
             }
             let mut out = Vec::with_capacity(records.len());
             let mut q = sqlx::query(&history_sql);
-            for rec in records {
+            for rec in &records {
                 // I rows hold the new content, U rows the content they replace.
                 let (id, content, md5, app, data_key, op) = match old.get(&rec.key) {
                     Some((id, content, md5, app, data_key)) => {
@@ -534,7 +563,14 @@ impl ConfigStore {
                 }
             }
             tx.commit().await?;
-            Ok(out)
+            let mut done = out.into_iter();
+            Ok(all
+                .iter()
+                .map(|rec| match passes(rec) {
+                    true => done.next().ok_or(StoreError::Closed),
+                    false => Err(StoreError::CasConflict),
+                })
+                .collect())
         })
     }
 
@@ -812,14 +848,24 @@ impl ConfigStore {
     }
 
     /// Upserts the beta version of a config.
-    pub async fn publish_beta(&self, beta: &StoredBeta, src_ip: &str) -> Result<i64, StoreError> {
+    ///
+    /// With `cas_md5`, only if the stored beta version has that MD5 (or none, or there
+    /// is none), checked under the write lock as [`ConfigStore::publish`] does; else
+    /// [`StoreError::CasConflict`].
+    pub async fn publish_beta(
+        &self,
+        beta: &StoredBeta,
+        src_ip: &str,
+        cas_md5: Option<&str>,
+    ) -> Result<i64, StoreError> {
         let at = now();
         let k = &beta.key;
+        let (begin, lock) = self.locking();
         with_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
-            let old = sqlx::query(
-                "SELECT id FROM config_info_beta WHERE data_id = ? AND group_id = ? AND tenant_id = ?",
-            )
+            let mut tx = pool.begin_with(begin).await?;
+            let old = sqlx::query(&format!(
+                "SELECT id, md5 FROM config_info_beta WHERE data_id = ? AND group_id = ? AND tenant_id = ?{lock}",
+            ))
             .bind(&k.data_id)
             .bind(&k.group)
             .bind(&k.tenant)
@@ -828,6 +874,10 @@ impl ConfigStore {
             let id = match old {
                 Some(row) => {
                     let id: i64 = row.try_get("id")?;
+                    if !cas_passes(cas_md5, opt_text(&row, "md5")?) {
+                        tx.rollback().await?;
+                        return Err(StoreError::CasConflict);
+                    }
                     sqlx::query(
                         "UPDATE config_info_beta SET content = ?, md5 = ?, beta_ips = ?, \
                          src_ip = ?, gmt_modified = ?, app_name = ?, encrypted_data_key = ? WHERE id = ?",
@@ -885,20 +935,24 @@ impl ConfigStore {
     }
 
     /// Upserts a tag version of a config.
+    ///
+    /// With `cas_md5`, as [`ConfigStore::publish_beta`].
     pub async fn publish_tag(
         &self,
         tag: &StoredTag,
         app_name: Option<&str>,
         src_ip: &str,
         src_user: Option<&str>,
+        cas_md5: Option<&str>,
     ) -> Result<i64, StoreError> {
         let at = now();
         let k = &tag.key;
+        let (begin, lock) = self.locking();
         with_pool!(self, write, pool => {
-            let mut tx = pool.begin().await?;
-            let old = sqlx::query(
-                "SELECT id FROM config_info_tag WHERE data_id = ? AND group_id = ? AND tenant_id = ? AND tag_id = ?",
-            )
+            let mut tx = pool.begin_with(begin).await?;
+            let old = sqlx::query(&format!(
+                "SELECT id, md5 FROM config_info_tag WHERE data_id = ? AND group_id = ? AND tenant_id = ? AND tag_id = ?{lock}",
+            ))
             .bind(&k.data_id)
             .bind(&k.group)
             .bind(&k.tenant)
@@ -908,6 +962,10 @@ impl ConfigStore {
             let id = match old {
                 Some(row) => {
                     let id: i64 = row.try_get("id")?;
+                    if !cas_passes(cas_md5, opt_text(&row, "md5")?) {
+                        tx.rollback().await?;
+                        return Err(StoreError::CasConflict);
+                    }
                     sqlx::query(
                         "UPDATE config_info_tag SET content = ?, md5 = ?, src_ip = ?, src_user = ?, \
                          gmt_modified = ?, app_name = ? WHERE id = ?",
@@ -962,6 +1020,26 @@ impl ConfigStore {
             .await?;
             Ok(done.rows_affected() > 0)
         })
+    }
+}
+
+/// Whether a compare-and-set with `cas_md5` may replace a stored version whose MD5 is
+/// `stored` (as Nacos's `… AND (md5 = ? OR md5 IS NULL OR md5 = '')`).
+fn cas_passes(cas_md5: Option<&str>, stored: Option<String>) -> bool {
+    match (cas_md5, stored) {
+        (Some(cas), Some(md5)) => md5.is_empty() || md5 == cas,
+        _ => true,
+    }
+}
+
+impl ConfigStore {
+    /// How a compare-and-set transaction starts and reads its row: SQLite takes the
+    /// write lock at `BEGIN IMMEDIATE`; MySQL locks the rows read (`FOR UPDATE`).
+    fn locking(&self) -> (&'static str, &'static str) {
+        match self.backend {
+            super::Backend::Sqlite { .. } => ("BEGIN IMMEDIATE", ""),
+            super::Backend::MySql(_) => ("BEGIN", " FOR UPDATE"),
+        }
     }
 }
 

@@ -48,6 +48,10 @@ pub enum StoreError {
     /// The store was closed.
     #[error("the config store is closed")]
     Closed,
+    /// A compare-and-set publish found another MD5 than its `casMd5`; nothing was
+    /// written.
+    #[error("Cas publish fail, server md5 may have changed.")]
+    CasConflict,
     /// The database file could not be created or its mode set.
     #[error("cannot create or protect the database file {path}")]
     Files {
@@ -190,7 +194,7 @@ impl ConfigStore {
                 match writer.publish_batch(&records).await {
                     Ok(done) => {
                         for (reply, outcome) in replies.into_iter().zip(done) {
-                            let _ = reply.send(Ok(outcome));
+                            let _ = reply.send(outcome);
                         }
                     }
                     Err(e) => {

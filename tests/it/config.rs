@@ -8,28 +8,10 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::Value;
 
-use crate::support::{Db, TestServer};
+use crate::support::{Db, TestServer, on_both_databases};
 
-const CONFIGS: &str = "/nacos/v1/cs/configs";
+pub(crate) const CONFIGS: &str = "/nacos/v1/cs/configs";
 const LISTENER: &str = "/nacos/v1/cs/configs/listener";
-
-/// Runs each scenario once per database.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {
-        $(
-            mod $name {
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn sqlite() {
-                    super::$name(crate::support::Db::Sqlite).await
-                }
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn mariadb() {
-                    super::$name(crate::support::Db::MariaDb).await
-                }
-            }
-        )*
-    };
-}
 
 on_both_databases!(
     publish_get_delete,
@@ -45,7 +27,7 @@ on_both_databases!(
 );
 
 /// Publishes with a form body, as the Python and Node clients do; asserts `true`.
-async fn publish(
+pub(crate) async fn publish(
     s: &TestServer,
     data_id: &str,
     group: &str,
@@ -59,7 +41,7 @@ async fn publish(
 }
 
 /// GET a config: status, body and headers.
-async fn get(
+pub(crate) async fn get(
     s: &TestServer,
     data_id: &str,
     group: &str,
@@ -78,13 +60,13 @@ async fn get(
     (status, resp.text().await.expect("body"), headers)
 }
 
-async fn get_json(s: &TestServer, path: &str, query: &[(&str, &str)]) -> Value {
+pub(crate) async fn get_json(s: &TestServer, path: &str, query: &[(&str, &str)]) -> Value {
     let (status, body) = s.call(Method::GET, path, query).await;
     assert_eq!(status, 200, "{path}: {body}");
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("{path}: {e}: {body}"))
 }
 
-fn header<'h>(h: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
+pub(crate) fn header<'h>(h: &'h reqwest::header::HeaderMap, name: &str) -> &'h str {
     h.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
@@ -239,7 +221,7 @@ async fn all_id(s: &TestServer, data_id: &str, group: &str) -> String {
 
 /// MD5 as Python's `hashlib.md5(s.encode()).hexdigest()`, computed by the md-5 crate
 /// independently of the server.
-fn python_md5(s: &str) -> String {
+pub(crate) fn python_md5(s: &str) -> String {
     use md5::{Digest, Md5};
     Md5::digest(s.as_bytes())
         .iter()

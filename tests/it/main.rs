@@ -5,6 +5,7 @@ mod auth;
 mod beats;
 mod binary;
 mod config;
+mod config_edges;
 mod dns;
 mod dns_abuse;
 mod durability;

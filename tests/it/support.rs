@@ -20,6 +20,8 @@ pub struct TestServer {
     pub app: App,
     pub http: reqwest::Client,
     pub base: String,
+    /// The config database, as `config_store.url` names it (SQLite by path).
+    pub db_url: String,
     data_dir: std::path::PathBuf,
     _dir: tempfile::TempDir,
     _db: Option<MariaDb>,
@@ -175,12 +177,18 @@ impl TestServer {
         }
         configure(&mut settings);
         let data_dir = settings.data.dir.clone();
+        let db_url = if settings.config_store.url.is_empty() {
+            format!("sqlite:{}", data_dir.join("nacre.db").display())
+        } else {
+            settings.config_store.url.clone()
+        };
         let app = App::start(settings).await.expect("node starts");
         let base = format!("http://{}", app.http_addr);
         let http = admin_client(&base, &data_dir).await;
         Self {
             app,
             http,
+            db_url,
             data_dir,
             base,
             _dir: dir,
@@ -472,3 +480,22 @@ pub async fn user_with_grant(
         assert_eq!(status, 200, "{path}: {body}");
     }
 }
+
+/// Runs each scenario once per database.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name(crate::support::Db::Sqlite).await
+                }
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn mariadb() {
+                    super::$name(crate::support::Db::MariaDb).await
+                }
+            }
+        )*
+    };
+}
+pub(crate) use on_both_databases;

@@ -386,6 +386,8 @@ pub async fn post_configs(
         return import(state, ip, req).await;
     }
     let beta_ips = header_str(req.headers(), "betaIps").map(split_ips);
+    // As Nacos 2.x, from the header only; blank means none.
+    let cas_md5 = header_str(req.headers(), "casMd5").map(str::to_string);
     let caller = Caller::of(req.extensions());
     let p = Params::from_request(req, &()).await?;
     let key = config_key(&p)?;
@@ -421,6 +423,7 @@ pub async fn post_configs(
         schema: owned("schema"),
         config_tags,
         encrypted_data_key: owned("encryptedDataKey").unwrap_or_default(),
+        cas_md5,
     };
     let cmd = PublishCommand {
         record,
