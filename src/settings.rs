@@ -279,7 +279,8 @@ impl Default for PushSettings {
 pub struct HttpSettings {
     /// Listen address; port 0 picks a free port. Default `0.0.0.0:8848`.
     pub addr: SocketAddr,
-    /// Largest request body accepted, bytes. Default 10 MiB (Nacos's `maxContent`).
+    /// Largest request body accepted, bytes. Default 32 MiB: room for a config of
+    /// `config.max_content_bytes` (10 MiB) percent-encoded in a form body.
     pub max_body_bytes: usize,
 }
 
@@ -287,7 +288,7 @@ impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 8848)),
-            max_body_bytes: 10 * 1024 * 1024,
+            max_body_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -429,8 +430,9 @@ impl Default for DataSettings {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConfigSettings {
-    /// Largest config content accepted by a publish, bytes of UTF-8. Default 102400
-    /// (100 KiB, Nacos's default per-config capacity).
+    /// Largest config content accepted by a publish or an import, bytes of UTF-8.
+    /// Default 10485760 (10 MiB, Nacos's `maxContent`; Nacos's 100 KiB quota applies
+    /// only with its capacity checks on).
     pub max_content_bytes: usize,
     /// Shortest hold of a long-polling listener, milliseconds. A listener is held for
     /// `max(min_long_poll_ms, Long-Pulling-Timeout - 500)`, as Nacos
@@ -445,7 +447,7 @@ pub struct ConfigSettings {
 impl Default for ConfigSettings {
     fn default() -> Self {
         Self {
-            max_content_bytes: 100 * 1024,
+            max_content_bytes: 10 * 1024 * 1024,
             min_long_poll_ms: 10_000,
             max_page_size: 1000,
         }

@@ -8,7 +8,9 @@
 //!   `metadata:` followed by items `- dataId:`, `group:`, `type:`, `appName:`, `desc:`.
 //!
 //! Import reads either. Entries that are not `group/dataId` (or, with v2 metadata,
-//! that the metadata does not list) are returned as unrecognized.
+//! that the metadata does not list) are returned as unrecognized; `group/dataId`
+//! entries that cannot be taken (larger than a config may be, not UTF-8) are returned
+//! as failed, with the reason, so an import never drops a config without saying so.
 
 use std::io::{Cursor, Read, Write};
 
@@ -45,6 +47,8 @@ pub struct Archive {
     pub configs: Vec<ArchivedConfig>,
     /// Entry names that are not configs.
     pub unrecognized: Vec<String>,
+    /// Configs that could not be read: `(group, dataId, why)`.
+    pub failed: Vec<(String, String, String)>,
 }
 
 /// Why an archive could not be read (Nacos's import result codes).
@@ -217,7 +221,8 @@ pub const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
 pub fn import(bytes: &[u8], max_entry_bytes: u64) -> Result<Archive, ArchiveError> {
     let mut zip =
         zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::Parse(e.to_string()))?;
-    let mut entries: Vec<(String, String)> = Vec::new();
+    // Each entry's text, or why it cannot be taken.
+    let mut entries: Vec<(String, Result<String, String>)> = Vec::new();
     let mut total = 0u64;
     for i in 0..zip.len() {
         let mut file = zip
@@ -227,28 +232,35 @@ pub fn import(bytes: &[u8], max_entry_bytes: u64) -> Result<Archive, ArchiveErro
             continue;
         }
         let name = file.name().to_string();
-        let mut content = String::new();
+        // The header's size may lie: read at most one byte past the cap.
         let cap = max_entry_bytes.min(MAX_IMPORT_BYTES.saturating_sub(total));
+        let mut bytes = Vec::new();
         (&mut file)
             .take(cap + 1)
-            .read_to_string(&mut content)
+            .read_to_end(&mut bytes)
             .map_err(|e| ArchiveError::Parse(format!("{name}: {e}")))?;
-        if content.len() as u64 > cap {
-            return Err(ArchiveError::Parse(format!(
-                "{name}: larger than {max_entry_bytes} bytes, or the archive past {MAX_IMPORT_BYTES} bytes"
-            )));
+        if bytes.len() as u64 > cap {
+            if cap < max_entry_bytes {
+                return Err(ArchiveError::Parse(format!(
+                    "the archive inflates past {MAX_IMPORT_BYTES} bytes"
+                )));
+            }
+            entries.push((name, Err(format!("larger than {max_entry_bytes} bytes"))));
+            continue;
         }
-        total += content.len() as u64;
-        entries.push((name, content));
+        total += bytes.len() as u64;
+        let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string());
+        entries.push((name, text));
     }
-    let meta_v2 = entries
-        .iter()
-        .find(|(n, _)| n == META_V2)
-        .map(|(_, c)| c.clone());
-    let meta_v1 = entries
-        .iter()
-        .find(|(n, _)| n == META_V1)
-        .map(|(_, c)| c.clone());
+    let meta = |wanted: &str| -> Result<Option<String>, ArchiveError> {
+        match entries.iter().find(|(n, _)| n == wanted) {
+            None => Ok(None),
+            Some((_, Ok(text))) => Ok(Some(text.clone())),
+            Some((_, Err(why))) => Err(ArchiveError::Metadata(format!("{wanted}: {why}"))),
+        }
+    };
+    let meta_v2 = meta(META_V2)?;
+    let meta_v1 = meta(META_V1)?;
     let mut archive = Archive::default();
     let v2_items = meta_v2.as_deref().map(parse_metadata_v2).transpose()?;
     let mut v1_apps = Vec::new();
@@ -267,6 +279,15 @@ pub fn import(bytes: &[u8], max_entry_bytes: u64) -> Result<Archive, ArchiveErro
         let [group, data_id] = parts.as_slice() else {
             archive.unrecognized.push(name);
             continue;
+        };
+        let content = match content {
+            Ok(text) => text,
+            Err(why) => {
+                archive
+                    .failed
+                    .push((group.to_string(), data_id.to_string(), why));
+                continue;
+            }
         };
         let mut cfg = ArchivedConfig {
             data_id: data_id.to_string(),
@@ -298,7 +319,7 @@ pub fn import(bytes: &[u8], max_entry_bytes: u64) -> Result<Archive, ArchiveErro
         }
         archive.configs.push(cfg);
     }
-    if archive.configs.is_empty() {
+    if archive.configs.is_empty() && archive.failed.is_empty() {
         return Err(ArchiveError::Empty);
     }
     Ok(archive)
@@ -357,9 +378,23 @@ mod tests {
         big.content = "0".repeat(8 * 1024 * 1024);
         let bytes = export(&[big], false).expect("export");
         assert!(bytes.len() < 100 * 1024, "{}", bytes.len());
+        // Past one config's limit: that config fails, read no further.
+        let archive = import(&bytes, 1024 * 1024).expect("import");
+        assert!(archive.configs.is_empty());
+        assert_eq!(archive.failed.len(), 1);
+        assert!(archive.failed[0].2.contains("larger than"));
+        // Past the whole archive's limit: nothing is imported.
+        let many: Vec<ConfigRow> = (0..9)
+            .map(|i| {
+                let mut r = row(&format!("bomb{i}"), None);
+                r.content = "0".repeat(8 * 1024 * 1024);
+                r
+            })
+            .collect();
+        let bytes = export(&many, false).expect("export");
         assert!(matches!(
-            import(&bytes, 1024 * 1024),
-            Err(ArchiveError::Parse(m)) if m.contains("larger than")
+            import(&bytes, 10 * 1024 * 1024),
+            Err(ArchiveError::Parse(m)) if m.contains("inflates past")
         ));
     }
 }

@@ -13,6 +13,8 @@ on_both_databases!(
     cas_publishes_refuse_a_stale_md5,
     one_of_concurrent_cas_publishers_wins,
     cas_holds_across_two_nodes_on_one_database,
+    content_up_to_nacos_s_ten_megabytes,
+    an_import_lists_every_config_it_did_not_take,
 );
 
 /// Publishes `content` with header `casMd5`; status and body.
@@ -193,4 +195,90 @@ async fn cas_holds_across_two_nodes_on_one_database(db: Db) {
     }
     b.shutdown().await;
     a.shutdown().await;
+}
+
+async fn content_up_to_nacos_s_ten_megabytes(db: Db) {
+    // Default settings: Nacos's maxContent of 10 MiB.
+    let s = TestServer::start_db(db).await;
+    let max = 10 * 1024 * 1024;
+    let big = "x".repeat(max);
+    publish(&s, "big", "G", &big, &[]).await;
+    let (status, body, _) = get(&s, "big", "G", &[]).await;
+    assert_eq!((status, body.len()), (200, max));
+    let (status, body) = s
+        .call_form(
+            Method::POST,
+            CONFIGS,
+            &[
+                ("dataId", "bigger"),
+                ("group", "G"),
+                ("content", &format!("{big}y")),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(body, "caused: invalid content, over 10485760;");
+    s.shutdown().await;
+}
+
+/// A v1 export zip of `entries` (`group/dataId`, content bytes).
+fn zip_of(entries: &[(&str, &[u8])]) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for (name, content) in entries {
+        zip.start_file(*name, zip::write::SimpleFileOptions::default())
+            .unwrap();
+        zip.write_all(content).unwrap();
+    }
+    zip.finish().unwrap().into_inner()
+}
+
+async fn an_import_lists_every_config_it_did_not_take(db: Db) {
+    let s = TestServer::start_on(db, |c| c.config.max_content_bytes = 1024).await;
+    let large = vec![b'x'; 2048];
+    let huge = vec![b'y'; 8 * 1024 * 1024];
+    let zip = zip_of(&[
+        ("G/fine", b"fine"),
+        ("G/large", &large),
+        ("G/huge", &huge),
+        ("G/blank", b"   "),
+        ("G/binary", &[0xff, 0xfe, 0x00]),
+        ("G/bad id!", b"v"),
+        ("not-a-config", b"v"),
+    ]);
+    let part = reqwest::multipart::Part::bytes(zip).file_name("export.zip");
+    let (status, body) = s
+        .send(
+            s.request(Method::POST, CONFIGS)
+                .query(&[("import", "true"), ("policy", "OVERWRITE")])
+                .multipart(reqwest::multipart::Form::new().part("file", part)),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let result: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let data = &result["data"];
+    assert_eq!(data["succCount"], 1, "{result}");
+    let failed: HashSet<String> = data["failData"]
+        .as_array()
+        .expect("failData")
+        .iter()
+        .map(|f| {
+            assert!(f["reason"].as_str().is_some_and(|r| !r.is_empty()), "{f}");
+            format!(
+                "{}/{}",
+                f["group"].as_str().unwrap(),
+                f["dataId"].as_str().unwrap()
+            )
+        })
+        .collect();
+    let want: HashSet<String> = ["G/large", "G/huge", "G/blank", "G/binary", "G/bad id!"]
+        .iter()
+        .map(|n| n.to_string())
+        .collect();
+    assert_eq!(failed, want, "{result}");
+    // Only what is no config at all is unrecognized.
+    assert_eq!(data["unrecognizedCount"], 1, "{result}");
+    assert_eq!(get(&s, "fine", "G", &[]).await.1, "fine");
+    assert_eq!(get(&s, "large", "G", &[]).await.0, 404);
+    s.shutdown().await;
 }

@@ -489,23 +489,40 @@ async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, A
         Ok(a) => a,
         Err(e) => return Ok(import_error(e.code(), &e.message())),
     };
-    let mut unrecognized: Vec<Value> = parsed
+    let unrecognized: Vec<Value> = parsed
         .unrecognized
         .iter()
         .map(|n| json!({"itemName": n}))
         .collect();
     let mut succ = 0u32;
     let mut skip_data: Vec<Value> = Vec::new();
-    let mut fail_data: Vec<Value> = Vec::new();
+    // Nacos's `{dataId, group}` items, plus the reason a config was not imported (a
+    // conflict under ABORT, or a config that cannot be stored).
+    let failed = |data_id: &str, group: &str, reason: &str| json!({"dataId": data_id, "group": group, "reason": reason});
+    let mut fail_data: Vec<Value> = parsed
+        .failed
+        .iter()
+        .map(|(group, data_id, why)| failed(data_id, group, why))
+        .collect();
+    let max_content = state.config_settings.max_content_bytes;
     let mut abort = false;
     for cfg in parsed.configs {
         let item = json!({"dataId": cfg.data_id, "group": cfg.group});
-        if validate_data_id(&cfg.data_id).is_err()
-            || validate_config_group(&cfg.group).is_err()
-            || cfg.content.trim().is_empty()
-            || cfg.content.len() > state.config_settings.max_content_bytes
-        {
-            unrecognized.push(json!({"itemName": format!("{}/{}", cfg.group, cfg.data_id)}));
+        let invalid = validate_data_id(&cfg.data_id)
+            .and_then(|_| validate_config_group(&cfg.group))
+            .err()
+            .or_else(|| {
+                cfg.content
+                    .trim()
+                    .is_empty()
+                    .then(|| "content is blank".to_string())
+            })
+            .or_else(|| {
+                (cfg.content.len() > max_content)
+                    .then(|| format!("invalid content, over {max_content}"))
+            });
+        if let Some(reason) = invalid {
+            fail_data.push(failed(&cfg.data_id, &cfg.group, &reason));
             continue;
         }
         if abort {
@@ -528,6 +545,7 @@ async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, A
                 _ => {}
             }
         }
+        let (data_id, group) = (cfg.data_id.clone(), cfg.group.clone());
         let record = PublishRecord {
             key,
             md5: content_md5(&cfg.content),
@@ -539,14 +557,20 @@ async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, A
             desc: cfg.desc,
             ..Default::default()
         };
-        state
+        let published = state
             .config
             .publish(PublishCommand {
                 record,
                 ..Default::default()
             })
-            .await?;
-        succ += 1;
+            .await;
+        match published {
+            Ok(()) => succ += 1,
+            Err(e) => {
+                tracing::error!(error = %e, %data_id, %group, "import: config not stored");
+                fail_data.push(failed(&data_id, &group, &e.to_string()));
+            }
+        }
     }
     let mut data = json!({"succCount": succ, "skipCount": skip_data.len()});
     if !fail_data.is_empty() {
