@@ -190,8 +190,9 @@ impl App {
         });
         let (router, gate) = http::router(state, &settings);
         let http_cancel = cancel.clone();
+        let http_settings = settings.http.clone();
         tasks.push(tokio::spawn(async move {
-            if let Err(e) = http::serve(listener, router, gate, http_cancel).await {
+            if let Err(e) = http::serve(listener, router, gate, &http_settings, http_cancel).await {
                 tracing::error!(error = %e, "HTTP server stopped");
             }
         }));

@@ -31,6 +31,7 @@ pub mod health;
 pub mod http;
 pub mod model;
 pub mod naming;
+pub mod net;
 pub mod push;
 pub mod settings;
 pub mod storage;

@@ -282,6 +282,20 @@ pub struct HttpSettings {
     /// Largest request body accepted, bytes. Default 32 MiB: room for a config of
     /// `config.max_content_bytes` (10 MiB) percent-encoded in a form body.
     pub max_body_bytes: usize,
+    /// From the first byte of a request to the end of its head, milliseconds; a
+    /// slower (or half-sent) request closes its connection. Default 10000.
+    pub header_read_timeout_ms: u64,
+    /// A connection with no request in flight and no traffic for this long is closed,
+    /// milliseconds. Held long polls are requests in flight and stay. Default 60000.
+    pub idle_timeout_ms: u64,
+    /// From a request's head to the end of its body, milliseconds. Default 30000.
+    pub body_read_timeout_ms: u64,
+    /// TCP keepalive probes after this many idle seconds find peers that vanished
+    /// without closing; 0 turns them off. Default 60.
+    pub tcp_keepalive_secs: u64,
+    /// Most connections open at once from one client address; more are closed as
+    /// soon as they are accepted. Default 1024.
+    pub max_connections_per_ip: usize,
 }
 
 impl Default for HttpSettings {
@@ -289,6 +303,11 @@ impl Default for HttpSettings {
         Self {
             addr: SocketAddr::from(([0, 0, 0, 0], 8848)),
             max_body_bytes: 32 * 1024 * 1024,
+            header_read_timeout_ms: 10_000,
+            idle_timeout_ms: 60_000,
+            body_read_timeout_ms: 30_000,
+            tcp_keepalive_secs: 60,
+            max_connections_per_ip: 1024,
         }
     }
 }
@@ -323,6 +342,8 @@ pub struct DnsSettings {
     pub tcp_idle_secs: u64,
     /// Most TCP connections open at once; more are closed at once. Default 1024.
     pub max_tcp_connections: usize,
+    /// Most TCP connections open at once from one client address. Default 64.
+    pub max_tcp_connections_per_ip: usize,
     /// Most UDP queries on the general path (static zones, forwarding, odd queries)
     /// at once; more are dropped. Default 1024.
     pub max_slow_queries: usize,
@@ -376,6 +397,7 @@ impl Default for DnsSettings {
             allow_recursion: local_networks(),
             tcp_idle_secs: 10,
             max_tcp_connections: 1024,
+            max_tcp_connections_per_ip: 64,
             max_slow_queries: 1024,
             rrl: RrlSettings::default(),
         }
@@ -565,6 +587,21 @@ impl Settings {
             return invalid(
                 "config_store.url",
                 "must be empty (SQLite in the data dir), mysql://... or sqlite:...",
+            );
+        }
+        if self.http.header_read_timeout_ms == 0
+            || self.http.idle_timeout_ms == 0
+            || self.http.body_read_timeout_ms == 0
+        {
+            return invalid(
+                "http.header_read_timeout_ms",
+                "http.header_read_timeout_ms, idle_timeout_ms and body_read_timeout_ms must be at least 1",
+            );
+        }
+        if self.http.max_connections_per_ip == 0 || self.dns.max_tcp_connections_per_ip == 0 {
+            return invalid(
+                "http.max_connections_per_ip",
+                "http.max_connections_per_ip and dns.max_tcp_connections_per_ip must be at least 1",
             );
         }
         if self.naming.expiry_tick_ms == 0 {

@@ -143,6 +143,7 @@ impl DnsServer {
                 dispatcher,
                 idle,
                 settings.max_tcp_connections,
+                settings.max_tcp_connections_per_ip,
             )),
         ];
         Ok(Self { local_addr, tasks })

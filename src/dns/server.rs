@@ -327,17 +327,25 @@ pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, limi
 
 /// Serves DNS over TCP (RFC 7766: two-byte length prefix, several queries per
 /// connection) until the task is aborted. Idle connections close after `idle`; past
-/// `max_connections` open ones, new connections are closed at once.
+/// `max_per_ip` open ones from one address, or `max_connections` in all, new
+/// connections are closed at once.
 pub async fn serve_tcp(
     listener: TcpListener,
     dispatcher: Arc<Dispatcher>,
     idle: Duration,
     max_connections: usize,
+    max_per_ip: usize,
 ) {
     let permits = Arc::new(Semaphore::new(max_connections));
+    let per_ip = crate::net::PerIpLimit::new(max_per_ip);
     loop {
         match listener.accept().await {
             Ok((stream, src)) => {
+                // Per address first, so one client cannot take the global slots.
+                let Some(admitted) = per_ip.admit(src.ip()) else {
+                    debug!(%src, "too many DNS TCP connections from this address; closed");
+                    continue;
+                };
                 let Ok(permit) = permits.clone().try_acquire_owned() else {
                     debug!(%src, "too many DNS TCP connections; closed");
                     continue;
@@ -347,7 +355,7 @@ pub async fn serve_tcp(
                     if let Err(e) = serve_tcp_connection(stream, src, dispatcher, idle).await {
                         debug!(%src, error = %e, "tcp connection closed");
                     }
-                    drop(permit);
+                    drop((permit, admitted));
                 });
             }
             Err(e) => {

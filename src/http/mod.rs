@@ -4,6 +4,7 @@
 //! JSON; they never reach the registry's internals or any storage directly.
 
 pub mod auth;
+pub mod conn;
 pub mod error;
 pub mod nacos_v1;
 pub mod params;
@@ -77,7 +78,9 @@ pub fn router(state: AppState, settings: &Settings) -> (Router, Arc<auth::Gate>)
 
 /// Serves `router` on `listener` (HTTP/1.1, keep-alive) until `cancel` fires, then
 /// lets in-flight requests finish for up to 10 s. Every request passes `gate` first.
-/// Handlers see the peer address as `ConnectInfo<SocketAddr>`.
+/// Handlers see the peer address as `ConnectInfo<SocketAddr>`. Connections follow
+/// the `[http]` limits (see [`conn`]): header, idle and body timeouts, TCP
+/// keepalive, and at most `http.max_connections_per_ip` from one address.
 ///
 /// Our own accept loop rather than `axum::serve`: each connection is a plain hyper
 /// HTTP/1 connection future stored in its task, without the boxed HTTP/1+HTTP/2
@@ -87,6 +90,7 @@ pub async fn serve(
     listener: TcpListener,
     router: Router,
     gate: Arc<auth::Gate>,
+    settings: &crate::settings::HttpSettings,
     cancel: CancellationToken,
 ) -> std::io::Result<()> {
     use axum::extract::ConnectInfo;
@@ -94,6 +98,10 @@ pub async fn serve(
     use std::net::SocketAddr;
     use tower::ServiceExt;
 
+    let limits = conn::ConnLimits::from_settings(settings);
+    let per_ip = crate::net::PerIpLimit::new(settings.max_connections_per_ip);
+    let keepalive = (settings.tcp_keepalive_secs > 0)
+        .then(|| std::time::Duration::from_secs(settings.tcp_keepalive_secs));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     let builder = hyper::server::conn::http1::Builder::new();
     loop {
@@ -109,26 +117,44 @@ pub async fn serve(
                 }
             },
         };
+        let Some(admitted) = per_ip.admit(peer.ip()) else {
+            tracing::debug!(%peer, "too many HTTP connections from this address; closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
+        crate::net::set_keepalive(&stream, keepalive);
+        let state = Arc::new(conn::ConnState::default());
         let router = router.clone();
         let gate = gate.clone();
+        let requests = state.clone();
         let service =
             hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                let in_flight = requests.begin_request();
                 req.extensions_mut().insert(ConnectInfo::<SocketAddr>(peer));
                 let (router, gate) = (router.clone(), gate.clone());
                 async move {
-                    match gate.check(req.map(axum::body::Body::new)).await {
+                    let _in_flight = in_flight;
+                    let req = if hyper::body::Body::is_end_stream(req.body()) {
+                        req.map(axum::body::Body::new)
+                    } else {
+                        req.map(|b| {
+                            axum::body::Body::new(conn::TimedBody::new(b, limits.body_read))
+                        })
+                    };
+                    match gate.check(req).await {
                         Ok(req) => router.oneshot(req).await,
                         Err(refused) => Ok(refused),
                     }
                 }
             });
-        let connection = builder.serve_connection(TokioIo::new(stream), service);
+        let io = TokioIo::new(conn::TimedIo::new(stream, state, limits));
+        let connection = builder.serve_connection(io, service);
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
+            drop(admitted);
         });
     }
     drop(listener);

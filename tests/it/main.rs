@@ -6,6 +6,7 @@ mod beats;
 mod binary;
 mod config;
 mod config_edges;
+mod connections;
 mod dns;
 mod dns_abuse;
 mod durability;

@@ -1,0 +1,279 @@
+//! Connection hygiene for the HTTP port: no client holds a socket for nothing.
+//!
+//! * **Header read**: once the first byte of a request arrives, its head must be
+//!   complete within `http.header_read_timeout_ms`, else the connection closes (a
+//!   half-sent request cannot hold a socket).
+//! * **Idle keep-alive**: a connection with no request in flight closes after
+//!   `http.idle_timeout_ms` without a byte read or written.
+//! * **Body read**: a request's body must arrive within `http.body_read_timeout_ms`
+//!   of its head, else reading it fails (the handler answers an error).
+//! * **No limit while a handler runs**: a held long poll keeps its connection for as
+//!   long as its `Long-Pulling-Timeout` says, with nothing to read or write.
+//! * **TCP keepalive** (`http.tcp_keepalive_secs`) finds peers that vanished without
+//!   closing, and **at most `http.max_connections_per_ip`** connections are open from
+//!   one address; more are closed as soon as they are accepted.
+//!
+//! The per-address count is [`crate::net::PerIpLimit`], shared with DNS over TCP. The
+//! first three are enforced by [`TimedIo`], a wrapper of the socket that knows
+//! from [`ConnState`] whether a request is in flight, and by [`TimedBody`].
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::task::{Context, Poll, ready};
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::{Instant, Sleep};
+
+use crate::settings::HttpSettings;
+
+/// The timeouts of one connection, from `[http]`.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnLimits {
+    /// From the first byte of a request to the end of its head.
+    pub header_read: Duration,
+    /// Without a request in flight and without a byte read or written.
+    pub idle: Duration,
+    /// From a request's head to the end of its body.
+    pub body_read: Duration,
+}
+
+impl ConnLimits {
+    /// The limits of `[http]`.
+    pub fn from_settings(s: &HttpSettings) -> Self {
+        Self {
+            header_read: Duration::from_millis(s.header_read_timeout_ms),
+            idle: Duration::from_millis(s.idle_timeout_ms),
+            body_read: Duration::from_millis(s.body_read_timeout_ms),
+        }
+    }
+}
+
+/// What the socket wrapper and the request handling of one connection share.
+#[derive(Debug, Default)]
+pub struct ConnState {
+    /// Requests whose handler is running.
+    in_flight: AtomicU32,
+    /// A request ended or began since the wrapper last looked: the next byte read
+    /// starts a new head.
+    request_boundary: AtomicBool,
+    /// The connection's task, as the wrapper last waited without a deadline (a
+    /// request was in flight): woken when the request ends, so the wait gets its
+    /// idle deadline.
+    reader: futures_util::task::AtomicWaker,
+}
+
+impl ConnState {
+    /// Marks a request as in flight until the guard drops (its handler answered or
+    /// was dropped).
+    pub fn begin_request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.request_boundary.store(true, Ordering::Release);
+        InFlight(self.clone())
+    }
+
+    fn busy(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+}
+
+/// A request in flight on its connection (see [`ConnState::begin_request`]).
+#[derive(Debug)]
+pub struct InFlight(Arc<ConnState>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        self.0.request_boundary.store(true, Ordering::Release);
+        self.0.reader.wake();
+    }
+}
+
+/// A socket whose reads fail with `TimedOut` when the connection is idle for too long,
+/// or a request head takes too long to arrive (see the module docs).
+pub struct TimedIo<S> {
+    inner: S,
+    state: Arc<ConnState>,
+    limits: ConnLimits,
+    last_io: Instant,
+    /// When the head being read began; `None` between requests.
+    head_started: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> TimedIo<S> {
+    /// Wraps `inner`; `state` is shared with the connection's request handling.
+    pub fn new(inner: S, state: Arc<ConnState>, limits: ConnLimits) -> Self {
+        Self {
+            inner,
+            state,
+            limits,
+            last_io: Instant::now(),
+            head_started: None,
+            timer: None,
+        }
+    }
+
+    /// The deadline of the wait for more bytes, if any.
+    fn deadline(&mut self) -> Option<Instant> {
+        if self.state.request_boundary.swap(false, Ordering::AcqRel) {
+            self.head_started = None;
+        }
+        if self.state.busy() {
+            return None;
+        }
+        Some(match self.head_started {
+            Some(started) => started + self.limits.header_read,
+            None => self.last_io + self.limits.idle,
+        })
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        match Pin::new(&mut self.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => {
+                if buf.filled().len() > before {
+                    let now = Instant::now();
+                    self.last_io = now;
+                    if self.state.request_boundary.swap(false, Ordering::AcqRel) {
+                        self.head_started = None;
+                    }
+                    if !self.state.busy() && self.head_started.is_none() {
+                        self.head_started = Some(now);
+                    }
+                }
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => {
+                let Some(deadline) = self.deadline() else {
+                    self.state.reader.register(cx.waker());
+                    // The request may have ended meanwhile: look again.
+                    if self.state.busy() {
+                        return Poll::Pending;
+                    }
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                };
+                let timer = match &mut self.timer {
+                    Some(timer) => {
+                        if timer.deadline() != deadline {
+                            timer.as_mut().reset(deadline);
+                        }
+                        timer
+                    }
+                    None => self
+                        .timer
+                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
+                };
+                match timer.as_mut().poll(cx) {
+                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "idle or slow HTTP connection closed",
+                    ))),
+                    Poll::Pending => Poll::Pending,
+                }
+            }
+        }
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
+        if matches!(written, Ok(n) if n > 0) {
+            self.last_io = Instant::now();
+        }
+        Poll::Ready(written)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let written = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
+        if matches!(written, Ok(n) if n > 0) {
+            self.last_io = Instant::now();
+        }
+        Poll::Ready(written)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A request body that fails when it has not ended by its deadline.
+pub struct TimedBody<B> {
+    inner: B,
+    timer: Pin<Box<Sleep>>,
+    limit: Duration,
+}
+
+impl<B> TimedBody<B> {
+    /// `inner`, which must end within `limit` from now.
+    pub fn new(inner: B, limit: Duration) -> Self {
+        Self {
+            inner,
+            timer: Box::pin(tokio::time::sleep(limit)),
+            limit,
+        }
+    }
+}
+
+impl<B> hyper::body::Body for TimedBody<B>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        if let Poll::Ready(frame) = Pin::new(&mut self.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        match self.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Err(format!(
+                "the request body did not arrive within {} ms (http.body_read_timeout_ms)",
+                self.limit.as_millis()
+            )
+            .into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
