@@ -296,6 +296,27 @@ pub struct HttpSettings {
     /// Most connections open at once from one client address; more are closed as
     /// soon as they are accepted. Default 1024.
     pub max_connections_per_ip: usize,
+    /// Most connections open at once in all; past it the oldest connection with no
+    /// request in flight is closed to make room. 0 (the default): three quarters of
+    /// the process's open-file limit, so sockets cannot use up the descriptors the
+    /// database, DNS and probes need.
+    pub max_connections: usize,
+}
+
+impl HttpSettings {
+    /// `max_connections`, with 0 read as three quarters of the open-file limit
+    /// (at least 256).
+    pub fn effective_max_connections(&self) -> usize {
+        if self.max_connections > 0 {
+            return self.max_connections;
+        }
+        let files = rlimit::getrlimit(rlimit::Resource::NOFILE)
+            .map(|(soft, _)| soft)
+            .unwrap_or(1024);
+        usize::try_from(files / 4 * 3)
+            .unwrap_or(usize::MAX)
+            .max(256)
+    }
 }
 
 impl Default for HttpSettings {
@@ -308,6 +329,7 @@ impl Default for HttpSettings {
             body_read_timeout_ms: 30_000,
             tcp_keepalive_secs: 60,
             max_connections_per_ip: 1024,
+            max_connections: 0,
         }
     }
 }

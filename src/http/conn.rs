@@ -13,6 +13,9 @@
 //!   closing, and **at most `http.max_connections_per_ip`** connections are open from
 //!   one address; more are closed as soon as they are accepted.
 //!
+//! * **At most `http.max_connections`** in all: past it, the oldest connection with
+//!   no request in flight makes room ([`ConnTable`]).
+//!
 //! The per-address count is [`crate::net::PerIpLimit`], shared with DNS over TCP. The
 //! first three are enforced by [`TimedIo`], a wrapper of the socket that knows
 //! from [`ConnState`] whether a request is in flight, and by [`TimedBody`].
@@ -61,10 +64,11 @@ pub struct ConnState {
     /// A request ended or began since the wrapper last looked: the next byte read
     /// starts a new head.
     request_boundary: AtomicBool,
-    /// The connection's task, as the wrapper last waited without a deadline (a
-    /// request was in flight): woken when the request ends, so the wait gets its
-    /// idle deadline.
+    /// The connection's task as its last read waited: woken when a request ends (so
+    /// the wait gets its idle deadline) and when the connection is evicted.
     reader: futures_util::task::AtomicWaker,
+    /// Set to close the connection at its next read (see [`ConnTable`]).
+    evicted: AtomicBool,
 }
 
 impl ConnState {
@@ -78,6 +82,92 @@ impl ConnState {
 
     fn busy(&self) -> bool {
         self.in_flight.load(Ordering::Acquire) > 0
+    }
+
+    /// Closes the connection unless a request is in flight; whether it will close.
+    fn evict(&self) -> bool {
+        if self.busy() {
+            return false;
+        }
+        self.evicted.store(true, Ordering::Release);
+        self.reader.wake();
+        true
+    }
+}
+
+/// The open connections of the HTTP port, at most `max` (`http.max_connections`):
+/// when a new one would pass it, the oldest connection with no request in flight (an
+/// idle or half-sent one) is closed to make room; when every one is busy, the new one
+/// is refused. So connections that do nothing cannot use up the process's file
+/// descriptors and shut out everyone else.
+#[derive(Debug)]
+pub struct ConnTable {
+    max: usize,
+    /// Open connections, oldest first (entries of closed ones are dropped lazily).
+    open: parking_lot::Mutex<std::collections::VecDeque<std::sync::Weak<ConnState>>>,
+    count: std::sync::atomic::AtomicUsize,
+}
+
+/// One connection counted in a [`ConnTable`]; counted out when it drops.
+#[derive(Debug)]
+pub struct Counted(Arc<ConnTable>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.count.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnTable {
+    /// At most `max` connections.
+    pub fn new(max: usize) -> Arc<Self> {
+        Arc::new(Self {
+            max,
+            open: parking_lot::Mutex::new(std::collections::VecDeque::new()),
+            count: std::sync::atomic::AtomicUsize::new(0),
+        })
+    }
+
+    /// Counts connection `state` in, evicting the oldest idle one when the table is
+    /// full; `None` (refuse it) when it is full of busy connections.
+    pub fn admit(self: &Arc<Self>, state: &Arc<ConnState>) -> Option<Counted> {
+        let mut open = self.open.lock();
+        if self.count.load(Ordering::Acquire) >= self.max {
+            let mut busy = Vec::new();
+            let mut evicted = false;
+            while let Some(old) = open.pop_front() {
+                let Some(old) = old.upgrade() else { continue };
+                if old.evict() {
+                    evicted = true;
+                    break;
+                }
+                busy.push(Arc::downgrade(&old));
+            }
+            // Busy ones keep their place at the front, oldest first.
+            for b in busy.into_iter().rev() {
+                open.push_front(b);
+            }
+            if !evicted {
+                return None;
+            }
+        }
+        // Entries of closed connections go when they outnumber the open ones.
+        let count = self.count.fetch_add(1, Ordering::AcqRel) + 1;
+        if open.len() > 2 * count + 64 {
+            open.retain(|w| w.strong_count() > 0);
+        }
+        open.push_back(Arc::downgrade(state));
+        Some(Counted(self.clone()))
+    }
+
+    /// Connections open now.
+    pub fn len(&self) -> usize {
+        self.count.load(Ordering::Acquire)
+    }
+
+    /// Whether no connection is open.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -139,6 +229,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if self.state.evicted.load(Ordering::Acquire) {
+            return Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                "closed to make room (http.max_connections)",
+            )));
+        }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
             Poll::Ready(Ok(())) => {
@@ -156,13 +252,12 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
             }
             Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
             Poll::Pending => {
+                self.state.reader.register(cx.waker());
                 let Some(deadline) = self.deadline() else {
-                    self.state.reader.register(cx.waker());
                     // The request may have ended meanwhile: look again.
-                    if self.state.busy() {
-                        return Poll::Pending;
+                    if !self.state.busy() {
+                        cx.waker().wake_by_ref();
                     }
-                    cx.waker().wake_by_ref();
                     return Poll::Pending;
                 };
                 let timer = match &mut self.timer {
@@ -275,5 +370,34 @@ where
 
     fn size_hint(&self) -> hyper::body::SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_table_evicts_the_oldest_idle_connection_and_never_a_busy_one() {
+        let table = ConnTable::new(2);
+        let (a, b, c) = (
+            Arc::new(ConnState::default()),
+            Arc::new(ConnState::default()),
+            Arc::new(ConnState::default()),
+        );
+        let busy_a = a.begin_request();
+        let _ca = table.admit(&a).expect("a");
+        let _cb = table.admit(&b).expect("b");
+        // Full: b is the oldest idle one.
+        let _cc = table.admit(&c).expect("c, in b's place");
+        assert!(b.evicted.load(Ordering::Acquire));
+        assert!(!a.evicted.load(Ordering::Acquire));
+        // With c busy too, nothing can make room.
+        let _busy_c = c.begin_request();
+        let d = Arc::new(ConnState::default());
+        assert!(table.admit(&d).is_none());
+        drop(busy_a);
+        assert!(table.admit(&d).is_some(), "a is idle now");
+        assert!(a.evicted.load(Ordering::Acquire));
     }
 }

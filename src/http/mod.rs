@@ -80,7 +80,8 @@ pub fn router(state: AppState, settings: &Settings) -> (Router, Arc<auth::Gate>)
 /// lets in-flight requests finish for up to 10 s. Every request passes `gate` first.
 /// Handlers see the peer address as `ConnectInfo<SocketAddr>`. Connections follow
 /// the `[http]` limits (see [`conn`]): header, idle and body timeouts, TCP
-/// keepalive, and at most `http.max_connections_per_ip` from one address.
+/// keepalive, at most `http.max_connections_per_ip` from one address and at most
+/// `http.max_connections` in all.
 ///
 /// Our own accept loop rather than `axum::serve`: each connection is a plain hyper
 /// HTTP/1 connection future stored in its task, without the boxed HTTP/1+HTTP/2
@@ -100,6 +101,7 @@ pub async fn serve(
 
     let limits = conn::ConnLimits::from_settings(settings);
     let per_ip = crate::net::PerIpLimit::new(settings.max_connections_per_ip);
+    let table = conn::ConnTable::new(settings.effective_max_connections());
     let keepalive = (settings.tcp_keepalive_secs > 0)
         .then(|| std::time::Duration::from_secs(settings.tcp_keepalive_secs));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -121,9 +123,13 @@ pub async fn serve(
             tracing::debug!(%peer, "too many HTTP connections from this address; closed");
             continue;
         };
+        let state = Arc::new(conn::ConnState::default());
+        let Some(counted) = table.admit(&state) else {
+            tracing::debug!(%peer, "every HTTP connection is busy; closed");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         crate::net::set_keepalive(&stream, keepalive);
-        let state = Arc::new(conn::ConnState::default());
         let router = router.clone();
         let gate = gate.clone();
         let requests = state.clone();
@@ -154,7 +160,7 @@ pub async fn serve(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "HTTP connection ended with an error");
             }
-            drop(admitted);
+            drop((admitted, counted));
         });
     }
     drop(listener);

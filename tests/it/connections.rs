@@ -199,3 +199,46 @@ async fn accepted_connections_have_tcp_keepalive() {
     .await;
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn past_the_connection_limit_idle_ones_make_room_and_busy_ones_stay() {
+    let server = TestServer::start_with(|s| s.http.max_connections = 3).await;
+    let addr = server.app.http_addr;
+    let (status, _) = server
+        .call_form(
+            reqwest::Method::POST,
+            "/nacos/v1/cs/configs",
+            &[("dataId", "held"), ("group", "G"), ("content", "v")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    // A held long poll: a busy connection (the client's pooled connection used for
+    // the publish above is idle and gets evicted first).
+    let listening = format!("held\u{2}G\u{2}{:x}\u{1}", md5::Md5::digest(b"v"));
+    let held = tokio::spawn({
+        let request = server
+            .request(reqwest::Method::POST, "/nacos/v1/cs/configs/listener")
+            .header("Long-Pulling-Timeout", "3000")
+            .form(&[("Listening-Configs", listening)]);
+        async move {
+            let resp = request.send().await.expect("long poll");
+            resp.status().as_u16()
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut half = Vec::new();
+    for _ in 0..3 {
+        let mut stream = connect_from("127.0.0.2", addr).await;
+        stream.write_all(HALF_SENT).await.unwrap();
+        half.push(stream);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Full now; each new request closes the oldest idle or half-sent one.
+    for _ in 0..3 {
+        assert_eq!(liveness(addr).await, "HTTP/1.1 200 OK");
+    }
+    assert!(closed_within(&mut half[0], Duration::from_secs(2)).await);
+    assert_eq!(held.await.unwrap(), 200, "the long poll was never closed");
+    drop(half);
+    server.shutdown().await;
+}
