@@ -40,6 +40,7 @@ HTTP_PORT=$(free_port)
 cat >"$TMP/nacre.toml" <<TOML
 [naming]
 max_persistent_instances_per_namespace = 20000
+max_persistent_instances = 20000
 [health]
 interval_ms = 5000
 jitter_ms = 500

@@ -118,6 +118,7 @@ impl App {
                 .with_max_persistent_per_namespace(
                     settings.naming.max_persistent_instances_per_namespace,
                 )
+                .with_max_persistent(settings.naming.max_persistent_instances)
                 // As Nacos: the worker id of snowflake instance ids from the node's
                 // address (0 for an unspecified one).
                 .with_snowflake_worker(crate::naming::ids::SnowflakeIds::worker_of(

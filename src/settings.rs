@@ -441,6 +441,9 @@ pub struct NamingSettings {
     /// Most persistent instances (`ephemeral=false`) one namespace may hold; each is
     /// probed by the server. Default 1000.
     pub max_persistent_instances_per_namespace: usize,
+    /// Most persistent instances of all namespaces together (namespace ids need not
+    /// exist, so the per-namespace cap alone bounds nothing). Default 10000.
+    pub max_persistent_instances: usize,
 }
 
 impl Default for NamingSettings {
@@ -450,6 +453,7 @@ impl Default for NamingSettings {
             cache_millis: 10_000,
             empty_service_ttl_ms: 60_000,
             max_persistent_instances_per_namespace: 1_000,
+            max_persistent_instances: 10_000,
         }
     }
 }

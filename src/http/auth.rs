@@ -171,32 +171,59 @@ impl Routes {
     }
 }
 
-/// Who made a request, as the gate found them: the signed-in user, or `None` when auth
-/// is off (then every caller may do everything, as an admin may). Handlers of
-/// non-public routes only; the gate lets public paths through without a caller.
+/// Who made a request, as the gate found them.
 #[derive(Clone, Debug)]
-pub struct Caller(pub Option<Arc<Principal>>);
+pub enum Caller {
+    /// A signed-in user.
+    User(Arc<Principal>),
+    /// Auth is off: every caller may do everything, as an admin may.
+    AuthOff,
+    /// Nobody the gate knows (a public path): may do nothing that needs a right.
+    Anonymous,
+}
+
+/// Marks the requests of a node with auth off, so handlers can tell "auth off" from
+/// "nobody signed in".
+#[derive(Clone, Copy, Debug)]
+struct AuthIsOff;
 
 impl Caller {
     /// The caller of a request the gate let through.
     pub fn of(extensions: &axum::http::Extensions) -> Self {
-        Self(extensions.get::<Arc<Principal>>().cloned())
+        if let Some(p) = extensions.get::<Arc<Principal>>() {
+            Caller::User(p.clone())
+        } else if extensions.get::<AuthIsOff>().is_some() {
+            Caller::AuthOff
+        } else {
+            Caller::Anonymous
+        }
     }
 
-    /// Whether the caller holds `ROLE_ADMIN` (always with auth off).
+    /// Whether the caller holds `ROLE_ADMIN` (always with auth off, never anonymous).
     pub fn is_admin(&self) -> bool {
-        self.0.as_ref().is_none_or(|p| p.admin)
+        match self {
+            Caller::User(p) => p.admin,
+            Caller::AuthOff => true,
+            Caller::Anonymous => false,
+        }
     }
 
-    /// The signed-in user's name; `None` with auth off.
+    /// The signed-in user's name; `None` with auth off or anonymous.
     pub fn username(&self) -> Option<&str> {
-        self.0.as_ref().map(|p| p.username.as_str())
+        match self {
+            Caller::User(p) => Some(p.username.as_str()),
+            _ => None,
+        }
     }
 
     /// Whether the caller may see namespace `id` (`""` or `public` for the public
     /// one): an admin sees every namespace, another user those their grants name.
     pub fn sees_namespace(&self, id: &str) -> bool {
-        self.0.as_ref().is_none_or(|p| p.sees_namespace(id))
+        match self {
+            Caller::User(p) => p.sees_namespace(id),
+            Caller::AuthOff => true,
+            Caller::Anonymous => false,
+        }
     }
 }
 
@@ -336,8 +363,12 @@ impl Gate {
     /// than as a middleware layer, so a request carries none of its state while the
     /// handler runs (a middleware future holds a clone of the inner service for every
     /// request: 5,000 held long polls would hold it 5,000 times).
-    pub async fn check(&self, req: Request) -> Result<Request, Response> {
-        if !self.enabled || self.public.contains(req.uri().path()) {
+    pub async fn check(&self, mut req: Request) -> Result<Request, Response> {
+        if !self.enabled {
+            req.extensions_mut().insert(AuthIsOff);
+            return Ok(req);
+        }
+        if self.public.contains(req.uri().path()) {
             return Ok(req);
         }
         Box::pin(admit(self, req)).await

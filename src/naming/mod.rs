@@ -52,15 +52,16 @@ pub enum NamingError {
         /// The kind the service holds.
         service_ephemeral: bool,
     },
-    /// A new persistent instance past `naming.max_persistent_instances_per_namespace`.
-    #[error(
-        "namespace {namespace} holds {max} persistent instances, the most naming.max_persistent_instances_per_namespace allows"
-    )]
+    /// A new persistent instance past `naming.max_persistent_instances_per_namespace`
+    /// or `naming.max_persistent_instances`.
+    #[error("{scope} holds {max} persistent instances, the most {setting} allows")]
     PersistentLimit {
-        /// The namespace.
-        namespace: String,
+        /// What is full: `namespace <id>`, or `this node`.
+        scope: String,
         /// The limit.
         max: usize,
+        /// The setting that sets it.
+        setting: &'static str,
     },
     /// Metadata that breaks Nacos's rules once merged (see
     /// [`crate::model::validate_beat_metadata`]); the text names the key.
@@ -157,6 +158,7 @@ pub struct ProbeTarget {
 pub struct NamingService {
     registry: Arc<Registry>,
     max_persistent_per_namespace: usize,
+    max_persistent: usize,
     snowflake: ids::SnowflakeIds,
 }
 
@@ -167,6 +169,7 @@ impl NamingService {
         Self {
             registry,
             max_persistent_per_namespace: usize::MAX,
+            max_persistent: usize::MAX,
             snowflake: ids::SnowflakeIds::new(0),
         }
     }
@@ -182,6 +185,13 @@ impl NamingService {
     /// server, so their number is what a namespace user can make the server probe.
     pub fn with_max_persistent_per_namespace(mut self, max: usize) -> Self {
         self.max_persistent_per_namespace = max;
+        self
+    }
+
+    /// Refuses new persistent instances once the node holds `max`
+    /// (`naming.max_persistent_instances`), whatever their namespaces.
+    pub fn with_max_persistent(mut self, max: usize) -> Self {
+        self.max_persistent = max;
         self
     }
 
@@ -262,15 +272,13 @@ impl NamingService {
                     }
                     None => {
                         if !ephemeral
-                            && !ctx.reserve_persistent(
+                            && let Err(hit) = ctx.reserve_persistent(
                                 &key.namespace,
                                 self.max_persistent_per_namespace,
+                                self.max_persistent,
                             )
                         {
-                            return Outcome::Unchanged(Err(NamingError::PersistentLimit {
-                                namespace: key.namespace.clone(),
-                                max: self.max_persistent_per_namespace,
-                            }));
+                            return Outcome::Unchanged(Err(self.persistent_limit(key, hit)));
                         }
                         if instance.wants_snowflake_id() {
                             instance.id = Some(self.snowflake_id(now, &instance, key));
@@ -296,6 +304,21 @@ impl NamingService {
             });
         // `update` with `create` always finds or makes the service.
         registered.unwrap_or(Ok(()))
+    }
+
+    fn persistent_limit(&self, key: &ServiceKey, hit: registry::PersistentLimitHit) -> NamingError {
+        match hit {
+            registry::PersistentLimitHit::Namespace => NamingError::PersistentLimit {
+                scope: format!("namespace {}", key.namespace),
+                max: self.max_persistent_per_namespace,
+                setting: "naming.max_persistent_instances_per_namespace",
+            },
+            registry::PersistentLimitHit::Total => NamingError::PersistentLimit {
+                scope: "this node".into(),
+                max: self.max_persistent,
+                setting: "naming.max_persistent_instances",
+            },
+        }
     }
 
     fn snowflake_id(&self, now_ms: u64, instance: &Instance, key: &ServiceKey) -> Arc<str> {
@@ -700,6 +723,30 @@ mod tests {
     }
 
     #[test]
+    fn a_service_left_empty_by_a_refused_registration_goes_after_its_ttl() {
+        let naming = NamingService::new(Arc::new(Registry::with_empty_service_ttl(1_000)))
+            .with_max_persistent_per_namespace(0);
+        let key = ServiceKey::new("public", "DEFAULT_GROUP", "refused");
+        let mut persistent = spec("10.0.0.1", &[]);
+        persistent.ephemeral = false;
+        assert!(matches!(
+            naming.register(&key, persistent),
+            Err(NamingError::PersistentLimit { .. })
+        ));
+        let now = registry::now_millis();
+        assert!(
+            naming
+                .registry()
+                .sweep_expired(now + 500)
+                .removed_services
+                .is_empty()
+        );
+        let report = naming.registry().sweep_expired(now + 1_500);
+        assert_eq!(report.removed_services, vec![key.clone()]);
+        assert_eq!(naming.registry().queued_expiries(), 0);
+    }
+
+    #[test]
     fn a_deregistered_instance_leaves_nothing_in_the_expiry_queue() {
         let naming = NamingService::new(Arc::new(Registry::new()));
         let key = ServiceKey::new("public", "DEFAULT_GROUP", "stock");
@@ -712,7 +759,8 @@ mod tests {
                 .register(&key, spec(&format!("10.0.1.{i}"), &hour))
                 .unwrap();
         }
-        assert_eq!(naming.registry().queued_expiries(), 100);
+        // One entry per instance, and the new service's own empty check.
+        assert_eq!(naming.registry().queued_expiries(), 101);
         for i in 0..100 {
             naming.deregister(&key, &ikey(&format!("10.0.1.{i}")), true);
         }

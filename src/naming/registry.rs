@@ -177,32 +177,37 @@ pub(crate) struct WriteCtx<'a> {
 }
 
 impl WriteCtx<'_> {
-    /// Counts one more persistent instance in `namespace`, unless it holds `max`
-    /// already (then `false`, and nothing is counted).
-    pub(crate) fn reserve_persistent(&self, namespace: &str, max: usize) -> bool {
+    /// Counts one more persistent instance in `namespace`, unless the namespace
+    /// holds `per_namespace` already or the registry `total` (then the limit that
+    /// stopped it, and nothing is counted).
+    pub(crate) fn reserve_persistent(
+        &self,
+        namespace: &str,
+        per_namespace: usize,
+        total: usize,
+    ) -> Result<(), PersistentLimitHit> {
         let mut counts = self.registry.persistent.lock();
-        match counts.get_mut(namespace) {
-            Some(n) if *n >= max => false,
-            Some(n) => {
-                *n += 1;
-                true
-            }
-            None if max == 0 => false,
-            None => {
-                counts.insert(namespace.to_string(), 1);
-                true
-            }
+        if counts.total >= total {
+            return Err(PersistentLimitHit::Total);
         }
+        let n = counts.by_namespace.get(namespace).copied().unwrap_or(0);
+        if n >= per_namespace {
+            return Err(PersistentLimitHit::Namespace);
+        }
+        counts.by_namespace.insert(namespace.to_string(), n + 1);
+        counts.total += 1;
+        Ok(())
     }
 
     /// Counts one persistent instance of `namespace` less.
     pub(crate) fn release_persistent(&self, namespace: &str) {
         let mut counts = self.registry.persistent.lock();
-        if let Some(n) = counts.get_mut(namespace) {
+        if let Some(n) = counts.by_namespace.get_mut(namespace) {
             *n = n.saturating_sub(1);
             if *n == 0 {
-                counts.remove(namespace);
+                counts.by_namespace.remove(namespace);
             }
+            counts.total = counts.total.saturating_sub(1);
         }
     }
 
@@ -234,6 +239,21 @@ impl WriteCtx<'_> {
             self.registry.expiry.lock().remove(&(at, seq));
         }
     }
+}
+
+#[derive(Default)]
+struct PersistentCounts {
+    by_namespace: HashMap<String, usize>,
+    total: usize,
+}
+
+/// Which limit refused a persistent instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum PersistentLimitHit {
+    /// The namespace's.
+    Namespace,
+    /// The node's.
+    Total,
 }
 
 #[derive(Default)]
@@ -278,8 +298,9 @@ pub struct Registry {
     expiry: Mutex<ExpiryQueue>,
     events: broadcast::Sender<ChangeEvent>,
     instance_count: AtomicU64,
-    /// Persistent instances per namespace (see `naming.max_persistent_instances_per_namespace`).
-    persistent: Mutex<HashMap<String, usize>>,
+    /// Persistent instances per namespace and in all (see
+    /// `naming.max_persistent_instances_per_namespace`).
+    persistent: Mutex<PersistentCounts>,
 }
 
 impl Default for Registry {
@@ -311,7 +332,7 @@ impl Registry {
             expiry: Mutex::new(BTreeMap::new()),
             events,
             instance_count: AtomicU64::new(0),
-            persistent: Mutex::new(HashMap::new()),
+            persistent: Mutex::new(PersistentCounts::default()),
         }
     }
 
@@ -386,7 +407,12 @@ impl Registry {
 
     /// Number of persistent instances in `namespace`.
     pub fn persistent_count(&self, namespace: &str) -> usize {
-        self.persistent.lock().get(namespace).copied().unwrap_or(0)
+        self.persistent
+            .lock()
+            .by_namespace
+            .get(namespace)
+            .copied()
+            .unwrap_or(0)
     }
 
     /// Number of instances in all services.
@@ -520,6 +546,13 @@ impl Registry {
             return Some(cell.clone());
         }
         let revision = self.next_revision();
+        // Created empty: if nothing lands in it (a refused registration), it goes
+        // after its empty-service TTL like any emptied service.
+        let now = now_millis();
+        let empty_due = (
+            now.saturating_add(self.empty_service_ttl_ms),
+            self.expiry_seq.fetch_add(1, Ordering::Relaxed),
+        );
         let state = CellState {
             revision,
             removed: false,
@@ -530,8 +563,8 @@ impl Registry {
                 },
                 instances: BTreeMap::new(),
                 clusters: Vec::new(),
-                emptied_at_ms: 0,
-                empty_due: None,
+                emptied_at_ms: now,
+                empty_due: Some(empty_due),
             },
         };
         let cell = Arc::new(ServiceCell {
@@ -542,6 +575,13 @@ impl Registry {
             dirty: AtomicBool::new(false),
         });
         tables.services.insert(key.clone(), cell.clone());
+        self.expiry.lock().insert(
+            empty_due,
+            Due {
+                cell: cell.clone(),
+                instance: None,
+            },
+        );
         self.generation.fetch_add(1, Ordering::AcqRel);
         tables
             .folded
@@ -560,14 +600,32 @@ impl Registry {
         key: &ServiceKey,
         check: impl FnOnce(&ServiceState) -> Result<(), E>,
     ) -> Result<bool, E> {
+        self.remove_cell(key, None, check)
+    }
+
+    /// Removes service `key` if it is still `expected` (any cell with `None`) and
+    /// `check` agrees; its queued empty-service check goes with it.
+    fn remove_cell<E>(
+        &self,
+        key: &ServiceKey,
+        expected: Option<&Arc<ServiceCell>>,
+        check: impl FnOnce(&ServiceState) -> Result<(), E>,
+    ) -> Result<bool, E> {
         let mut tables = self.tables.write();
         let Some(cell) = tables.services.get(key).cloned() else {
             return Ok(false);
         };
+        if expected.is_some_and(|e| !Arc::ptr_eq(e, &cell)) {
+            // Another service of that name since: not the one the entry was for.
+            return Ok(false);
+        }
         let mut state = cell.state.lock();
         check(&state.data)?;
         state.removed = true;
         self.adjust_count(state.data.instances.len(), 0);
+        if let Some(due) = state.data.empty_due.take() {
+            self.expiry.lock().remove(&due);
+        }
         drop(state);
         tables.services.remove(key);
         self.generation.fetch_add(1, Ordering::AcqRel);
@@ -601,10 +659,9 @@ impl Registry {
                     <= now_ms
         };
         if self
-            .remove_service(
-                &cell.key,
-                |state| if removable(state) { Ok(()) } else { Err(()) },
-            )
+            .remove_cell(&cell.key, Some(cell), |state| {
+                if removable(state) { Ok(()) } else { Err(()) }
+            })
             .unwrap_or(false)
         {
             report.removed_services.push(cell.key.clone());

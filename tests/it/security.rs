@@ -343,6 +343,11 @@ async fn only_an_admin_sets_a_mysql_checker_and_it_runs_one_read_only_statement(
         health_of(&server, "dev", "db").await == vec![true]
     })
     .await;
+    // The checker's credentials go where instances are: a namespace user cannot add
+    // one (their own fake MySQL server) to that cluster.
+    let mut rogue = register.to_vec();
+    rogue[2] = ("ip", "10.66.0.1");
+    assert_eq!(status_of(alice.post(&instance).query(&rogue)).await, 403);
 
     // The password never shows, to the admin or to a reader; a form sent back with
     // the mask keeps it.
@@ -530,6 +535,7 @@ async fn a_namespace_holds_at_most_the_configured_persistent_instances() {
     let server = TestServer::start_with(|s| {
         s.health.enabled = false;
         s.naming.max_persistent_instances_per_namespace = 3;
+        s.naming.max_persistent_instances = 5;
     })
     .await;
     for i in 1..=3 {
@@ -588,6 +594,30 @@ async fn a_namespace_holds_at_most_the_configured_persistent_instances() {
         .call(Method::POST, "/nacos/v1/ns/instance", &fourth)
         .await;
     assert_eq!((status, body.as_str()), (200, "ok"));
+    // Namespace ids need not exist, so the node has its own cap: 4 so far, one more.
+    server
+        .register(
+            "db",
+            "10.9.1.1",
+            3306,
+            &[("ephemeral", "false"), ("namespaceId", "ns2")],
+        )
+        .await;
+    let (status, body) = server
+        .call(
+            Method::POST,
+            "/nacos/v1/ns/instance",
+            &[
+                ("serviceName", "db"),
+                ("ip", "10.9.1.1"),
+                ("port", "3306"),
+                ("ephemeral", "false"),
+                ("namespaceId", "ns3"),
+            ],
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body.contains("naming.max_persistent_instances "), "{body}");
     server.shutdown().await;
 }
 

@@ -9,6 +9,7 @@ use axum::extract::State;
 use serde::{Deserialize, Serialize};
 
 use super::super::AppState;
+use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::Params;
 use crate::model::{
@@ -79,12 +80,30 @@ fn instance_spec(p: &Params) -> Result<InstanceSpec, ApiError> {
 }
 
 /// `POST /nacos/v1/ns/instance`: registers an instance; answers `ok`.
+///
+/// A persistent instance joining a cluster whose checker is `MYSQL` needs an admin:
+/// the server logs in to it with the checker's credentials, so only an admin may say
+/// where they go.
 pub async fn register_instance(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
     let spec = instance_spec(&p)?;
+    if !spec.ephemeral
+        && !caller.is_admin()
+        && state.naming.service(&key).is_some_and(|s| {
+            matches!(
+                s.meta.cluster(&spec.cluster).health_checker,
+                crate::model::HealthChecker::Mysql { .. }
+            )
+        })
+    {
+        return Err(ApiError::forbidden(
+            "only an admin may register an instance in a cluster with a MYSQL health checker",
+        ));
+    }
     state.naming.register(&key, spec)?;
     Ok("ok")
 }

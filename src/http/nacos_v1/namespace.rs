@@ -67,7 +67,9 @@ pub async fn get_namespaces(
         let Some(id) = p.optional("customNamespaceId") else {
             return Ok(json_ok(Value::Bool(false)));
         };
-        let exists = state.config.store().namespace(id).await?.is_some();
+        // A namespace the caller may not see is one that does not exist.
+        let exists =
+            caller.sees_namespace(id) && state.config.store().namespace(id).await?.is_some();
         return Ok(json_ok(Value::Bool(exists)));
     }
     let counts = state.config.count_by_tenant();
