@@ -217,8 +217,18 @@ fn parse_metadata_v2(text: &str) -> Result<Vec<MetaItem>, ArchiveError> {
 pub const MAX_IMPORT_BYTES: u64 = 64 * 1024 * 1024;
 
 /// Reads a v1 or v2 export. Each entry may inflate to at most `max_entry_bytes`, all
-/// together to [`MAX_IMPORT_BYTES`]: a small zip cannot make the server hold gigabytes.
+/// together (oversized entries counted as far as they were read) to
+/// [`MAX_IMPORT_BYTES`]: a small zip cannot make the server inflate or hold gigabytes.
+/// CPU-bound: call it off the async threads.
 pub fn import(bytes: &[u8], max_entry_bytes: u64) -> Result<Archive, ArchiveError> {
+    import_within(bytes, max_entry_bytes, MAX_IMPORT_BYTES)
+}
+
+fn import_within(
+    bytes: &[u8],
+    max_entry_bytes: u64,
+    max_total: u64,
+) -> Result<Archive, ArchiveError> {
     let mut zip =
         zip::ZipArchive::new(Cursor::new(bytes)).map_err(|e| ArchiveError::Parse(e.to_string()))?;
     // Each entry's text, or why it cannot be taken.
@@ -233,22 +243,24 @@ pub fn import(bytes: &[u8], max_entry_bytes: u64) -> Result<Archive, ArchiveErro
         }
         let name = file.name().to_string();
         // The header's size may lie: read at most one byte past the cap.
-        let cap = max_entry_bytes.min(MAX_IMPORT_BYTES.saturating_sub(total));
+        let cap = max_entry_bytes.min(max_total.saturating_sub(total));
         let mut bytes = Vec::new();
         (&mut file)
             .take(cap + 1)
             .read_to_end(&mut bytes)
             .map_err(|e| ArchiveError::Parse(format!("{name}: {e}")))?;
+        // What was inflated counts, taken or not: a zip of many oversized entries
+        // cannot make the server inflate without end.
+        total += bytes.len() as u64;
         if bytes.len() as u64 > cap {
             if cap < max_entry_bytes {
                 return Err(ArchiveError::Parse(format!(
-                    "the archive inflates past {MAX_IMPORT_BYTES} bytes"
+                    "the archive inflates past {max_total} bytes"
                 )));
             }
             entries.push((name, Err(format!("larger than {max_entry_bytes} bytes"))));
             continue;
         }
-        total += bytes.len() as u64;
         let text = String::from_utf8(bytes).map_err(|_| "not UTF-8 text".to_string());
         entries.push((name, text));
     }
@@ -394,6 +406,12 @@ mod tests {
         let bytes = export(&many, false).expect("export");
         assert!(matches!(
             import(&bytes, 10 * 1024 * 1024),
+            Err(ArchiveError::Parse(m)) if m.contains("inflates past")
+        ));
+        // Oversized entries count too, as far as they were read: 9 entries each read
+        // to 1 MiB + 1 byte pass a total of 8 MiB.
+        assert!(matches!(
+            import_within(&bytes, 1024 * 1024, 8 * 1024 * 1024),
             Err(ArchiveError::Parse(m)) if m.contains("inflates past")
         ));
     }

@@ -485,7 +485,11 @@ async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, A
     };
     // The metadata file of a large export is longer than one config may be.
     let max_entry = (state.config_settings.max_content_bytes as u64).max(4 * 1024 * 1024);
-    let parsed = match archive::import(&file, max_entry) {
+    // Inflating up to 64 MiB is CPU work: off the async threads.
+    let parsed = tokio::task::spawn_blocking(move || archive::import(&file, max_entry))
+        .await
+        .map_err(|e| ApiError::caused(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    let parsed = match parsed {
         Ok(a) => a,
         Err(e) => return Ok(import_error(e.code(), &e.message())),
     };
