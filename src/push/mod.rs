@@ -19,7 +19,8 @@
 //! inside it too, so the server cannot be made to send datagrams to other hosts; the
 //! tables are bounded (`push.max_subscribers`, `push.max_per_client` per client and per
 //! target address, one pending packet per subscriber, `push.max_unacked_per_target`
-//! unacked packets per target address, so one that never acks gets few datagrams).
+//! unacked packets per target address at a time (a push past it waits until an ack
+//! or a give-up makes room), so one that never acks gets datagrams only slowly).
 
 use std::collections::{HashMap, HashSet};
 use std::io::Write as _;
@@ -192,6 +193,12 @@ pub struct PushService {
     subscribers: Mutex<SubscriberTable>,
     pending: Mutex<PendingTable>,
     next_ref: AtomicU64,
+    /// Subscribers (address, `clusters`) of each service whose push waited for room
+    /// at their address.
+    deferred: Mutex<HashMap<ServiceKey, HashSet<(SocketAddr, String)>>>,
+    /// An ack came or a pending packet was given up since the worker last looked:
+    /// deferred services may go now.
+    room: std::sync::atomic::AtomicBool,
 }
 
 /// The task that turns change events into pushes and handles acks and retries.
@@ -247,6 +254,8 @@ impl PushService {
             pending: Mutex::new(PendingTable::default()),
             // Microseconds since the epoch: unique, increasing, far below 2^53.
             next_ref: AtomicU64::new(now_millis().saturating_mul(1000)),
+            deferred: Mutex::new(HashMap::new()),
+            room: std::sync::atomic::AtomicBool::new(false),
         });
         let worker = PushWorker {
             service: service.clone(),
@@ -350,12 +359,31 @@ impl PushService {
     /// one `lastRefTime`, per `clusters` selection.
     async fn push_service(&self, key: &ServiceKey) {
         let subscribers = self.subscribers(key);
+        // Every subscriber is pushed now: what waited for room is part of this.
+        self.deferred.lock().remove(key);
+        self.push_to(key, &subscribers).await;
+    }
+
+    /// Pushes the current state of `key` to the subscribers whose push waited for
+    /// room at their address.
+    async fn push_deferred(&self, key: &ServiceKey, waiting: HashSet<(SocketAddr, String)>) {
+        let subscribers: Vec<Subscriber> = self
+            .subscribers(key)
+            .into_iter()
+            .filter(|s| waiting.contains(&(s.addr, s.clusters.clone())))
+            .collect();
+        self.push_to(key, &subscribers).await;
+    }
+
+    /// Sends the current state of `key` to `subscribers`: one packet, with one
+    /// `lastRefTime`, per `clusters` selection.
+    async fn push_to(&self, key: &ServiceKey, subscribers: &[Subscriber]) {
         if subscribers.is_empty() {
             return;
         }
         let snapshot = self.registry.snapshot(key);
         let mut packets: HashMap<&str, (u64, Arc<[u8]>)> = HashMap::new();
-        for sub in &subscribers {
+        for sub in subscribers {
             let (last_ref_time, packet) = packets
                 .entry(sub.clusters.as_str())
                 .or_insert_with(|| {
@@ -374,16 +402,30 @@ impl PushService {
                 })
                 .clone();
             // A target that does not ack (not a Nacos client, or not listening) gets
-            // at most `push.max_unacked_per_target` packets until acks or give-ups.
-            if self.pending.lock().unacked(sub.addr.ip()) >= self.settings.max_unacked_per_target {
-                debug!(addr = %sub.addr, service = %key, "push skipped: too many unacked pushes to this address");
-                continue;
+            // at most `push.max_unacked_per_target` packets until acks or give-ups; a
+            // push that replaces its subscriber's own pending packet adds none. Others
+            // wait (the service is pushed again once the address has room).
+            let slot: PendingSlot = (sub.addr, key.clone(), sub.clusters.clone());
+            {
+                let pending = self.pending.lock();
+                if !pending.latest.contains_key(&slot)
+                    && pending.unacked(sub.addr.ip()) >= self.settings.max_unacked_per_target
+                {
+                    drop(pending);
+                    debug!(addr = %sub.addr, service = %key, "push deferred: too many unacked pushes to this address");
+                    self.deferred
+                        .lock()
+                        .entry(key.clone())
+                        .or_default()
+                        .insert((sub.addr, sub.clusters.clone()));
+                    continue;
+                }
             }
             self.send(sub.addr, &packet).await;
             self.pending.lock().insert(
                 last_ref_time,
                 Pending {
-                    slot: (sub.addr, key.clone(), sub.clusters.clone()),
+                    slot,
                     packet,
                     retries_left: self.settings.max_retries,
                     resend_at: Instant::now() + self.ack_timeout(),
@@ -419,7 +461,9 @@ impl PushService {
             return;
         };
         let from = SocketAddr::new(from.ip().to_canonical(), from.port());
-        self.pending.lock().remove((last_ref_time, from));
+        if self.pending.lock().remove((last_ref_time, from)).is_some() {
+            self.room.store(true, Ordering::Release);
+        }
     }
 
     /// Resends packets whose ack is late; gives up on those out of retries.
@@ -441,6 +485,9 @@ impl PushService {
                 p.resend_at = now + self.ack_timeout();
                 due.push((ack.1, p.packet.clone()));
             }
+            if !given_up.is_empty() {
+                self.room.store(true, Ordering::Release);
+            }
             for ack in given_up {
                 if let Some(p) = pending.remove(ack) {
                     debug!(addr = %ack.1, service = %p.slot.1, last_ref_time = ack.0, "push not acked, given up");
@@ -450,6 +497,14 @@ impl PushService {
         for (addr, packet) in due {
             self.send(addr, &packet).await;
         }
+    }
+
+    /// The subscribers whose pushes waited for room, once some address got room.
+    fn take_deferred(&self) -> Vec<(ServiceKey, HashSet<(SocketAddr, String)>)> {
+        if !self.room.swap(false, Ordering::AcqRel) {
+            return Vec::new();
+        }
+        self.deferred.lock().drain().collect()
     }
 
     /// Drops subscribers that have not listed again within the TTL.
@@ -542,6 +597,9 @@ impl PushWorker {
                 },
                 _ = tick.tick() => {
                     service.resend_due().await;
+                    for (key, waiting) in service.take_deferred() {
+                        service.push_deferred(&key, waiting).await;
+                    }
                     if Instant::now() >= next_age_out {
                         next_age_out = Instant::now() + AGE_OUT_EVERY;
                         service.age_out();

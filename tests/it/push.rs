@@ -161,3 +161,45 @@ async fn only_push_capable_agents_subscribe_pushes_go_to_the_sender_and_subscrib
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn pushes_past_the_unacked_limit_wait_and_then_go() {
+    let server = TestServer::start_with(|s| {
+        s.push.ack_timeout_ms = 30_000;
+        s.push.max_unacked_per_target = 4;
+    })
+    .await;
+    server.register("many", "10.7.5.1", 80, &[]).await;
+    let receiver = PushReceiver::bind().await;
+    let port = receiver.port().to_string();
+    // Ten subscriptions of one address (one per `clusters` selection).
+    for i in 0..10 {
+        let clusters = format!("c{i}");
+        let (status, _) = server
+            .send(
+                server
+                    .request(Method::GET, "/nacos/v1/ns/instance/list")
+                    .header("User-Agent", "Nacos-Java-Client:v1.4.6")
+                    .query(&[
+                        ("serviceName", "many"),
+                        ("udpPort", port.as_str()),
+                        ("clientIP", "127.0.0.1"),
+                        ("clusters", clusters.as_str()),
+                    ]),
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    server.register("many", "10.7.5.2", 80, &[]).await;
+    // Four go at once; each ack makes room for the ones that waited.
+    let mut selections = std::collections::HashSet::new();
+    while let Some(push) = receiver.next(Duration::from_secs(2)).await {
+        selections.insert(push.data["clusters"].as_str().unwrap().to_string());
+        receiver.ack(&push).await;
+        if selections.len() == 10 {
+            break;
+        }
+    }
+    assert_eq!(selections.len(), 10, "{selections:?}");
+    server.shutdown().await;
+}

@@ -648,7 +648,8 @@ async fn datagrams(socket: &tokio::net::UdpSocket, within: Duration) -> usize {
 #[tokio::test]
 async fn pushes_reach_only_the_subscriber_s_own_address() {
     let server = TestServer::start_with(|s| {
-        s.push.ack_timeout_ms = 200;
+        // Nothing is given up within the test, so nothing makes room.
+        s.push.ack_timeout_ms = 30_000;
         s.push.max_retries = 2;
         s.push.max_unacked_per_target = 16;
     })
@@ -680,9 +681,9 @@ async fn pushes_reach_only_the_subscriber_s_own_address() {
         datagrams(&own, Duration::from_secs(2))
     );
     assert_eq!(to_victim, 0, "nothing reaches the host clientIP names");
-    // Nobody acks: at most 16 pushes wait for an ack at a time, each sent at most
-    // three times, where Nacos sent 1,530 datagrams.
+    // Nobody acks: at most 16 pushes wait for an ack at one address at a time, where
+    // Nacos sent 1,530 datagrams.
     assert!(to_own > 0, "the sender itself is pushed to");
-    assert!(to_own <= 16 * 3, "{to_own} datagrams to one address");
+    assert!(to_own <= 16, "{to_own} datagrams to one address");
     server.shutdown().await;
 }
