@@ -4,7 +4,8 @@
 //!   complete within `http.header_read_timeout_ms`, else the connection closes (a
 //!   half-sent request cannot hold a socket).
 //! * **Idle keep-alive**: a connection with no request in flight closes after
-//!   `http.idle_timeout_ms` without a byte read or written.
+//!   `http.idle_timeout_ms` without a byte read or written; so does one whose client
+//!   stops reading an answer for that long.
 //! * **Body read**: a request's body must arrive within `http.body_read_timeout_ms`
 //!   of its head, else reading it fails (the handler answers an error).
 //! * **No limit while a handler runs**: a held long poll keeps its connection for as
@@ -25,7 +26,7 @@ use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::task::{Context, Poll, ready};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -193,6 +194,8 @@ pub struct TimedIo<S> {
     /// When the head being read began; `None` between requests.
     head_started: Option<Instant>,
     timer: Option<Pin<Box<Sleep>>>,
+    /// Armed only while a write waits (a client that does not read).
+    write_timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> TimedIo<S> {
@@ -205,6 +208,7 @@ impl<S> TimedIo<S> {
             last_io: Instant::now(),
             head_started: None,
             timer: None,
+            write_timer: None,
         }
     }
 
@@ -230,10 +234,7 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         if self.state.evicted.load(Ordering::Acquire) {
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::ConnectionAborted,
-                "closed to make room (http.max_connections)",
-            )));
+            return Poll::Ready(Err(aborted()));
         }
         let before = buf.filled().len();
         match Pin::new(&mut self.inner).poll_read(cx, buf) {
@@ -283,17 +284,59 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
     }
 }
 
+impl<S> TimedIo<S> {
+    /// A write that cannot go on: fails once nothing was written for
+    /// `http.idle_timeout_ms` (a client that stopped reading its answer), or when the
+    /// connection was evicted; else waits.
+    fn write_blocked(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        self.state.reader.register(cx.waker());
+        if self.state.evicted.load(Ordering::Acquire) {
+            return Poll::Ready(aborted());
+        }
+        let deadline = self.last_io + self.limits.idle;
+        let timer = match &mut self.write_timer {
+            Some(timer) => {
+                if timer.deadline() != deadline {
+                    timer.as_mut().reset(deadline);
+                }
+                timer
+            }
+            None => self
+                .write_timer
+                .insert(Box::pin(tokio::time::sleep_until(deadline))),
+        };
+        match timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "HTTP client stopped reading; connection closed",
+            )),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+fn aborted() -> io::Error {
+    io::Error::new(
+        io::ErrorKind::ConnectionAborted,
+        "closed to make room (http.max_connections)",
+    )
+}
+
 impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        let written = ready!(Pin::new(&mut self.inner).poll_write(cx, buf));
-        if matches!(written, Ok(n) if n > 0) {
-            self.last_io = Instant::now();
+        match Pin::new(&mut self.inner).poll_write(cx, buf) {
+            Poll::Ready(written) => {
+                if matches!(written, Ok(n) if n > 0) {
+                    self.last_io = Instant::now();
+                }
+                Poll::Ready(written)
+            }
+            Poll::Pending => self.write_blocked(cx).map(Err),
         }
-        Poll::Ready(written)
     }
 
     fn poll_write_vectored(
@@ -301,11 +344,15 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        let written = ready!(Pin::new(&mut self.inner).poll_write_vectored(cx, bufs));
-        if matches!(written, Ok(n) if n > 0) {
-            self.last_io = Instant::now();
+        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
+            Poll::Ready(written) => {
+                if matches!(written, Ok(n) if n > 0) {
+                    self.last_io = Instant::now();
+                }
+                Poll::Ready(written)
+            }
+            Poll::Pending => self.write_blocked(cx).map(Err),
         }
-        Poll::Ready(written)
     }
 
     fn is_write_vectored(&self) -> bool {
@@ -313,7 +360,10 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
+        match Pin::new(&mut self.inner).poll_flush(cx) {
+            Poll::Ready(done) => Poll::Ready(done),
+            Poll::Pending => self.write_blocked(cx).map(Err),
+        }
     }
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {

@@ -242,3 +242,48 @@ async fn past_the_connection_limit_idle_ones_make_room_and_busy_ones_stay() {
     drop(half);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn a_client_that_stops_reading_its_answers_is_closed() {
+    let server = TestServer::start_with(|s| {
+        s.http.idle_timeout_ms = 600;
+    })
+    .await;
+    let addr = server.app.http_addr;
+    let content = "x".repeat(1 << 20);
+    let (status, body) = server
+        .call_form(
+            reqwest::Method::POST,
+            "/nacos/v1/cs/configs",
+            &[("dataId", "big"), ("group", "G"), ("content", &content)],
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "true"));
+    let token = login(&server.base, "nacos", &admin_password(server.data_dir())).await;
+    // 32 pipelined GETs of 1 MiB each (32 MiB of answers) from a client that reads none.
+    let socket = TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stream = socket.connect(addr).await.expect("connect");
+    let get = format!(
+        "GET /nacos/v1/cs/configs?dataId=big&group=G&accessToken={token} HTTP/1.1\r\nHost: x\r\n\r\n"
+    );
+    stream.write_all(get.repeat(32).as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    // The server gave up on the stalled writes: what was in flight drains, then EOF.
+    let mut received = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let closed = loop {
+        match tokio::time::timeout(Duration::from_secs(3), stream.read(&mut buf)).await {
+            Err(_) => break false,
+            Ok(Ok(0)) | Ok(Err(_)) => break true,
+            Ok(Ok(n)) => received += n,
+        }
+    };
+    assert!(closed, "the connection was closed after {received} bytes");
+    assert!(
+        received < 32 << 20,
+        "not every answer went out: {received} bytes"
+    );
+    assert_eq!(liveness(addr).await, "HTTP/1.1 200 OK");
+    server.shutdown().await;
+}
