@@ -221,6 +221,9 @@ pub struct ConfigRow {
     pub encrypted_data_key: String,
 }
 
+/// How many times a publish batch that MySQL chose as a deadlock victim runs again.
+const DEADLOCK_RETRIES: u32 = 3;
+
 const FORMAL_COLUMNS: &str =
     "id, data_id, group_id, tenant_id, content, md5, type, gmt_modified, encrypted_data_key";
 const HISTORY_COLUMNS: &str = "CAST(nid AS SIGNED) AS nid, CAST(id AS SIGNED) AS id, data_id, group_id, tenant_id, app_name, src_ip, src_user, op_type, gmt_create, gmt_modified, encrypted_data_key";
@@ -377,11 +380,33 @@ impl ConfigStore {
     /// writes per key). Tags are rare and written per record.
     ///
     /// A record with `cas_md5` is checked against the row read in the same
-    /// transaction, which holds the write lock from its start (SQLite `BEGIN
-    /// IMMEDIATE`; MySQL `SELECT … FOR UPDATE`), so no other writer can change the row
-    /// between the check and the write. A record that fails its check gets
-    /// [`StoreError::CasConflict`] and writes nothing; the others go on.
+    /// transaction under a write lock (SQLite takes the database's at `BEGIN
+    /// IMMEDIATE`; MySQL locks that key's row alone with `SELECT … FOR UPDATE` by its
+    /// whole unique key), so no other writer can change the row between the check and
+    /// the write. A record that fails its check gets [`StoreError::CasConflict`] and
+    /// writes nothing; the others go on.
+    ///
+    /// A transaction that MySQL chose as a deadlock victim (error 1213, SQLSTATE
+    /// 40001) wrote nothing and is run again, up to [`DEADLOCK_RETRIES`] times.
     pub(crate) async fn publish_batch(
+        &self,
+        all: &[PublishRecord],
+    ) -> Result<Vec<Result<Published, StoreError>>, StoreError> {
+        let mut tries = 0;
+        loop {
+            match self.publish_batch_once(all).await {
+                Err(StoreError::Sql(sqlx::Error::Database(e)))
+                    if e.code().as_deref() == Some("40001") && tries < DEADLOCK_RETRIES =>
+                {
+                    tries += 1;
+                    tracing::warn!(error = %e, tries, "publish batch was a deadlock victim; running it again");
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn publish_batch_once(
         &self,
         all: &[PublishRecord],
     ) -> Result<Vec<Result<Published, StoreError>>, StoreError> {
@@ -409,13 +434,9 @@ impl ConfigStore {
             vec![one; n].join(", ")
         };
         let (begin, lock) = self.locking();
-        let ids_sql = |n: usize, lock: &str| {
-            format!(
-                "SELECT id, data_id, group_id, tenant_id, content, md5, app_name, encrypted_data_key \
-                 FROM config_info WHERE data_id IN ({}){lock}",
-                vec!["?"; n].join(", ")
-            )
-        };
+        const READ: &str = "SELECT id, data_id, group_id, tenant_id, content, md5, app_name, \
+            encrypted_data_key FROM config_info WHERE";
+        let ids_sql = |n: usize| format!("{READ} data_id IN ({})", vec!["?"; n].join(", "));
         let statements = |records: &[&PublishRecord]| {
             let upsert_sql = {
                 let head = format!(
@@ -444,13 +465,29 @@ impl ConfigStore {
         type Old = (i64, String, Option<String>, Option<String>, String);
         with_pool!(self, write, pool => {
             let mut tx = pool.begin_with(begin).await?;
-            let read_sql = ids_sql(all.len(), lock);
+            // MySQL: lock the rows of compare-and-set keys first, by their whole
+            // unique key (other keys' rows stay unlocked); the plain read after them
+            // then sees no older version of those rows.
+            let cas: Vec<&PublishRecord> = all.iter().filter(|r| r.cas_md5.is_some()).collect();
+            let locked_sql = (!lock.is_empty() && !cas.is_empty()).then(|| {
+                let one = "(data_id = ? AND group_id = ? AND tenant_id = ?)";
+                format!("{READ} {}{lock}", vec![one; cas.len()].join(" OR "))
+            });
+            let mut locked = Vec::new();
+            if let Some(sql) = &locked_sql {
+                let mut q = sqlx::query(sql);
+                for rec in &cas {
+                    q = q.bind(&rec.key.data_id).bind(&rec.key.group).bind(&rec.key.tenant);
+                }
+                locked = q.fetch_all(&mut *tx).await?;
+            }
+            let read_sql = ids_sql(all.len());
             let mut q = sqlx::query(&read_sql);
             for rec in all {
                 q = q.bind(&rec.key.data_id);
             }
             let mut old: std::collections::HashMap<ConfigKey, Old> = std::collections::HashMap::new();
-            for row in q.fetch_all(&mut *tx).await? {
+            for row in q.fetch_all(&mut *tx).await?.into_iter().chain(locked) {
                 old.insert(
                     key_of(&row)?,
                     (
@@ -500,7 +537,7 @@ impl ConfigStore {
             q.execute(&mut *tx).await?;
             let mut new_ids: std::collections::HashMap<ConfigKey, i64> = std::collections::HashMap::new();
             if records.iter().any(|r| !old.contains_key(&r.key)) {
-                let new_ids_sql = ids_sql(records.len(), "");
+                let new_ids_sql = ids_sql(records.len());
                 let mut q = sqlx::query(&new_ids_sql);
                 for rec in &records {
                     q = q.bind(&rec.key.data_id);

@@ -282,3 +282,38 @@ async fn an_import_lists_every_config_it_did_not_take(db: Db) {
     assert_eq!(get(&s, "large", "G", &[]).await.0, 404);
     s.shutdown().await;
 }
+
+/// The repro: a compare-and-set publish locked every row of its dataId (all groups
+/// and namespaces) on MySQL, so a lock held on any of them stalled it, and InnoDB
+/// could pick it as a deadlock victim. It locks its own row only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_mariadb_a_cas_publish_locks_only_its_own_row() {
+    use sqlx::Connection as _;
+    let s = TestServer::start_db(Db::MariaDb).await;
+    publish(&s, "locked", "G", "v1", &[]).await;
+    publish(&s, "locked", "OTHER", "o1", &[]).await;
+    let mut other = sqlx::MySqlConnection::connect(&s.db_url).await.unwrap();
+    let mut tx = other.begin().await.unwrap();
+    let held = sqlx::query(
+        "SELECT id FROM config_info WHERE data_id = 'locked' AND group_id = 'OTHER' \
+         AND tenant_id = '' FOR UPDATE",
+    )
+    .fetch_all(&mut *tx)
+    .await
+    .unwrap();
+    assert_eq!(held.len(), 1, "another client holds group OTHER's row");
+    // Without the fix this waits for innodb_lock_wait_timeout (50 s) and fails.
+    let published = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        publish_cas(&s, "locked", "v2", &python_md5("v1"), &[]),
+    )
+    .await
+    .expect("the publish did not wait for another group's lock");
+    assert_eq!(published, (200, "true".to_string()));
+    let (status, body) = publish_cas(&s, "locked", "v3", &python_md5("v1"), &[]).await;
+    assert_eq!(status, 409, "the check still holds: {body}");
+    tx.commit().await.unwrap();
+    assert_eq!(get(&s, "locked", "G", &[]).await.1, "v2");
+    assert_eq!(get(&s, "locked", "OTHER", &[]).await.1, "o1");
+    s.shutdown().await;
+}
