@@ -274,10 +274,13 @@ impl ProbeWorker {
             return;
         };
         let ikey = target.instance.key();
-        if self
-            .naming
-            .set_probed_health(&target.service, &ikey, checker, to)
-        {
+        if self.naming.set_probed_health(
+            &target.service,
+            &ikey,
+            &target.instance.cluster,
+            checker,
+            to,
+        ) {
             info!(
                 service = %target.service,
                 instance = %target.instance.instance_id(&target.service),

@@ -456,21 +456,25 @@ impl NamingService {
         }
     }
 
-    /// Sets the health of a persistent instance as a probe with `checker` found it.
-    /// Returns whether it changed; `false` also when the instance is gone or ephemeral,
-    /// or when its cluster's checker is no longer `checker` (so a probe that was in
-    /// flight when the cluster was switched to manual health changes nothing).
+    /// Sets the health of a persistent instance as a probe with `checker` of its
+    /// `cluster` found it. Returns whether it changed; `false` also when the instance
+    /// is gone or ephemeral, when it now belongs to another cluster (re-registered
+    /// there while the probe ran), or when its cluster's checker is no longer
+    /// `checker` (so a probe that was in flight when the cluster was switched to
+    /// manual health changes nothing).
     pub fn set_probed_health(
         &self,
         key: &ServiceKey,
         ikey: &InstanceKey,
+        cluster: &str,
         checker: &crate::model::HealthChecker,
         healthy: bool,
     ) -> bool {
         self.registry
             .update(key, None, |state, _| {
                 let probed = state.instances.get(ikey).is_some_and(|slot| {
-                    state.meta.cluster(&slot.instance.cluster).health_checker == *checker
+                    *slot.instance.cluster == *cluster
+                        && state.meta.cluster(cluster).health_checker == *checker
                 });
                 if !probed {
                     return Outcome::Unchanged(false);
@@ -979,8 +983,12 @@ mod tests {
         assert_eq!(targets[0].cluster.health_checker, HealthChecker::Tcp);
 
         let tcp = HealthChecker::Tcp;
-        assert!(naming.set_probed_health(&key, &ikey("10.0.0.1"), &tcp, false));
-        assert!(!naming.set_probed_health(&key, &ikey("10.0.0.1"), &tcp, false));
+        assert!(naming.set_probed_health(&key, &ikey("10.0.0.1"), DEFAULT_CLUSTER, &tcp, false));
+        assert!(!naming.set_probed_health(&key, &ikey("10.0.0.1"), DEFAULT_CLUSTER, &tcp, false));
+        assert!(
+            !naming.set_probed_health(&key, &ikey("10.0.0.1"), "OTHER", &tcp, true),
+            "a result for a cluster it does not belong to (any more) is dropped"
+        );
         assert!(!naming.service(&key).unwrap().instances[0].healthy);
         assert!(matches!(
             naming.set_manual_health(&key, &ikey("10.0.0.1"), DEFAULT_CLUSTER, true),
@@ -996,7 +1004,7 @@ mod tests {
             .unwrap();
         assert!(naming.probe_targets().is_empty(), "NONE is not probed");
         assert!(
-            !naming.set_probed_health(&key, &ikey("10.0.0.1"), &tcp, true),
+            !naming.set_probed_health(&key, &ikey("10.0.0.1"), DEFAULT_CLUSTER, &tcp, true),
             "a TCP result that was in flight is dropped"
         );
         naming
