@@ -12,6 +12,8 @@
 //! only by case (they fold to one DNS name), a query is answered from the first of them,
 //! oldest first, that has something to answer for its type; when none has, from the
 //! oldest (NODATA). So an empty or all-down case twin never hides one with instances.
+//! Only the oldest [`MAX_CASE_TWINS`](crate::naming::registry::MAX_CASE_TWINS) twins
+//! are considered, so a pile of them cannot make every query for the name expensive.
 //!
 //! Answers: A/AAAA carry the addresses of the selected instances
 //! (`naming::selection::select_for_dns`), one record per address (weights of instances

@@ -282,6 +282,11 @@ pub struct SweepReport {
     pub removed: Vec<(ServiceKey, String)>,
 }
 
+/// How many services that differ only by case (case twins, one DNS name) DNS
+/// considers for a name: the oldest ones. Nacos allows 2^n spellings of an n-letter
+/// name; a query must not build a snapshot of each.
+pub const MAX_CASE_TWINS: usize = 8;
+
 /// The registry table. Cloning is not offered: share it in an `Arc`.
 pub struct Registry {
     /// Sequence numbers of expiry entries.
@@ -348,8 +353,9 @@ impl Registry {
         Some(Self::fresh_snapshot(&cell))
     }
 
-    /// Snapshots of every service whose case-folded key matches, for DNS, in the order
-    /// they were created (see `dns::zone` for which one answers). Empty when none does.
+    /// Snapshots of the services whose case-folded key matches, for DNS, in the order
+    /// they were created, at most the oldest [`MAX_CASE_TWINS`] (see `dns::zone` for
+    /// which one answers). Empty when none does.
     pub fn find_folded(&self, folded: &FoldedKey) -> Vec<Arc<ServiceSnapshot>> {
         let cells: Vec<Arc<ServiceCell>> = {
             let tables = self.tables.read();
@@ -357,6 +363,7 @@ impl Registry {
                 return Vec::new();
             };
             keys.iter()
+                .take(MAX_CASE_TWINS)
                 .filter_map(|k| tables.services.get(k).cloned())
                 .collect()
         };

@@ -349,5 +349,34 @@ async fn of_case_twins_the_one_with_something_to_answer_answers_dns() {
         dns_a(&server, "shadow.DEFAULT_GROUP.svc.").await,
         (vec![], 0)
     );
+    // DNS looks at the oldest 8 twins only: a 9th with an instance is not answered
+    // until an older twin goes.
+    for name in ["sHadow", "shAdow", "shaDow", "shadOw", "shadoW", "SHadow"] {
+        let (status, _) = server
+            .call(
+                Method::POST,
+                "/nacos/v1/ns/service",
+                &[("serviceName", name), ("ephemeral", "true")],
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    server.register("SHADOW", "10.94.0.9", 80, &[]).await;
+    assert_eq!(
+        dns_a(&server, "shadow.DEFAULT_GROUP.svc.").await,
+        (vec![], 0)
+    );
+    let (status, body) = server
+        .call(
+            Method::DELETE,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "sHadow")],
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert_eq!(
+        dns_a(&server, "shadow.DEFAULT_GROUP.svc.").await.0,
+        vec!["10.94.0.9".to_string()]
+    );
     server.shutdown().await;
 }
