@@ -205,7 +205,8 @@ impl NamingService {
     /// service (as Nacos 2.x): registering it in another cluster moves it there. A
     /// re-registration keeps the instance id (a `snowflake` one too, while the cluster
     /// stays), keeps what `PUT /ns/instance` laid over it (while the cluster stays, as
-    /// Nacos 2.x keys that by `ip:port:cluster`) and restarts its beat clock.
+    /// Nacos 2.x keys that by `ip:port:cluster`, and while the merged metadata still
+    /// passes the beat rules and size limit) and restarts its beat clock.
     /// Ephemeral instances are queued for beat expiry.
     ///
     /// Errors with [`NamingError::KindMismatch`] when the service holds the other kind
@@ -256,13 +257,21 @@ impl NamingService {
                         if !same_cluster {
                             slot.overlay = None;
                         }
-                        let visible = match &mut slot.overlay {
-                            Some(overlay) => {
-                                overlay.registered = Arc::new(instance);
-                                overlay.apply(healthy)
-                            }
-                            None => instance,
-                        };
+                        let instance = Arc::new(instance);
+                        let merged = slot.overlay.as_mut().and_then(|overlay| {
+                            overlay.registered = instance.clone();
+                            let visible = overlay.apply(healthy);
+                            // An update that breaks the beat rules or the size limit
+                            // over the new registration's metadata goes.
+                            crate::model::validate_beat_metadata(&visible.metadata)
+                                .and_then(|_| crate::model::check_metadata_size(&visible.metadata))
+                                .is_ok()
+                                .then_some(visible)
+                        });
+                        if merged.is_none() {
+                            slot.overlay = None;
+                        }
+                        let visible = merged.unwrap_or_else(|| Arc::unwrap_or_clone(instance));
                         let changed = *slot.instance != visible;
                         if changed {
                             slot.instance = Arc::new(visible);

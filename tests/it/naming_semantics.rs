@@ -176,6 +176,31 @@ async fn an_update_is_laid_over_the_registration_and_keeps_its_timeouts() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(metadata_of(&server.list("upd", &[]).await)["d"], "4");
+    // An update that the new registration makes break the beat rules goes: interval
+    // 3 s laid over a registration whose timeout is now 2 s.
+    assert_eq!(
+        put(&[("metadata", "preserved.heart.beat.interval=3000,e=5")]).await,
+        (200, "ok".to_string())
+    );
+    assert_eq!(
+        hosts(&server.list("upd", &[]).await)[0]["instanceHeartBeatInterval"],
+        3000
+    );
+    let shorter = serde_json::json!({
+        "a": "1",
+        "preserved.heart.beat.interval": "1000",
+        "preserved.heart.beat.timeout": "2000",
+        "preserved.ip.delete.timeout": "3000",
+    })
+    .to_string();
+    server
+        .register("upd", "10.91.0.1", 80, &[("metadata", shorter.as_str())])
+        .await;
+    let list = server.list("upd", &[]).await;
+    let meta = metadata_of(&list);
+    assert!(meta["e"].is_null(), "the update went: {meta}");
+    assert_eq!(hosts(&list)[0]["instanceHeartBeatInterval"], 1000);
+    assert_eq!(hosts(&list)[0]["instanceHeartBeatTimeOut"], 2000);
 
     // The registration's short timeouts still apply: without beats it goes soon.
     wait_until(Duration::from_secs(10), "instance expired", || async {
