@@ -286,7 +286,9 @@ pub struct HttpSettings {
     /// slower (or half-sent) request closes its connection. Default 10000.
     pub header_read_timeout_ms: u64,
     /// A connection with no request in flight and no traffic for this long is closed,
-    /// milliseconds. Held long polls are requests in flight and stay. Default 60000.
+    /// milliseconds. Held long polls are requests in flight and stay. So is one whose
+    /// answer could not be written for this long (a client that stopped reading).
+    /// Default 60000.
     pub idle_timeout_ms: u64,
     /// From a request's head to the end of its body, milliseconds. Default 30000.
     pub body_read_timeout_ms: u64,
