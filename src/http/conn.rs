@@ -261,24 +261,8 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
                     }
                     return Poll::Pending;
                 };
-                let timer = match &mut self.timer {
-                    Some(timer) => {
-                        if timer.deadline() != deadline {
-                            timer.as_mut().reset(deadline);
-                        }
-                        timer
-                    }
-                    None => self
-                        .timer
-                        .insert(Box::pin(tokio::time::sleep_until(deadline))),
-                };
-                match timer.as_mut().poll(cx) {
-                    Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::TimedOut,
-                        "idle or slow HTTP connection closed",
-                    ))),
-                    Poll::Pending => Poll::Pending,
-                }
+                poll_until(&mut self.timer, deadline, cx)
+                    .map(|()| Err(timed_out("idle or slow HTTP connection closed")))
             }
         }
     }
@@ -294,25 +278,31 @@ impl<S> TimedIo<S> {
             return Poll::Ready(aborted());
         }
         let deadline = self.last_io + self.limits.idle;
-        let timer = match &mut self.write_timer {
-            Some(timer) => {
-                if timer.deadline() != deadline {
-                    timer.as_mut().reset(deadline);
-                }
-                timer
-            }
-            None => self
-                .write_timer
-                .insert(Box::pin(tokio::time::sleep_until(deadline))),
-        };
-        match timer.as_mut().poll(cx) {
-            Poll::Ready(()) => Poll::Ready(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "HTTP client stopped reading; connection closed",
-            )),
-            Poll::Pending => Poll::Pending,
-        }
+        poll_until(&mut self.write_timer, deadline, cx)
+            .map(|()| timed_out("HTTP client stopped reading; connection closed"))
     }
+}
+
+/// Polls `timer` set to `deadline` (armed on first use, moved when the deadline moves).
+fn poll_until(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    let timer = match timer {
+        Some(timer) => {
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
+            timer
+        }
+        None => timer.insert(Box::pin(tokio::time::sleep_until(deadline))),
+    };
+    timer.as_mut().poll(cx)
+}
+
+fn timed_out(why: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::TimedOut, why)
 }
 
 fn aborted() -> io::Error {
