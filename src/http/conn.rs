@@ -269,6 +269,24 @@ impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
 }
 
 impl<S> TimedIo<S> {
+    /// What a write of the inner stream came to: bytes written count as traffic; a
+    /// write that must wait goes by [`Self::write_blocked`].
+    fn written(
+        &mut self,
+        polled: Poll<io::Result<usize>>,
+        cx: &mut Context<'_>,
+    ) -> Poll<io::Result<usize>> {
+        match polled {
+            Poll::Ready(written) => {
+                if matches!(written, Ok(n) if n > 0) {
+                    self.last_io = Instant::now();
+                }
+                Poll::Ready(written)
+            }
+            Poll::Pending => self.write_blocked(cx).map(Err),
+        }
+    }
+
     /// A write that cannot go on: fails once nothing was written for
     /// `http.idle_timeout_ms` (a client that stopped reading its answer), or when the
     /// connection was evicted; else waits.
@@ -318,15 +336,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write(cx, buf) {
-            Poll::Ready(written) => {
-                if matches!(written, Ok(n) if n > 0) {
-                    self.last_io = Instant::now();
-                }
-                Poll::Ready(written)
-            }
-            Poll::Pending => self.write_blocked(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.written(polled, cx)
     }
 
     fn poll_write_vectored(
@@ -334,15 +345,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        match Pin::new(&mut self.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(written) => {
-                if matches!(written, Ok(n) if n > 0) {
-                    self.last_io = Instant::now();
-                }
-                Poll::Ready(written)
-            }
-            Poll::Pending => self.write_blocked(cx).map(Err),
-        }
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        self.written(polled, cx)
     }
 
     fn is_write_vectored(&self) -> bool {
