@@ -183,7 +183,17 @@ impl Dispatcher {
             RecordType::AXFR | RecordType::IXFR => {
                 Message::error_msg(0, request.metadata.op_code, ResponseCode::Refused)
             }
-            _ => self.zone.respond_message(name, qtype),
+            _ => {
+                let opt_len = if request.edns.is_some() {
+                    wire::OPT_LEN
+                } else {
+                    0
+                };
+                let question_len = request.queries.as_bytes().len();
+                let room =
+                    usize::from(max_size).saturating_sub(wire::HEADER_LEN + question_len + opt_len);
+                self.zone.respond_message(name, qtype, room)
+            }
         };
         if request.metadata.op_code != hickory_server::proto::op::OpCode::Query {
             msg = Message::error_msg(0, request.metadata.op_code, ResponseCode::NotImp);

@@ -199,15 +199,103 @@ pub fn parse(packet: &[u8]) -> Option<QueryView<'_>> {
     Some(view)
 }
 
-/// Records of an answer that are sent in a weighted random order, a subset per query.
+/// Records of an answer that are sent in a weighted random order, a subset per query:
+/// a weighted random sample without replacement (each draw picks a record not drawn
+/// yet with probability proportional to its weight, so the first record is `i` with
+/// probability `w[i] / Σw`). A draw of `k` records costs O(k · (k + log n)) for `n`
+/// records, whatever `n` is: the running totals of the weights are computed once, when
+/// the answer is prepared.
 #[derive(Debug, Clone)]
 pub struct Shuffle {
     /// Every record is this many bytes and they fill the body from offset 0.
     pub record_len: usize,
-    /// Weight of each record (its Nacos weight; all above zero).
-    pub weights: Vec<f64>,
-    /// Most records sent in one response.
+    /// Running totals of the records' weights (`cumulative[i]` = w₀ + … + wᵢ); every
+    /// weight is above zero.
+    cumulative: Vec<f64>,
+    /// Most records sent in one response (`dns.max_answers`).
     pub max: usize,
+}
+
+impl Shuffle {
+    /// A shuffle over records of `record_len` bytes with these weights (Nacos weights;
+    /// a weight that is not above zero, or not finite, counts as the smallest positive
+    /// one so that every record can be drawn).
+    pub fn new(record_len: usize, weights: &[f64], max: usize) -> Self {
+        let mut total = 0.0;
+        let cumulative = weights
+            .iter()
+            .map(|&w| {
+                total += if w.is_finite() && w > 0.0 {
+                    w
+                } else {
+                    f64::MIN_POSITIVE
+                };
+                total
+            })
+            .collect();
+        Self {
+            record_len,
+            cumulative,
+            max,
+        }
+    }
+
+    /// How many records there are.
+    pub fn len(&self) -> usize {
+        self.cumulative.len()
+    }
+
+    /// Whether there are no records.
+    pub fn is_empty(&self) -> bool {
+        self.cumulative.is_empty()
+    }
+
+    /// The weight of record `i` and where its share starts on the running total.
+    fn span(&self, i: usize) -> (f64, f64) {
+        let start = if i == 0 { 0.0 } else { self.cumulative[i - 1] };
+        (start, self.cumulative[i] - start)
+    }
+
+    /// Draws `take` distinct record indices (fewer when there are fewer records) into
+    /// `out` (cleared first), in the order drawn.
+    pub fn draw(&self, take: usize, out: &mut Vec<usize>) {
+        out.clear();
+        let n = self.len();
+        let take = take.min(n);
+        if take == 0 {
+            return;
+        }
+        let total = self.cumulative[n - 1];
+        let mut rng = rand::rng();
+        // The drawn records' shares of the running total, by start: (start, weight).
+        let mut drawn: Vec<(f64, f64)> = Vec::with_capacity(take);
+        let mut drawn_weight = 0.0;
+        while out.len() < take {
+            // A point on the weight of the records not drawn yet, then moved past the
+            // shares of drawn records that start at or before it.
+            let mut u = rng.random::<f64>() * (total - drawn_weight).max(0.0);
+            for &(start, weight) in &drawn {
+                if u >= start {
+                    u += weight;
+                } else {
+                    break;
+                }
+            }
+            let mut i = self.cumulative.partition_point(|&c| c <= u).min(n - 1);
+            // Rounding can land on a drawn record's edge: take the nearest free one.
+            if out.contains(&i) {
+                match (i..n).chain((0..i).rev()).find(|j| !out.contains(j)) {
+                    Some(j) => i = j,
+                    None => return,
+                }
+            }
+            let (start, weight) = self.span(i);
+            let at = drawn.partition_point(|&(s, _)| s < start);
+            drawn.insert(at, (start, weight));
+            drawn_weight += weight;
+            out.push(i);
+        }
+    }
 }
 
 /// A response encoded once (by hickory-proto) for one name and type, ready to be
@@ -264,10 +352,13 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
     match &prepared.shuffle {
         Some(shuffle) if shuffle.record_len > 0 => {
             let fit = (room / shuffle.record_len).min(shuffle.max);
-            let order = weighted_order(&shuffle.weights, fit);
+            let mut order = Vec::new();
+            shuffle.draw(fit, &mut order);
             for &i in &order {
                 let at = i * shuffle.record_len;
-                out.extend_from_slice(&prepared.body[at..at + shuffle.record_len]);
+                if let Some(record) = prepared.body.get(at..at + shuffle.record_len) {
+                    out.extend_from_slice(record);
+                }
             }
             counts[0] = order.len() as u16;
         }
@@ -297,24 +388,6 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
     out[6..8].copy_from_slice(&counts[0].to_be_bytes());
     out[8..10].copy_from_slice(&counts[1].to_be_bytes());
     out[10..12].copy_from_slice(&counts[2].to_be_bytes());
-}
-
-/// A weighted random order without replacement (Efraimidis–Spirakis: each item gets the
-/// key `ln(u) / w`, highest first), cut to `take` items. The first item is `i` with
-/// probability `w[i] / Σw`.
-pub fn weighted_order(weights: &[f64], take: usize) -> Vec<usize> {
-    let mut rng = rand::rng();
-    let mut keyed: Vec<(f64, usize)> = weights
-        .iter()
-        .enumerate()
-        .map(|(i, &w)| {
-            let u: f64 = rng.random_range(f64::MIN_POSITIVE..1.0);
-            (u.ln() / w, i)
-        })
-        .collect();
-    keyed.sort_unstable_by(|a, b| b.0.total_cmp(&a.0));
-    keyed.truncate(take);
-    keyed.into_iter().map(|(_, i)| i).collect()
 }
 
 /// A minimal error response built from a request's header and question bytes: used
@@ -408,12 +481,57 @@ mod tests {
     }
 
     #[test]
-    fn weighted_order_prefers_heavy_items() {
+    fn draws_are_distinct_and_the_first_follows_the_weights() {
+        let shuffle = Shuffle::new(16, &[1.0, 3.0], 16);
         let mut first = [0usize; 2];
+        let mut order = Vec::new();
         for _ in 0..4000 {
-            first[weighted_order(&[1.0, 3.0], 2)[0]] += 1;
+            shuffle.draw(2, &mut order);
+            assert_eq!(order.len(), 2);
+            assert_ne!(order[0], order[1]);
+            first[order[0]] += 1;
         }
         let share = first[1] as f64 / 4000.0;
         assert!((0.70..0.80).contains(&share), "share {share}");
+    }
+
+    #[test]
+    fn later_draws_follow_the_weights_left() {
+        // Weights 1, 2, 7: after 7 is drawn first (p = 0.7), the second is 2 with
+        // probability 2/3. Exact sequential sampling gives P(second = 2) =
+        // 0.1·2/9 + 0.7·2/3 = 0.4889.
+        let shuffle = Shuffle::new(16, &[1.0, 2.0, 7.0], 16);
+        let mut second_is_two = 0usize;
+        let mut order = Vec::new();
+        const N: usize = 20_000;
+        for _ in 0..N {
+            shuffle.draw(3, &mut order);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            assert_eq!(sorted, vec![0, 1, 2]);
+            second_is_two += usize::from(order[1] == 1);
+        }
+        let share = second_is_two as f64 / N as f64;
+        assert!((share - 0.4889).abs() < 0.02, "share {share}");
+    }
+
+    #[test]
+    fn skewed_and_large_draws_stay_distinct() {
+        let mut weights = vec![1e-6; 5_000];
+        weights[4_321] = 1e6;
+        weights[0] = 0.0;
+        let shuffle = Shuffle::new(16, &weights, 16);
+        let mut order = Vec::new();
+        for _ in 0..200 {
+            shuffle.draw(16, &mut order);
+            assert_eq!(order.len(), 16);
+            assert_eq!(order[0], 4_321);
+            let mut sorted = order.clone();
+            sorted.sort_unstable();
+            sorted.dedup();
+            assert_eq!(sorted.len(), 16);
+        }
+        shuffle.draw(6_000, &mut order);
+        assert_eq!(order.len(), 5_000, "at most every record");
     }
 }

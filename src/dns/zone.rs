@@ -24,7 +24,11 @@
 //! NXDOMAIN, known names with nothing to answer NODATA; both carry the SOA (RFC 2308).
 //!
 //! Invariant: an answer is encoded once per (name, type, service revision) and cached;
-//! a query costs a cache lookup, a revision check and a copy.
+//! a query costs a cache lookup, a revision check and a copy. An address answer is
+//! encoded as records of one size that each point at the question name, so a query
+//! copies a weighted sample of them (`wire::Shuffle`, O(k · (k + log n)) for k of n
+//! addresses): the cost of a query does not grow with the service. The general path
+//! (odd packets) builds its answer per query and samples it the same way.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -205,13 +209,28 @@ impl ServiceZone {
     }
 
     /// Answers a query for a name in this zone as a full hickory message (the general
-    /// path: queries the fast path declines, such as ones with trailing bytes).
-    pub fn respond_message(&self, name: &Name, qtype: RecordType) -> Message {
+    /// path: queries the fast path declines, such as ones with trailing bytes). An
+    /// address answer is a weighted sample, as on the fast path, of at most
+    /// `dns.max_answers` records and as many as fit in `room` bytes (what the response
+    /// may hold after its header, question and OPT record).
+    pub fn respond_message(&self, name: &Name, qtype: RecordType, room: usize) -> Message {
         let lower = name.to_lowercase();
         let below = lower.num_labels().saturating_sub(self.origin.num_labels()) as usize;
         let labels: Vec<&[u8]> = lower.iter().take(below).collect();
         let target = self.resolve(&labels);
-        let answer = self.answer(&lower, qtype, target);
+        let mut answer = self.answer(&lower, qtype, target);
+        if let Some(weights) = answer.weights.take() {
+            // Every record is compressed to a pointer at the question name.
+            let record_len = if qtype == RecordType::AAAA { 28 } else { 16 };
+            let shuffle = Shuffle::new(record_len, &weights, self.max_answers);
+            let mut order = Vec::new();
+            shuffle.draw((room / record_len).min(self.max_answers), &mut order);
+            let mut all: Vec<Option<Record>> = answer.answers.drain(..).map(Some).collect();
+            answer.answers = order
+                .iter()
+                .filter_map(|&i| all.get_mut(i)?.take())
+                .collect();
+        }
         self.message(&lower, qtype, answer)
     }
 
@@ -333,7 +352,9 @@ impl ServiceZone {
         let (selected, _) = select_for_dns(snapshot);
         match qtype {
             RecordType::A | RecordType::AAAA | RecordType::ANY => {
+                // One record per address, in the order first seen; weights add up.
                 let mut by_ip: Vec<(IpAddr, f64)> = Vec::new();
+                let mut index: HashMap<IpAddr, usize> = HashMap::new();
                 for inst in &selected {
                     let Some(ip) = inst.addr else { continue };
                     let wanted = match qtype {
@@ -344,9 +365,14 @@ impl ServiceZone {
                     if !wanted {
                         continue;
                     }
-                    match by_ip.iter_mut().find(|(a, _)| *a == ip) {
-                        Some((_, w)) => *w += inst.weight,
-                        None => by_ip.push((ip, inst.weight)),
+                    match index.entry(ip) {
+                        std::collections::hash_map::Entry::Occupied(at) => {
+                            by_ip[*at.get()].1 += inst.weight
+                        }
+                        std::collections::hash_map::Entry::Vacant(slot) => {
+                            slot.insert(by_ip.len());
+                            by_ip.push((ip, inst.weight));
+                        }
                     }
                 }
                 for (ip, _) in &by_ip {
@@ -414,10 +440,17 @@ impl ServiceZone {
         msg
     }
 
-    /// Encodes an answer once with hickory-proto and cuts it after the question.
-    fn prepare(&self, qname: &Name, qtype: RecordType, answer: ZoneAnswer) -> Prepared {
-        let weights = answer.weights.clone();
+    /// Encodes an answer once and cuts it after the question. A weighted address
+    /// answer is written here as fixed-size records that each point at the question
+    /// name, so that any subset in any order is a valid answer section; everything
+    /// else is encoded by hickory-proto.
+    fn prepare(&self, qname: &Name, qtype: RecordType, mut answer: ZoneAnswer) -> Prepared {
         let rcode = u16::from(answer.rcode) as u8 & 0xF;
+        if let Some(weights) = answer.weights.take()
+            && let Some(prepared) = self.prepare_weighted(rcode, &answer.answers, &weights)
+        {
+            return prepared;
+        }
         let msg = self.message(qname, qtype, answer);
         let question_len = wire_len(qname) + 4;
         let bytes = match msg.to_vec() {
@@ -437,35 +470,50 @@ impl ServiceZone {
         let counts = [count(6), count(8), count(10)];
         let truncated = bytes[2] & 0x02 != 0;
         let body = bytes[wire::HEADER_LEN + question_len..].to_vec();
-        let shuffle = weights.and_then(|weights| {
-            let n = weights.len();
-            if n == 0
-                || truncated
-                || usize::from(counts[0]) != n
-                || counts[1] != 0
-                || counts[2] != 0
-                || body.len() % n != 0
-            {
-                return None;
-            }
-            let record_len = body.len() / n;
-            // Every record must point at the question name (offset 12) and nothing else.
-            let movable = body
-                .chunks(record_len)
-                .all(|r| r.starts_with(&[0xC0, 0x0C]));
-            movable.then_some(Shuffle {
-                record_len,
-                weights,
-                max: self.max_answers,
-            })
-        });
         Prepared {
             rcode,
             counts,
             body,
-            shuffle,
+            shuffle: None,
             truncated,
         }
+    }
+
+    /// The answer section of A (or AAAA) records with `weights`, as records of the same
+    /// size whose owner is a pointer to the question name (offset 12): `None` when the
+    /// records are not all addresses of one family.
+    fn prepare_weighted(&self, rcode: u8, records: &[Record], weights: &[f64]) -> Option<Prepared> {
+        if records.is_empty() || records.len() != weights.len() {
+            return None;
+        }
+        let (rtype, rdlen) = match records[0].data {
+            RData::A(_) => (RecordType::A, 4usize),
+            RData::AAAA(_) => (RecordType::AAAA, 16),
+            _ => return None,
+        };
+        let record_len = 2 + 2 + 2 + 4 + 2 + rdlen;
+        let mut body = Vec::with_capacity(records.len() * record_len);
+        for record in records {
+            body.extend_from_slice(&[0xC0, 0x0C]);
+            body.extend_from_slice(&u16::from(rtype).to_be_bytes());
+            body.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+            body.extend_from_slice(&self.ttl.to_be_bytes());
+            body.extend_from_slice(&(rdlen as u16).to_be_bytes());
+            match &record.data {
+                RData::A(a) if rtype == RecordType::A => body.extend_from_slice(&a.0.octets()),
+                RData::AAAA(a) if rtype == RecordType::AAAA => {
+                    body.extend_from_slice(&a.0.octets())
+                }
+                _ => return None,
+            }
+        }
+        Some(Prepared {
+            rcode,
+            counts: [u16::try_from(records.len()).unwrap_or(u16::MAX), 0, 0],
+            body,
+            shuffle: Some(Shuffle::new(record_len, weights, self.max_answers)),
+            truncated: false,
+        })
     }
 }
 

@@ -1,0 +1,207 @@
+//! Weighted address answers at every service size, over real UDP and TCP: a weighted
+//! random sample of at most `dns.max_answers` addresses that fits the client's limit
+//! without TC, on the fast path, over TCP and on the general path.
+
+use std::collections::{HashMap, HashSet};
+use std::net::SocketAddr;
+
+use hickory_net::proto::op::Message;
+use hickory_net::proto::rr::{RData, RecordType};
+use rand::{Rng, SeedableRng};
+
+use crate::dns::{exchange_udp, raw_query};
+use crate::support::*;
+
+/// The addresses of the answer section (A and AAAA), in order.
+fn answered(msg: &Message) -> Vec<String> {
+    msg.answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::A(a) => Some(a.0.to_string()),
+            RData::AAAA(a) => Some(a.0.to_string()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sends `packet` over TCP (RFC 7766 framing) and parses the answer.
+async fn exchange_tcp(addr: SocketAddr, packet: &[u8]) -> Message {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let mut framed = (packet.len() as u16).to_be_bytes().to_vec();
+    framed.extend_from_slice(packet);
+    stream.write_all(&framed).await.unwrap();
+    let len = stream.read_u16().await.unwrap();
+    let mut buf = vec![0u8; len as usize];
+    stream.read_exact(&mut buf).await.unwrap();
+    Message::from_vec(&buf).expect("valid response")
+}
+
+/// Checks one answer: no TC, distinct addresses, only eligible ones, as many as
+/// expected.
+fn check(path: &str, size: usize, msg: &Message, eligible: &HashSet<String>, expected: usize) {
+    assert!(!msg.metadata.truncation, "{path} at {size}: TC set");
+    let got = answered(msg);
+    let distinct: HashSet<&String> = got.iter().collect();
+    assert_eq!(
+        distinct.len(),
+        got.len(),
+        "{path} at {size}: repeats {got:?}"
+    );
+    for ip in &got {
+        assert!(
+            eligible.contains(ip),
+            "{path} at {size}: {ip} is not healthy, enabled and weighted"
+        );
+    }
+    assert_eq!(got.len(), expected, "{path} at {size}: {got:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn address_answers_are_capped_weighted_samples_at_every_size() {
+    let server = TestServer::start().await;
+    let dns = server.dns_addr();
+    let name = "sized.DEFAULT_GROUP.svc.";
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let mut eligible = HashSet::new();
+    let mut registered = 0usize;
+    for size in [1usize, 2, 16, 17, 127, 128, 300, 1000, 2000] {
+        while registered < size {
+            let ip = format!("10.6.{}.{}", registered / 250, registered % 250 + 1);
+            let weight = match rng.random_range(0..20) {
+                0 => 0.0,
+                _ => (rng.random_range(1..=10_000) as f64) / 100.0,
+            };
+            let healthy = rng.random_range(0..10) != 0;
+            let enabled = rng.random_range(0..10) != 0;
+            let (weight_s, healthy_s, enabled_s) =
+                (weight.to_string(), healthy.to_string(), enabled.to_string());
+            server
+                .register(
+                    "sized",
+                    &ip,
+                    80,
+                    &[
+                        ("weight", weight_s.as_str()),
+                        ("healthy", healthy_s.as_str()),
+                        ("enabled", enabled_s.as_str()),
+                    ],
+                )
+                .await;
+            if healthy && enabled && weight > 0.0 {
+                eligible.insert(ip);
+            }
+            registered += 1;
+        }
+        let expected = eligible.len().min(16);
+        let plain = raw_query(name, RecordType::A, None);
+        let fast = exchange_udp(dns, &plain).await;
+        check("udp", size, &fast, &eligible, expected);
+        let edns = exchange_udp(dns, &raw_query(name, RecordType::A, Some(4096))).await;
+        check("udp+edns", size, &edns, &eligible, expected);
+        check(
+            "tcp",
+            size,
+            &exchange_tcp(dns, &plain).await,
+            &eligible,
+            expected,
+        );
+        // A byte after the question sends the query down the general path.
+        let mut odd = plain.clone();
+        odd.push(0);
+        let general = exchange_udp(dns, &odd).await;
+        check("general", size, &general, &eligible, expected);
+        if eligible.len() > 16 {
+            // A new sample per query, not one fixed order.
+            let again = exchange_udp(dns, &plain).await;
+            assert_ne!(answered(&fast), answered(&again), "at {size}");
+        }
+    }
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_1000_instances_the_first_address_follows_the_weights() {
+    let server = TestServer::start().await;
+    // 250 instances each of weights 1, 2, 4 and 8.
+    let weights = [1.0, 2.0, 4.0, 8.0];
+    let mut weight_of = HashMap::new();
+    for i in 0..1000usize {
+        let ip = format!("10.7.{}.{}", i / 250, i % 250 + 1);
+        let w = weights[i % 4];
+        server
+            .register("spread", &ip, 80, &[("weight", &w.to_string())])
+            .await;
+        weight_of.insert(ip, w);
+    }
+    let packet = raw_query("spread.DEFAULT_GROUP.svc.", RecordType::A, None);
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let mut first_by_weight: HashMap<u64, usize> = HashMap::new();
+    let mut firsts = HashSet::new();
+    const N: usize = 5000;
+    let mut buf = vec![0u8; 4096];
+    for _ in 0..N {
+        socket.send_to(&packet, server.dns_addr()).await.unwrap();
+        let (n, _) = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            socket.recv_from(&mut buf),
+        )
+        .await
+        .expect("answer within 5 s")
+        .unwrap();
+        let msg = Message::from_vec(&buf[..n]).unwrap();
+        let got = answered(&msg);
+        assert_eq!(got.len(), 16);
+        *first_by_weight
+            .entry(weight_of[&got[0]] as u64)
+            .or_default() += 1;
+        firsts.insert(got[0].clone());
+    }
+    let total: f64 = weights.iter().map(|w| w * 250.0).sum();
+    for w in weights {
+        let share = first_by_weight.get(&(w as u64)).copied().unwrap_or(0) as f64 / N as f64;
+        let expected = w * 250.0 / total;
+        assert!(
+            (share - expected).abs() < 0.03,
+            "weight {w}: first in {share:.3} of answers, expected {expected:.3}"
+        );
+    }
+    assert!(
+        firsts.len() > 500,
+        "the first address spreads over the service: {} distinct",
+        firsts.len()
+    );
+    server.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_without_edns_gets_a_full_512_byte_answer() {
+    let server = TestServer::start_with(|s| s.dns.max_answers = 100).await;
+    for i in 0..60u16 {
+        server
+            .register("wide", &format!("10.8.0.{}", i + 1), 80, &[])
+            .await;
+        server
+            .register("wide", &format!("fd00::8:{:x}", i + 1), 80, &[])
+            .await;
+    }
+    let name = "wide.DEFAULT_GROUP.svc.";
+    // Header 12 + question (name 24 + 4) = 40 bytes; 16-byte A and 28-byte AAAA records.
+    for (rtype, record_len) in [(RecordType::A, 16usize), (RecordType::AAAA, 28)] {
+        let packet = raw_query(name, rtype, None);
+        let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        socket.send_to(&packet, server.dns_addr()).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let (n, _) = socket.recv_from(&mut buf).await.unwrap();
+        assert!(n <= 512, "{rtype}: {n} bytes");
+        let msg = Message::from_vec(&buf[..n]).unwrap();
+        assert!(
+            !msg.metadata.truncation,
+            "{rtype}: no TC when a subset fits"
+        );
+        let fit = (512 - 40) / record_len;
+        assert_eq!(answered(&msg).len(), fit, "{rtype}: as many as fit");
+        assert!(n + record_len > 512, "{rtype}: {n} bytes is full");
+    }
+    server.shutdown().await;
+}
