@@ -349,8 +349,11 @@ pub struct DnsSettings {
     pub ttl: u32,
     /// TTL of negative answers (the SOA minimum), seconds. Default 5.
     pub negative_ttl: u32,
-    /// Most A/AAAA records in one answer. Default 16.
+    /// Most A/AAAA records in one answer, a weighted sample drawn per query. Default 16.
     pub max_answers: usize,
+    /// Most SRV records in one answer, a weighted sample drawn per query (their
+    /// addresses go in the additional section). Default 16.
+    pub max_srv_answers: usize,
     /// Largest UDP response offered with EDNS(0), bytes. Default 1232.
     pub udp_payload: u16,
     /// Directory of static zone files (`*.zone`, RFC 1035 master format), each loaded as
@@ -415,6 +418,7 @@ impl Default for DnsSettings {
             ttl: 5,
             negative_ttl: 5,
             max_answers: 16,
+            max_srv_answers: 16,
             udp_payload: 1232,
             zones_dir: PathBuf::from("zones"),
             forwarders: Vec::new(),
@@ -575,6 +579,9 @@ impl Settings {
         }
         if self.dns.max_answers == 0 {
             return invalid("dns.max_answers", "must be at least 1");
+        }
+        if self.dns.max_srv_answers == 0 {
+            return invalid("dns.max_srv_answers", "must be at least 1");
         }
         if self.dns.udp_payload < 512 {
             return invalid("dns.udp_payload", "must be at least 512");

@@ -149,7 +149,7 @@ impl Dispatcher {
             && let Some((name, qtype)) = &name
         {
             if self.zone.origin().zone_of(name) {
-                return self.zone_general(&request, name, *qtype, max_size, src);
+                return self.zone_general(packet, &request, *qtype, max_size, src, protocol);
             }
             let lower = LowerName::from(name.clone());
             let is_static = self.static_origins.iter().any(|o| o.zone_of(&lower));
@@ -171,67 +171,93 @@ impl Dispatcher {
         capture.out.lock().take()
     }
 
+    /// A query in the service zone that the fast path declined (an odd shape, another
+    /// class, opcode or EDNS version, a zone transfer). An ordinary query in an odd
+    /// shape is rewritten in the plain one (header, question as sent, OPT) and
+    /// answered by the fast path, so both paths give the same answers; the rest get
+    /// their error.
     fn zone_general(
         &self,
+        packet: &[u8],
         request: &Request,
-        name: &Name,
         qtype: RecordType,
         max_size: u16,
         src: SocketAddr,
+        protocol: Protocol,
     ) -> Option<Vec<u8>> {
-        let mut msg = match qtype {
-            RecordType::AXFR | RecordType::IXFR => {
-                Message::error_msg(0, request.metadata.op_code, ResponseCode::Refused)
+        let query = request.queries.queries().first()?.original();
+        let error = match (request.metadata.op_code, qtype, query.query_class()) {
+            (op, _, _) if op != hickory_server::proto::op::OpCode::Query => {
+                Some(ResponseCode::NotImp)
             }
-            _ => {
-                let opt_len = if request.edns.is_some() {
-                    wire::OPT_LEN
-                } else {
-                    0
-                };
-                let question_len = request.queries.as_bytes().len();
-                let room =
-                    usize::from(max_size).saturating_sub(wire::HEADER_LEN + question_len + opt_len);
-                self.zone.respond_message(name, qtype, room)
+            (_, RecordType::AXFR | RecordType::IXFR, _) => Some(ResponseCode::Refused),
+            // The zone holds IN data only (a CH query must not get it).
+            (_, _, class) if class != hickory_server::proto::rr::DNSClass::IN => {
+                Some(ResponseCode::Refused)
             }
+            _ if request.edns.as_ref().is_some_and(|e| e.version() > 0) => {
+                Some(ResponseCode::BADVERS)
+            }
+            _ => None,
         };
-        if request.metadata.op_code != hickory_server::proto::op::OpCode::Query {
-            msg = Message::error_msg(0, request.metadata.op_code, ResponseCode::NotImp);
-        }
-        let mut resp_edns = None;
-        if let Some(edns) = &request.edns {
+        let Some(error) = error else {
+            let plain = plain_query(request, query)?;
+            let mut out = Vec::with_capacity(512);
+            if self.try_fast(&plain, src, protocol, &mut out) {
+                return Some(out);
+            }
+            // A question type the fast path does not serve (OPT, MAILA, MAILB).
+            return wire::error_response(
+                packet,
+                request.queries.as_bytes(),
+                u16::from(ResponseCode::NotImp) as u8,
+            );
+        };
+        if error == ResponseCode::BADVERS {
+            let mut msg = Message::error_msg(request.metadata.id, request.metadata.op_code, error);
+            msg.add_query(query.clone());
             let mut e = Edns::new();
             e.set_max_payload(self.udp_payload);
-            e.set_dnssec_ok(edns.flags().dnssec_ok);
-            if edns.version() > 0 {
-                msg = Message::error_msg(0, request.metadata.op_code, ResponseCode::BADVERS);
-            }
-            resp_edns = Some(e);
-        }
-        msg.metadata.id = request.metadata.id;
-        msg.metadata.recursion_desired = request.metadata.recursion_desired;
-        msg.metadata.checking_disabled = request.metadata.checking_disabled;
-        msg.metadata.recursion_available = self.may_recurse(src);
-        if msg.queries.is_empty() {
-            msg.add_queries(
-                request
-                    .queries
-                    .queries()
-                    .iter()
-                    .map(|q| q.original().clone()),
-            );
-        }
-        if let Some(e) = resp_edns {
             msg.set_edns(e);
+            let bytes = msg.to_vec().ok()?;
+            return (bytes.len() <= usize::from(max_size)).then_some(bytes);
         }
-        let full = msg.to_vec().ok()?;
-        if full.len() <= max_size as usize {
-            return Some(full);
-        }
-        let mut truncated = msg.truncate();
-        truncated.metadata.truncation = true;
-        truncated.to_vec().ok()
+        // The question exactly as sent.
+        wire::error_response(packet, request.queries.as_bytes(), u16::from(error) as u8)
     }
+}
+
+/// `request` rewritten in the shape the fast path takes: its id, RD and CD, the
+/// question (`query`, case as sent, uncompressed) and an OPT record with its payload
+/// size and DO bit when it had one. `None` when the question cannot be encoded.
+fn plain_query(request: &Request, query: &hickory_server::proto::op::Query) -> Option<Vec<u8>> {
+    let mut flags: u16 = 0;
+    if request.metadata.recursion_desired {
+        flags |= 0x0100;
+    }
+    if request.metadata.checking_disabled {
+        flags |= 0x0010;
+    }
+    let mut plain = Vec::with_capacity(64);
+    plain.extend_from_slice(&request.metadata.id.to_be_bytes());
+    plain.extend_from_slice(&flags.to_be_bytes());
+    plain.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(request.edns.is_some())]);
+    for label in query.name().iter() {
+        plain.push(u8::try_from(label.len()).ok()?);
+        plain.extend_from_slice(label);
+    }
+    plain.push(0);
+    plain.extend_from_slice(&u16::from(query.query_type()).to_be_bytes());
+    plain.extend_from_slice(&u16::from(query.query_class()).to_be_bytes());
+    if let Some(edns) = &request.edns {
+        let dnssec_ok: u16 = if edns.flags().dnssec_ok { 0x8000 } else { 0 };
+        plain.extend_from_slice(&[0, 0, 41]);
+        plain.extend_from_slice(&edns.max_payload().to_be_bytes());
+        plain.extend_from_slice(&[0, 0]);
+        plain.extend_from_slice(&dnssec_ok.to_be_bytes());
+        plain.extend_from_slice(&[0, 0]);
+    }
+    Some(plain)
 }
 
 /// A `ResponseHandler` that keeps the encoded response for the transport to send.

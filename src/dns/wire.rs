@@ -199,32 +199,27 @@ pub fn parse(packet: &[u8]) -> Option<QueryView<'_>> {
     Some(view)
 }
 
-/// Records of an answer that are sent in a weighted random order, a subset per query:
-/// a weighted random sample without replacement (each draw picks a record not drawn
-/// yet with probability proportional to its weight, so the first record is `i` with
-/// probability `w[i] / Σw`). A draw of `k` records costs O(k · (k + log n)) for `n`
-/// records, whatever `n` is: the running totals of the weights are computed once, when
-/// the answer is prepared.
+/// A weighted random sample without replacement over `n` items: each draw picks an
+/// item not drawn yet with probability proportional to its weight, so the first is `i`
+/// with probability `w[i] / Σw`. A draw of `k` items costs O(k · (k + log n)),
+/// whatever `n` is: the running totals of the weights are computed once, when the
+/// answer is prepared.
 #[derive(Debug, Clone)]
-pub struct Shuffle {
-    /// Every record is this many bytes and they fill the body from offset 0.
-    pub record_len: usize,
-    /// Running totals of the records' weights (`cumulative[i]` = w₀ + … + wᵢ); every
+pub struct Weighted {
+    /// Running totals of the items' weights (`cumulative[i]` = w₀ + … + wᵢ); every
     /// weight is above zero.
     cumulative: Vec<f64>,
-    /// Most records sent in one response (`dns.max_answers`).
-    pub max: usize,
 }
 
-impl Shuffle {
-    /// A shuffle over records of `record_len` bytes with these weights (Nacos weights;
-    /// a weight that is not above zero, or not finite, counts as the smallest positive
-    /// one so that every record can be drawn).
-    pub fn new(record_len: usize, weights: &[f64], max: usize) -> Self {
+impl Weighted {
+    /// A sampler over these weights (Nacos weights; a weight that is not above zero,
+    /// or not finite, counts as the smallest positive one so that every item can be
+    /// drawn).
+    pub fn new(weights: impl IntoIterator<Item = f64>) -> Self {
         let mut total = 0.0;
         let cumulative = weights
-            .iter()
-            .map(|&w| {
+            .into_iter()
+            .map(|w| {
                 total += if w.is_finite() && w > 0.0 {
                     w
                 } else {
@@ -233,30 +228,26 @@ impl Shuffle {
                 total
             })
             .collect();
-        Self {
-            record_len,
-            cumulative,
-            max,
-        }
+        Self { cumulative }
     }
 
-    /// How many records there are.
+    /// How many items there are.
     pub fn len(&self) -> usize {
         self.cumulative.len()
     }
 
-    /// Whether there are no records.
+    /// Whether there are no items.
     pub fn is_empty(&self) -> bool {
         self.cumulative.is_empty()
     }
 
-    /// The weight of record `i` and where its share starts on the running total.
+    /// The weight of item `i` and where its share starts on the running total.
     fn span(&self, i: usize) -> (f64, f64) {
         let start = if i == 0 { 0.0 } else { self.cumulative[i - 1] };
         (start, self.cumulative[i] - start)
     }
 
-    /// Draws `take` distinct record indices (fewer when there are fewer records) into
+    /// Draws `take` distinct item indices (fewer when there are fewer items) into
     /// `out` (cleared first), in the order drawn.
     pub fn draw(&self, take: usize, out: &mut Vec<usize>) {
         out.clear();
@@ -267,12 +258,12 @@ impl Shuffle {
         }
         let total = self.cumulative[n - 1];
         let mut rng = rand::rng();
-        // The drawn records' shares of the running total, by start: (start, weight).
+        // The drawn items' shares of the running total, by start: (start, weight).
         let mut drawn: Vec<(f64, f64)> = Vec::with_capacity(take);
         let mut drawn_weight = 0.0;
         while out.len() < take {
-            // A point on the weight of the records not drawn yet, then moved past the
-            // shares of drawn records that start at or before it.
+            // A point on the weight of the items not drawn yet, then moved past the
+            // shares of drawn items that start at or before it.
             let mut u = rng.random::<f64>() * (total - drawn_weight).max(0.0);
             for &(start, weight) in &drawn {
                 if u >= start {
@@ -282,7 +273,8 @@ impl Shuffle {
                 }
             }
             let mut i = self.cumulative.partition_point(|&c| c <= u).min(n - 1);
-            // Rounding can land on a drawn record's edge: take the nearest free one.
+            // Rounding can land on a drawn item's edge: take the nearest free one (at
+            // most `take` steps away).
             if out.contains(&i) {
                 match (i..n).chain((0..i).rev()).find(|j| !out.contains(j)) {
                     Some(j) => i = j,
@@ -298,8 +290,54 @@ impl Shuffle {
     }
 }
 
-/// A response encoded once (by hickory-proto) for one name and type, ready to be
-/// copied after any client's question for that name.
+/// One SRV record of a service answer, before its weight is scaled.
+#[derive(Debug, Clone)]
+pub struct SrvTarget {
+    /// The instance's Nacos weight (above zero).
+    pub weight: f64,
+    /// The instance's port.
+    pub port: u16,
+    /// The target name in wire format: the host label followed by a pointer to the
+    /// question name (offset 12), or a whole name for an instance registered by host
+    /// name.
+    pub target: Box<[u8]>,
+    /// The address that goes in the additional section under the target name.
+    pub address: Option<std::net::IpAddr>,
+}
+
+/// The part of an answer that is drawn per query.
+#[derive(Debug, Clone)]
+pub enum Sample {
+    /// The body is `weights.len()` address records of `record_len` bytes each, every
+    /// one owned by a pointer to the question name: a weighted sample of at most `max`
+    /// of them is sent, as many as fit.
+    Addresses {
+        /// Bytes of one record.
+        record_len: usize,
+        /// The records' weights.
+        weights: Weighted,
+        /// `dns.max_answers`.
+        max: usize,
+    },
+    /// SRV records built per query (the body is empty): a weighted sample of at most
+    /// `max` targets, their weights scaled so that the largest is 65535 (RFC 2782
+    /// weights are relative), each with its address in the additional section. When
+    /// the addresses do not fit beside the records, they are left out, not the records
+    /// (RFC 2181 §9).
+    Srv {
+        /// The targets.
+        targets: Vec<SrvTarget>,
+        /// Their weights.
+        weights: Weighted,
+        /// `dns.max_srv_answers`.
+        max: usize,
+        /// TTL of every record, seconds.
+        ttl: u32,
+    },
+}
+
+/// A response encoded once for one name and type, ready to be copied after any
+/// client's question for that name.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// Response code (4 bits).
@@ -308,8 +346,8 @@ pub struct Prepared {
     pub counts: [u16; 3],
     /// The sections after the question.
     pub body: Vec<u8>,
-    /// Present when the answer section may be reordered per query.
-    pub shuffle: Option<Shuffle>,
+    /// Present when the answer section is drawn per query.
+    pub sample: Option<Sample>,
     /// The encoder had to drop records (the answer exceeds 65535 bytes): send TC.
     pub truncated: bool,
 }
@@ -349,19 +387,35 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
     let opt_len = if query.edns.is_some() { OPT_LEN } else { 0 };
     let room = reply.limit.saturating_sub(out.len() + opt_len);
     let mut counts = prepared.counts;
-    match &prepared.shuffle {
-        Some(shuffle) if shuffle.record_len > 0 => {
-            let fit = (room / shuffle.record_len).min(shuffle.max);
+    match &prepared.sample {
+        Some(Sample::Addresses {
+            record_len,
+            weights,
+            max,
+        }) if *record_len > 0 => {
+            let fit = (room / record_len).min(*max);
             let mut order = Vec::new();
-            shuffle.draw(fit, &mut order);
+            weights.draw(fit, &mut order);
             for &i in &order {
-                let at = i * shuffle.record_len;
-                if let Some(record) = prepared.body.get(at..at + shuffle.record_len) {
+                let at = i * record_len;
+                if let Some(record) = prepared.body.get(at..at + record_len) {
                     out.extend_from_slice(record);
                 }
             }
             counts[0] = order.len() as u16;
         }
+        Some(Sample::Srv {
+            targets,
+            weights,
+            max,
+            ttl,
+        }) => match write_srv(targets, weights, *max, *ttl, room, out) {
+            Some(written) => counts = written,
+            None => {
+                flags |= 0x0200;
+                counts = [0, 0, 0];
+            }
+        },
         _ => {
             if prepared.body.len() <= room {
                 out.extend_from_slice(&prepared.body);
@@ -388,6 +442,99 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
     out[6..8].copy_from_slice(&counts[0].to_be_bytes());
     out[8..10].copy_from_slice(&counts[1].to_be_bytes());
     out[10..12].copy_from_slice(&counts[2].to_be_bytes());
+}
+
+/// Bytes of an SRV record whose target is `target`: owner pointer, type, class, TTL,
+/// length, then priority, weight, port and the target.
+fn srv_len(target: &SrvTarget) -> usize {
+    2 + 2 + 2 + 4 + 2 + 6 + target.target.len()
+}
+
+/// Bytes of the address record of `target` in the additional section (owner is a
+/// pointer to the SRV record's target name).
+fn glue_len(target: &SrvTarget) -> usize {
+    match target.address {
+        Some(std::net::IpAddr::V4(_)) => 2 + 10 + 4,
+        Some(std::net::IpAddr::V6(_)) => 2 + 10 + 16,
+        None => 0,
+    }
+}
+
+/// Appends a weighted sample of SRV records (see [`Sample::Srv`]) to `out` within
+/// `room` bytes: as many as fit with their addresses, else as many as fit without.
+/// Returns the section counts, or `None` when not even one record fits.
+fn write_srv(
+    targets: &[SrvTarget],
+    weights: &Weighted,
+    max: usize,
+    ttl: u32,
+    room: usize,
+    out: &mut Vec<u8>,
+) -> Option<[u16; 3]> {
+    let mut order = Vec::new();
+    weights.draw(max, &mut order);
+    let fitting = |with_glue: bool| {
+        let mut used = 0;
+        order
+            .iter()
+            .take_while(|&&i| {
+                let t = &targets[i];
+                used += srv_len(t) + if with_glue { glue_len(t) } else { 0 };
+                used <= room
+            })
+            .count()
+    };
+    let (take, with_glue) = match fitting(true) {
+        0 => (fitting(false), false),
+        n => (n, true),
+    };
+    if take == 0 {
+        return None;
+    }
+    let chosen = &order[..take];
+    // Scale so that the heaviest record of this answer gets 65535 and no positive
+    // weight becomes 0 (RFC 2782 weights are relative).
+    let heaviest = chosen
+        .iter()
+        .map(|&i| targets[i].weight)
+        .fold(f64::MIN_POSITIVE, f64::max);
+    let mut glue: Vec<(usize, std::net::IpAddr)> = Vec::with_capacity(take);
+    for &i in chosen {
+        let t = &targets[i];
+        let weight = (t.weight / heaviest * 65535.0).round().clamp(1.0, 65535.0) as u16;
+        out.extend_from_slice(&[0xC0, 0x0C, 0, 33, 0, 1]);
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&((6 + t.target.len()) as u16).to_be_bytes());
+        out.extend_from_slice(&[0, 0]);
+        out.extend_from_slice(&weight.to_be_bytes());
+        out.extend_from_slice(&t.port.to_be_bytes());
+        let at = out.len();
+        out.extend_from_slice(&t.target);
+        if let Some(ip) = t.address
+            && with_glue
+            && !glue.iter().any(|(_, seen)| *seen == ip)
+        {
+            glue.push((at, ip));
+        }
+    }
+    for &(at, ip) in &glue {
+        match u16::try_from(at).ok().filter(|&at| at < 0x4000) {
+            Some(at) => out.extend_from_slice(&(0xC000 | at).to_be_bytes()),
+            // Too far for a pointer (a long answer over TCP): nothing to point at.
+            None => continue,
+        }
+        let (rtype, data): (u16, Vec<u8>) = match ip {
+            std::net::IpAddr::V4(v4) => (1, v4.octets().to_vec()),
+            std::net::IpAddr::V6(v6) => (28, v6.octets().to_vec()),
+        };
+        out.extend_from_slice(&rtype.to_be_bytes());
+        out.extend_from_slice(&[0, 1]);
+        out.extend_from_slice(&ttl.to_be_bytes());
+        out.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        out.extend_from_slice(&data);
+    }
+    let glued = glue.iter().filter(|(at, _)| *at < 0x4000).count();
+    Some([take as u16, 0, glued as u16])
 }
 
 /// A minimal error response built from a request's header and question bytes: used
@@ -482,7 +629,7 @@ mod tests {
 
     #[test]
     fn draws_are_distinct_and_the_first_follows_the_weights() {
-        let shuffle = Shuffle::new(16, &[1.0, 3.0], 16);
+        let shuffle = Weighted::new([1.0, 3.0]);
         let mut first = [0usize; 2];
         let mut order = Vec::new();
         for _ in 0..4000 {
@@ -500,7 +647,7 @@ mod tests {
         // Weights 1, 2, 7: after 7 is drawn first (p = 0.7), the second is 2 with
         // probability 2/3. Exact sequential sampling gives P(second = 2) =
         // 0.1·2/9 + 0.7·2/3 = 0.4889.
-        let shuffle = Shuffle::new(16, &[1.0, 2.0, 7.0], 16);
+        let shuffle = Weighted::new([1.0, 2.0, 7.0]);
         let mut second_is_two = 0usize;
         let mut order = Vec::new();
         const N: usize = 20_000;
@@ -520,7 +667,7 @@ mod tests {
         let mut weights = vec![1e-6; 5_000];
         weights[4_321] = 1e6;
         weights[0] = 0.0;
-        let shuffle = Shuffle::new(16, &weights, 16);
+        let shuffle = Weighted::new(weights);
         let mut order = Vec::new();
         for _ in 0..200 {
             shuffle.draw(16, &mut order);

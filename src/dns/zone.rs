@@ -18,17 +18,22 @@
 //! Answers: A/AAAA carry the addresses of the selected instances
 //! (`naming::selection::select_for_dns`), one record per address (weights of instances
 //! sharing an address add up), in a weighted random order on every query, at most
-//! `dns.max_answers`. SRV has one record per instance: priority 0, weight = Nacos weight
-//! × 100 (capped at 65535; RFC 2782 weights are relative), the instance's port, and its
-//! host name as target with the address in the additional section. Unknown names get
-//! NXDOMAIN, known names with nothing to answer NODATA; both carry the SOA (RFC 2308).
+//! `dns.max_answers`, as many as fit the client's limit. SRV answers a weighted sample
+//! of at most `dns.max_srv_answers` instances: priority 0, the Nacos weights scaled so
+//! that the heaviest record of the answer has 65535 and none is 0 (RFC 2782 weights
+//! are relative), the instance's port, and its host name below the name asked as
+//! target, with the address in the additional section (left out, not the records,
+//! when it does not fit; RFC 2181 §9). An IPv4-mapped IPv6 instance is its IPv4
+//! address. Unknown names get NXDOMAIN, known names with nothing to answer NODATA;
+//! both carry the SOA (RFC 2308).
 //!
 //! Invariant: an answer is encoded once per (name, type, service revision) and cached;
 //! a query costs a cache lookup, a revision check and a copy. An address answer is
 //! encoded as records of one size that each point at the question name, so a query
 //! copies a weighted sample of them (`wire::Shuffle`, O(k · (k + log n)) for k of n
-//! addresses): the cost of a query does not grow with the service. The general path
-//! (odd packets) builds its answer per query and samples it the same way.
+//! addresses): the cost of a query does not grow with the service. SRV records are
+//! written per query from prepared targets the same way. The general path rewrites an
+//! ordinary query in an odd shape into the plain one and answers it here too.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -36,11 +41,11 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA, SRV};
+use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use parking_lot::RwLock;
 
-use super::wire::{self, Prepared, QueryView, Reply, Shuffle};
+use super::wire::{self, Prepared, QueryView, Reply, Sample, SrvTarget, Weighted};
 use crate::model::{DEFAULT_NAMESPACE, FoldedKey, ServiceKey};
 use crate::naming::registry::{Registry, ServiceSnapshot};
 use crate::naming::selection::select_for_dns;
@@ -65,8 +70,11 @@ struct ZoneAnswer {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     additionals: Vec<Record>,
-    /// Weights of the answer records when they are to be shuffled.
+    /// Weights of the answer records when they are to be sampled per query.
     weights: Option<Vec<f64>>,
+    /// The SRV targets, when the answer is SRV records built per query (the
+    /// `answers` and `additionals` are then empty).
+    srv: Option<Vec<SrvTarget>>,
 }
 
 struct Cached {
@@ -86,6 +94,7 @@ pub struct ServiceZone {
     registry: Arc<Registry>,
     ttl: u32,
     max_answers: usize,
+    max_srv_answers: usize,
     soa: Record,
     ns: Record,
     /// Keyed by the folded question name in wire format followed by the type (2 bytes).
@@ -131,6 +140,7 @@ impl ServiceZone {
             registry,
             ttl: settings.ttl,
             max_answers: settings.max_answers,
+            max_srv_answers: settings.max_srv_answers,
             soa,
             ns,
             cache: RwLock::new(HashMap::new()),
@@ -208,32 +218,6 @@ impl ServiceZone {
         }
     }
 
-    /// Answers a query for a name in this zone as a full hickory message (the general
-    /// path: queries the fast path declines, such as ones with trailing bytes). An
-    /// address answer is a weighted sample, as on the fast path, of at most
-    /// `dns.max_answers` records and as many as fit in `room` bytes (what the response
-    /// may hold after its header, question and OPT record).
-    pub fn respond_message(&self, name: &Name, qtype: RecordType, room: usize) -> Message {
-        let lower = name.to_lowercase();
-        let below = lower.num_labels().saturating_sub(self.origin.num_labels()) as usize;
-        let labels: Vec<&[u8]> = lower.iter().take(below).collect();
-        let target = self.resolve(&labels);
-        let mut answer = self.answer(&lower, qtype, target);
-        if let Some(weights) = answer.weights.take() {
-            // Every record is compressed to a pointer at the question name.
-            let record_len = if qtype == RecordType::AAAA { 28 } else { 16 };
-            let shuffle = Shuffle::new(record_len, &weights, self.max_answers);
-            let mut order = Vec::new();
-            shuffle.draw((room / record_len).min(self.max_answers), &mut order);
-            let mut all: Vec<Option<Record>> = answer.answers.drain(..).map(Some).collect();
-            answer.answers = order
-                .iter()
-                .filter_map(|&i| all.get_mut(i)?.take())
-                .collect();
-        }
-        self.message(&lower, qtype, answer)
-    }
-
     fn is_current(&self, cached: &Cached) -> bool {
         if cached.generation != self.registry.generation() {
             return false;
@@ -294,9 +278,12 @@ impl ServiceZone {
             },
             Target::Host(twins, ip) => {
                 // The first twin that answers for this address, if any.
-                let found = twins
-                    .iter()
-                    .any(|s| select_for_dns(s).0.iter().any(|i| i.addr == Some(ip)));
+                let found = twins.iter().any(|s| {
+                    select_for_dns(s)
+                        .0
+                        .iter()
+                        .any(|i| i.addr.map(|a| a.to_canonical()) == Some(ip))
+                });
                 if !found {
                     answer.rcode = ResponseCode::NXDomain;
                 } else if matches!(
@@ -312,7 +299,7 @@ impl ServiceZone {
                 let mut first = None;
                 for snapshot in &twins {
                     let candidate = self.service_answer(qname, qtype, snapshot);
-                    if !candidate.answers.is_empty() {
+                    if !candidate.answers.is_empty() || candidate.srv.is_some() {
                         first = Some(candidate);
                         break;
                     }
@@ -323,7 +310,7 @@ impl ServiceZone {
                 }
             }
         }
-        if answer.answers.is_empty() {
+        if answer.answers.is_empty() && answer.srv.is_none() {
             answer.authorities.push(self.soa.clone());
             answer.weights = None;
         }
@@ -337,6 +324,7 @@ impl ServiceZone {
             authorities: Vec::new(),
             additionals: Vec::new(),
             weights: None,
+            srv: None,
         }
     }
 
@@ -356,7 +344,10 @@ impl ServiceZone {
                 let mut by_ip: Vec<(IpAddr, f64)> = Vec::new();
                 let mut index: HashMap<IpAddr, usize> = HashMap::new();
                 for inst in &selected {
-                    let Some(ip) = inst.addr else { continue };
+                    // An IPv4-mapped IPv6 address is the IPv4 address it maps.
+                    let Some(ip) = inst.addr.map(|a| a.to_canonical()) else {
+                        continue;
+                    };
                     let wanted = match qtype {
                         RecordType::A => ip.is_ipv4(),
                         RecordType::AAAA => ip.is_ipv6(),
@@ -383,35 +374,30 @@ impl ServiceZone {
                 }
             }
             RecordType::SRV => {
-                let mut extra: Vec<(Name, IpAddr)> = Vec::new();
-                for inst in &selected {
-                    let target = match &inst.addr {
-                        Some(ip) => {
-                            let Some(host) = host_name(*ip, qname) else {
-                                continue;
-                            };
-                            if !extra.iter().any(|(n, _)| *n == host) {
-                                extra.push((host.clone(), *ip));
+                let targets: Vec<SrvTarget> = selected
+                    .iter()
+                    .filter_map(|inst| {
+                        let (target, address) = match inst.addr.map(|a| a.to_canonical()) {
+                            Some(ip) => {
+                                // The host label, then a pointer to the question name.
+                                let label = host_label(ip);
+                                let mut target = vec![label.len() as u8];
+                                target.extend_from_slice(label.as_bytes());
+                                target.extend_from_slice(&[0xC0, 0x0C]);
+                                (target, Some(ip))
                             }
-                            host
-                        }
-                        None => match Name::from_ascii(&*inst.ip) {
-                            Ok(mut n) => {
-                                n.set_fqdn(true);
-                                n
-                            }
-                            Err(_) => continue,
-                        },
-                    };
-                    let weight = (inst.weight * 100.0).round().clamp(0.0, 65535.0) as u16;
-                    answer.answers.push(Record::from_rdata(
-                        qname.clone(),
-                        self.ttl,
-                        RData::SRV(SRV::new(0, weight, inst.port, target)),
-                    ));
-                }
-                for (name, ip) in extra {
-                    answer.additionals.push(self.address_record(name, ip));
+                            None => (name_to_wire(&inst.ip)?, None),
+                        };
+                        Some(SrvTarget {
+                            weight: inst.weight,
+                            port: inst.port,
+                            target: target.into_boxed_slice(),
+                            address,
+                        })
+                    })
+                    .collect();
+                if !targets.is_empty() {
+                    answer.srv = Some(targets);
                 }
             }
             _ => {}
@@ -446,6 +432,21 @@ impl ServiceZone {
     /// else is encoded by hickory-proto.
     fn prepare(&self, qname: &Name, qtype: RecordType, mut answer: ZoneAnswer) -> Prepared {
         let rcode = u16::from(answer.rcode) as u8 & 0xF;
+        if let Some(targets) = answer.srv.take() {
+            let weights = Weighted::new(targets.iter().map(|t| t.weight));
+            return Prepared {
+                rcode,
+                counts: [0; 3],
+                body: Vec::new(),
+                sample: Some(Sample::Srv {
+                    targets,
+                    weights,
+                    max: self.max_srv_answers,
+                    ttl: self.ttl,
+                }),
+                truncated: false,
+            };
+        }
         if let Some(weights) = answer.weights.take()
             && let Some(prepared) = self.prepare_weighted(rcode, &answer.answers, &weights)
         {
@@ -460,7 +461,7 @@ impl ServiceZone {
                     rcode: u16::from(ResponseCode::ServFail) as u8,
                     counts: [0; 3],
                     body: Vec::new(),
-                    shuffle: None,
+                    sample: None,
                     truncated: false,
                 };
             }
@@ -474,7 +475,7 @@ impl ServiceZone {
             rcode,
             counts,
             body,
-            shuffle: None,
+            sample: None,
             truncated,
         }
     }
@@ -511,7 +512,11 @@ impl ServiceZone {
             rcode,
             counts: [u16::try_from(records.len()).unwrap_or(u16::MAX), 0, 0],
             body,
-            shuffle: Some(Shuffle::new(record_len, weights, self.max_answers)),
+            sample: Some(Sample::Addresses {
+                record_len,
+                weights: Weighted::new(weights.iter().copied()),
+                max: self.max_answers,
+            }),
             truncated: false,
         })
     }
@@ -519,6 +524,20 @@ impl ServiceZone {
 
 fn wire_len(name: &Name) -> usize {
     name.iter().map(|l| l.len() + 1).sum::<usize>() + 1
+}
+
+/// A host name in wire format, uncompressed and lower case (an SRV target of an
+/// instance registered by name); `None` when it is not a valid name.
+fn name_to_wire(host: &str) -> Option<Vec<u8>> {
+    let mut name = Name::from_ascii(host).ok()?.to_lowercase();
+    name.set_fqdn(true);
+    let mut wire = Vec::new();
+    for label in name.iter() {
+        wire.push(label.len() as u8);
+        wire.extend_from_slice(label);
+    }
+    wire.push(0);
+    Some(wire)
 }
 
 fn name_from_wire(wire: &[u8]) -> Option<Name> {
@@ -543,13 +562,6 @@ pub fn host_label(ip: IpAddr) -> String {
         IpAddr::V4(v4) => v4.to_string().replace('.', "-"),
         IpAddr::V6(v6) => v6.to_string().replace(':', "-"),
     }
-}
-
-fn host_name(ip: IpAddr, service_name: &Name) -> Option<Name> {
-    Name::from_ascii(host_label(ip))
-        .ok()?
-        .append_domain(service_name)
-        .ok()
 }
 
 /// Parses a host label back into an IP (the inverse of [`host_label`]).

@@ -51,12 +51,13 @@ async fn a_and_srv_answer_only_healthy_enabled_weighted_instances() {
             })
             .collect();
         targets.sort();
+        // Weights scaled so that the heaviest is 65535; targets below the name asked.
         assert_eq!(
             targets,
             vec![
-                (8080, 100, "10-0-0-1.stock.default_group.svc.".to_string()),
-                (8081, 200, "10-0-0-2.stock.default_group.svc.".to_string()),
-                (8084, 100, "fd00--5.stock.default_group.svc.".to_string()),
+                (8080, 32768, "10-0-0-1.stock.DEFAULT_GROUP.svc.".to_string()),
+                (8081, 65535, "10-0-0-2.stock.DEFAULT_GROUP.svc.".to_string()),
+                (8084, 32768, "fd00--5.stock.DEFAULT_GROUP.svc.".to_string()),
             ]
         );
         assert_eq!(
@@ -361,7 +362,7 @@ pub(crate) async fn exchange_udp(addr: std::net::SocketAddr, packet: &[u8]) -> M
 }
 
 #[tokio::test]
-async fn large_answers_truncate_over_udp_and_complete_over_tcp() {
+async fn large_answers_are_samples_that_fit_udp_and_tcp() {
     let server = TestServer::start().await;
     for i in 1..=40u8 {
         server
@@ -369,31 +370,34 @@ async fn large_answers_truncate_over_udp_and_complete_over_tcp() {
             .await;
     }
     let name = "big.DEFAULT_GROUP.svc.";
-    // SRV without EDNS: 40 records do not fit 512 bytes.
+    // SRV without EDNS: a weighted sample of the 40 that fits 512 bytes with the
+    // addresses, no TC (it was TC with no records).
+    let glued = |msg: &Message| {
+        msg.additionals
+            .iter()
+            .filter(|r| r.record_type() == RecordType::A)
+            .count()
+    };
     let srv = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::SRV, None)).await;
-    assert!(srv.metadata.truncation, "TC set");
-    assert!(srv.answers.is_empty());
-    // With EDNS(0) the server offers 1232 bytes.
+    assert!(!srv.metadata.truncation, "no TC when a sample fits");
+    assert!(
+        (8..16).contains(&srv.answers.len()),
+        "{} SRV records in 512 bytes",
+        srv.answers.len()
+    );
+    assert_eq!(glued(&srv), srv.answers.len(), "every target's address");
+    // With EDNS(0) the server offers 1232 bytes: dns.max_srv_answers (16) fit.
     let srv = exchange_udp(
         server.dns_addr(),
         &raw_query(name, RecordType::SRV, Some(4096)),
     )
     .await;
-    assert!(
-        srv.metadata.truncation,
-        "40 SRV + additionals exceed 1232 bytes"
-    );
+    assert!(!srv.metadata.truncation);
+    assert_eq!((srv.answers.len(), glued(&srv)), (16, 16));
     assert_eq!(srv.edns.as_ref().map(|e| e.max_payload()), Some(1232));
     let mut tcp = tcp_client(server.dns_addr()).await;
     let full = query(&mut tcp, name, RecordType::SRV).await;
-    assert_eq!(full.answers.len(), 40);
-    assert_eq!(
-        full.additionals
-            .iter()
-            .filter(|r| r.record_type() == RecordType::A)
-            .count(),
-        40
-    );
+    assert_eq!((full.answers.len(), glued(&full)), (16, 16));
     // A answers are a weighted subset capped at dns.max_answers (16).
     let a = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::A, None)).await;
     assert!(!a.metadata.truncation);

@@ -111,6 +111,28 @@ async fn address_answers_are_capped_weighted_samples_at_every_size() {
         odd.push(0);
         let general = exchange_udp(dns, &odd).await;
         check("general", size, &general, &eligible, expected);
+        // SRV: a sample that fits 512 bytes with its addresses, eligible targets only.
+        let srv = exchange_udp(dns, &raw_query(name, RecordType::SRV, None)).await;
+        assert!(!srv.metadata.truncation, "srv at {size}: TC set");
+        let targets: Vec<String> = srv
+            .answers
+            .iter()
+            .filter_map(|r| match &r.data {
+                RData::SRV(s) => Some(s.target.to_ascii()),
+                _ => None,
+            })
+            .collect();
+        assert!(targets.len() <= 16, "srv at {size}: {}", targets.len());
+        assert_eq!(targets.len() >= 8, eligible.len() >= 8, "srv at {size}");
+        for t in &targets {
+            let ip = t.split('.').next().unwrap_or("").replace('-', ".");
+            assert!(eligible.contains(&ip), "srv at {size}: {t}");
+        }
+        let glue = srv
+            .additionals
+            .iter()
+            .filter(|r| r.record_type() == RecordType::A);
+        assert_eq!(glue.count(), targets.len(), "srv at {size}: addresses");
         if eligible.len() > 16 {
             // A new sample per query, not one fixed order.
             let again = exchange_udp(dns, &plain).await;
@@ -203,5 +225,120 @@ async fn a_client_without_edns_gets_a_full_512_byte_answer() {
         assert_eq!(answered(&msg).len(), fit, "{rtype}: as many as fit");
         assert!(n + record_len > 512, "{rtype}: {n} bytes is full");
     }
+    server.shutdown().await;
+}
+
+/// SRV (port, weight) pairs of an answer over TCP.
+async fn srv_weights(server: &TestServer, name: &str) -> Vec<(u16, u16)> {
+    let msg = exchange_tcp(server.dns_addr(), &raw_query(name, RecordType::SRV, None)).await;
+    let mut out: Vec<(u16, u16)> = msg
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some((s.port, s.weight)),
+            _ => None,
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[tokio::test]
+async fn srv_weights_keep_the_nacos_ratios_at_any_scale() {
+    let server = TestServer::start().await;
+    let weights = [0.01, 1.0, 2.5, 10000.0];
+    for (i, w) in weights.iter().enumerate() {
+        let ip = format!("10.9.0.{}", i + 1);
+        let port = 9000 + i as u16;
+        server
+            .register("ratios", &ip, port, &[("weight", &w.to_string())])
+            .await;
+        if *w < 100.0 {
+            server
+                .register("small", &ip, port, &[("weight", &w.to_string())])
+                .await;
+        }
+    }
+    // 0.01 : 1 : 2.5 all hold within 1 % (they came out as 1 : 100 : 250).
+    let small = srv_weights(&server, "small.DEFAULT_GROUP.svc.").await;
+    assert_eq!(small.len(), 3);
+    assert_eq!(small[2].1, 65535, "the heaviest gets the full range");
+    for (a, wa) in small.iter().zip(weights) {
+        for (b, wb) in small.iter().zip(weights) {
+            let (got, want) = (f64::from(a.1) / f64::from(b.1), wa / wb);
+            assert!(
+                (got / want - 1.0).abs() < 0.01,
+                "{wa} : {wb} came out as {} : {}",
+                a.1,
+                b.1
+            );
+        }
+    }
+    // With 10000 beside them, each record's share of the total weight holds within
+    // 1 % and no positive weight becomes 0 (it was 65535 : 100, 655 : 1).
+    let all = srv_weights(&server, "ratios.DEFAULT_GROUP.svc.").await;
+    assert_eq!(all.len(), 4);
+    let total: f64 = all.iter().map(|(_, w)| f64::from(*w)).sum();
+    let nacos: f64 = weights.iter().sum();
+    for ((_, got), want) in all.iter().zip(weights) {
+        assert!(*got >= 1, "{want} became 0");
+        assert!(
+            (f64::from(*got) / total - want / nacos).abs() < 0.01,
+            "{want}: share {}",
+            f64::from(*got) / total
+        );
+    }
+    assert_eq!(all[3].1, 65535);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn other_classes_are_refused_with_the_question_as_sent() {
+    let server = TestServer::start().await;
+    server.register("stock", "10.0.0.1", 80, &[]).await;
+    let mut packet = raw_query("Stock.DEFAULT_GROUP.svc.", RecordType::A, None);
+    // The class is the question's last two bytes: CH (3).
+    let n = packet.len();
+    packet[n - 2..].copy_from_slice(&3u16.to_be_bytes());
+    let reply = exchange_udp(server.dns_addr(), &packet).await;
+    assert_eq!(
+        reply.metadata.response_code,
+        hickory_net::proto::op::ResponseCode::Refused
+    );
+    assert!(reply.answers.is_empty(), "no IN data for a CH query");
+    let question = &reply.queries[0];
+    assert_eq!(question.name().to_ascii(), "Stock.DEFAULT_GROUP.svc.");
+    assert_eq!(question.query_class(), hickory_net::proto::rr::DNSClass::CH);
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn ipv4_mapped_instances_answer_a_and_srv() {
+    let server = TestServer::start().await;
+    server
+        .register("mapped", "::ffff:10.0.0.5", 8080, &[])
+        .await;
+    let name = "mapped.DEFAULT_GROUP.svc.";
+    let a = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::A, None)).await;
+    assert_eq!(answered(&a), vec!["10.0.0.5"]);
+    let srv = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::SRV, None)).await;
+    let targets: Vec<String> = srv
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some(s.target.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets, vec!["10-0-0-5.mapped.DEFAULT_GROUP.svc."]);
+    let mut glue = srv.clone();
+    glue.answers = srv.additionals.clone();
+    assert_eq!(answered(&glue), vec!["10.0.0.5"]);
+    let host = exchange_udp(
+        server.dns_addr(),
+        &raw_query("10-0-0-5.mapped.DEFAULT_GROUP.svc.", RecordType::A, None),
+    )
+    .await;
+    assert_eq!(answered(&host), vec!["10.0.0.5"]);
     server.shutdown().await;
 }
