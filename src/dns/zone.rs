@@ -329,7 +329,8 @@ impl ServiceZone {
     }
 
     /// The answer of one service to an A, AAAA, ANY or SRV query (no records for
-    /// another type).
+    /// another type). ANY is answered minimally, as A (or AAAA when the service has no
+    /// IPv4 address), so it is sampled and capped like them.
     fn service_answer(
         &self,
         qname: &Name,
@@ -338,8 +339,23 @@ impl ServiceZone {
     ) -> ZoneAnswer {
         let mut answer = self.empty_answer();
         let (selected, _) = select_for_dns(snapshot);
+        // ANY gets one RRset (RFC 8482 §4.2): the IPv4 addresses, or the IPv6 ones
+        // when there are none.
+        let qtype = match qtype {
+            RecordType::ANY => {
+                let has_v4 = selected
+                    .iter()
+                    .any(|i| i.addr.is_some_and(|a| a.to_canonical().is_ipv4()));
+                if has_v4 {
+                    RecordType::A
+                } else {
+                    RecordType::AAAA
+                }
+            }
+            other => other,
+        };
         match qtype {
-            RecordType::A | RecordType::AAAA | RecordType::ANY => {
+            RecordType::A | RecordType::AAAA => {
                 // One record per address, in the order first seen; weights add up.
                 let mut by_ip: Vec<(IpAddr, f64)> = Vec::new();
                 let mut index: HashMap<IpAddr, usize> = HashMap::new();
@@ -348,12 +364,7 @@ impl ServiceZone {
                     let Some(ip) = inst.addr.map(|a| a.to_canonical()) else {
                         continue;
                     };
-                    let wanted = match qtype {
-                        RecordType::A => ip.is_ipv4(),
-                        RecordType::AAAA => ip.is_ipv6(),
-                        _ => true,
-                    };
-                    if !wanted {
+                    if ip.is_ipv4() != (qtype == RecordType::A) {
                         continue;
                     }
                     match index.entry(ip) {
@@ -369,7 +380,7 @@ impl ServiceZone {
                 for (ip, _) in &by_ip {
                     answer.answers.push(self.address_record(qname.clone(), *ip));
                 }
-                if qtype != RecordType::ANY && !by_ip.is_empty() {
+                if !by_ip.is_empty() {
                     answer.weights = Some(by_ip.iter().map(|(_, w)| *w).collect());
                 }
             }

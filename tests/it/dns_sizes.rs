@@ -342,3 +342,36 @@ async fn ipv4_mapped_instances_answer_a_and_srv() {
     assert_eq!(answered(&host), vec!["10.0.0.5"]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn any_is_answered_minimally() {
+    let server = TestServer::start().await;
+    for i in 1..=40u8 {
+        server
+            .register("many", &format!("10.10.0.{i}"), 80, &[])
+            .await;
+    }
+    server.register("many", "fd00::10", 80, &[]).await;
+    server.register("six", "fd00::11", 80, &[]).await;
+    // The repro: 40 instances made a 695-byte answer to a 55-byte query.
+    let packet = raw_query("many.DEFAULT_GROUP.svc.", RecordType::ANY, Some(4096));
+    let socket = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    socket.send_to(&packet, server.dns_addr()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let (n, _) = socket.recv_from(&mut buf).await.unwrap();
+    let msg = Message::from_vec(&buf[..n]).unwrap();
+    assert!(
+        msg.answers.iter().all(|r| r.record_type() == RecordType::A),
+        "one RRset"
+    );
+    assert_eq!(msg.answers.len(), 16, "capped at dns.max_answers");
+    assert!(n <= 16 * 16 + packet.len() + 11, "{n} bytes");
+    // A service with IPv6 addresses only answers its AAAA RRset.
+    let six = exchange_udp(
+        server.dns_addr(),
+        &raw_query("six.DEFAULT_GROUP.svc.", RecordType::ANY, None),
+    )
+    .await;
+    assert_eq!(answered(&six), vec!["fd00::11"]);
+    server.shutdown().await;
+}
