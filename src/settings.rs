@@ -363,6 +363,9 @@ pub struct DnsSettings {
     /// Upstream resolvers (`ip:port`) for names outside every authoritative zone. Empty
     /// means such names are REFUSED.
     pub forwarders: Vec<SocketAddr>,
+    /// Longest wait for the forwarders, milliseconds; past it the query gets SERVFAIL.
+    /// Under a stub resolver's own timeout (glibc: 5 s). Default 2500.
+    pub forward_timeout_ms: u64,
     /// Client networks allowed to use forwarding. Default loopback and private ranges.
     pub allow_recursion: Vec<IpNet>,
     /// Seconds an idle TCP connection is kept. Default 10.
@@ -422,6 +425,7 @@ impl Default for DnsSettings {
             udp_payload: 1232,
             zones_dir: PathBuf::from("zones"),
             forwarders: Vec::new(),
+            forward_timeout_ms: 2500,
             allow_recursion: local_networks(),
             tcp_idle_secs: 10,
             max_tcp_connections: 1024,
@@ -579,6 +583,9 @@ impl Settings {
         }
         if self.dns.max_answers == 0 {
             return invalid("dns.max_answers", "must be at least 1");
+        }
+        if self.dns.forward_timeout_ms == 0 {
+            return invalid("dns.forward_timeout_ms", "must be at least 1");
         }
         if self.dns.max_srv_answers == 0 {
             return invalid("dns.max_srv_answers", "must be at least 1");

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hickory_server::proto::rr::{LowerName, Name};
-use hickory_server::resolver::config::{ConnectionConfig, NameServerConfig};
+use hickory_server::resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
 use hickory_server::store::file::{FileConfig, FileZoneHandler};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
@@ -90,9 +90,14 @@ pub fn dispatcher(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Dis
                 NameServerConfig::new(addr.ip(), true, vec![udp, tcp])
             })
             .collect();
+        // One try per forwarder, each within the overall bound (the dispatcher also
+        // gives up after dns.forward_timeout_ms).
+        let mut options = ResolverOpts::default();
+        options.timeout = Duration::from_millis(settings.forward_timeout_ms);
+        options.attempts = 1;
         let forwarder = ForwardZoneHandler::builder_tokio(ForwardConfig {
             name_servers,
-            options: None,
+            options: Some(options),
         })
         .build()
         .map_err(DnsError::Forwarder)?;
@@ -105,6 +110,7 @@ pub fn dispatcher(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Dis
         settings.allow_recursion.clone(),
         forwarding,
         settings.udp_payload,
+        Duration::from_millis(settings.forward_timeout_ms),
     ))
 }
 

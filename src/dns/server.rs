@@ -49,11 +49,14 @@ pub struct Dispatcher {
     allow_recursion: Vec<IpNet>,
     forwarding: bool,
     udp_payload: u16,
+    /// Longest wait for the forwarders (`dns.forward_timeout_ms`).
+    forward_timeout: Duration,
 }
 
 impl Dispatcher {
     /// A dispatcher over the service zone and a catalog holding the static zones (and,
-    /// when `forwarding`, the forwarder at the root).
+    /// when `forwarding`, the forwarder at the root, waited for at most
+    /// `forward_timeout`).
     pub fn new(
         zone: ServiceZone,
         catalog: Catalog,
@@ -61,6 +64,7 @@ impl Dispatcher {
         allow_recursion: Vec<IpNet>,
         forwarding: bool,
         udp_payload: u16,
+        forward_timeout: Duration,
     ) -> Self {
         Self {
             zone,
@@ -69,6 +73,7 @@ impl Dispatcher {
             allow_recursion,
             forwarding,
             udp_payload,
+            forward_timeout,
         }
     }
 
@@ -145,6 +150,7 @@ impl Dispatcher {
             .queries()
             .first()
             .map(|q| (Name::from(q.name().clone()), q.query_type()));
+        let mut forwarded = None;
         if request.queries.len() == 1
             && let Some((name, qtype)) = &name
         {
@@ -160,15 +166,39 @@ impl Dispatcher {
                     u16::from(ResponseCode::Refused) as u8,
                 );
             }
+            if !is_static {
+                forwarded = Some(name.clone());
+            }
         }
         let capture = Capture {
             out: Arc::new(Mutex::new(None)),
             max_size,
         };
-        self.catalog
-            .handle_request::<_, TokioTime>(&request, capture.clone())
-            .await;
-        capture.out.lock().take()
+        let handled = self
+            .catalog
+            .handle_request::<_, TokioTime>(&request, capture.clone());
+        let Some(qname) = forwarded else {
+            handled.await;
+            return capture.out.lock().take();
+        };
+        // A forwarded query answers within dns.forward_timeout_ms (under a stub
+        // resolver's own timeout, glibc's 5 s), SERVFAIL when the forwarders do not.
+        let servfail = || {
+            wire::error_response(
+                packet,
+                request.queries.as_bytes(),
+                u16::from(ResponseCode::ServFail) as u8,
+            )
+        };
+        if tokio::time::timeout(self.forward_timeout, handled)
+            .await
+            .is_err()
+        {
+            debug!(%src, name = %qname, "forwarders did not answer in time; SERVFAIL");
+            return servfail();
+        }
+        let answer = capture.out.lock().take()?;
+        scrub_forwarded(&answer, &qname, max_size).or_else(servfail)
     }
 
     /// A query in the service zone that the fast path declined (an odd shape, another
@@ -225,6 +255,51 @@ impl Dispatcher {
         // The question exactly as sent.
         wire::error_response(packet, request.queries.as_bytes(), u16::from(error) as u8)
     }
+}
+
+/// A forwarded answer with only what concerns `qname` (the question's bailiwick): answer
+/// records owned by `qname` or by the CNAME chain from it, SOA and NS records of
+/// zones above `qname` in the authority section, and no additional records (an
+/// upstream must not slip records for other names to the client). Re-encoded within
+/// `max_size` (TC when it does not fit); `None` when the answer cannot be parsed.
+fn scrub_forwarded(answer: &[u8], qname: &Name, max_size: u16) -> Option<Vec<u8>> {
+    let mut msg = Message::from_vec(answer).ok()?;
+    let mut pending = std::mem::take(&mut msg.answers);
+    let mut chain = vec![qname.clone()];
+    let mut kept = Vec::with_capacity(pending.len());
+    loop {
+        let before = kept.len();
+        pending.retain(|record| {
+            if !chain.contains(&record.name) {
+                return true;
+            }
+            if let hickory_server::proto::rr::RData::CNAME(target) = &record.data
+                && !chain.contains(&target.0)
+            {
+                chain.push(target.0.clone());
+            }
+            kept.push(record.clone());
+            false
+        });
+        if kept.len() == before {
+            break;
+        }
+    }
+    msg.answers = kept;
+    msg.authorities = std::mem::take(&mut msg.authorities)
+        .into_iter()
+        .filter(|r| {
+            matches!(r.record_type(), RecordType::SOA | RecordType::NS) && r.name.zone_of(qname)
+        })
+        .collect();
+    msg.additionals.clear();
+    let full = msg.to_vec().ok()?;
+    if full.len() <= usize::from(max_size) {
+        return Some(full);
+    }
+    let mut truncated = msg.truncate();
+    truncated.metadata.truncation = true;
+    truncated.to_vec().ok()
 }
 
 /// `request` rewritten in the shape the fast path takes: its id, RD and CD, the

@@ -271,3 +271,127 @@ async fn forwarded_queries_leave_from_random_ports_with_random_ids() {
     task.abort();
     server.shutdown().await;
 }
+
+/// An upstream that answers every query with `answer` (given the query) until aborted.
+fn fake_upstream(
+    socket: UdpSocket,
+    answer: impl Fn(&Message) -> Option<Message> + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut buf = vec![0u8; 4096];
+        while let Ok((n, from)) = socket.recv_from(&mut buf).await {
+            let Ok(query) = Message::from_vec(&buf[..n]) else {
+                continue;
+            };
+            if let Some(reply) = answer(&query).and_then(|m| m.to_vec().ok()) {
+                let _ = socket.send_to(&reply, from).await;
+            }
+        }
+    })
+}
+
+#[tokio::test]
+async fn forwarded_answers_keep_only_the_records_of_the_name_asked() {
+    use hickory_net::proto::op::{MessageType, OpCode};
+    use hickory_net::proto::rr::rdata::{A, CNAME, NS};
+    use hickory_net::proto::rr::{Name, RData, Record};
+    let upstream = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let upstream_addr = upstream.local_addr().unwrap();
+    // The repro: an answer for poison.example.org that also carries victim.test.
+    let task = fake_upstream(upstream, |query| {
+        let qname = query.queries.first()?.name().clone();
+        let name = |s: &str| Name::from_ascii(s).unwrap();
+        let mut reply = Message::new(query.metadata.id, MessageType::Response, OpCode::Query);
+        reply.metadata.recursion_desired = query.metadata.recursion_desired;
+        reply.metadata.recursion_available = true;
+        reply.add_queries(query.queries.clone());
+        let alias = name("alias.example.org.");
+        reply.add_answers([
+            Record::from_rdata(qname, 60, RData::CNAME(CNAME(alias.clone()))),
+            Record::from_rdata(alias, 60, RData::A(A::new(192, 0, 2, 1))),
+            Record::from_rdata(name("victim.test."), 60, RData::A(A::new(6, 6, 6, 6))),
+        ]);
+        reply.add_authorities([Record::from_rdata(
+            name("victim.test."),
+            60,
+            RData::NS(NS(name("ns.evil."))),
+        )]);
+        reply.add_additionals([Record::from_rdata(
+            name("ns.evil."),
+            60,
+            RData::A(A::new(6, 6, 6, 7)),
+        )]);
+        Some(reply)
+    });
+    let server = TestServer::start_with(|s| s.dns.forwarders = vec![upstream_addr]).await;
+    let reply = exchange_udp(
+        server.dns_addr(),
+        &raw_query("poison.example.org.", RecordType::A, None),
+    )
+    .await;
+    let owners: Vec<(String, RecordType)> = reply
+        .answers
+        .iter()
+        .map(|r| (r.name.to_ascii(), r.record_type()))
+        .collect();
+    assert_eq!(
+        owners,
+        vec![
+            ("poison.example.org.".to_string(), RecordType::CNAME),
+            ("alias.example.org.".to_string(), RecordType::A),
+        ]
+    );
+    assert!(reply.authorities.is_empty(), "{:?}", reply.authorities);
+    assert!(reply.additionals.is_empty(), "{:?}", reply.additionals);
+    task.abort();
+    server.shutdown().await;
+}
+
+#[tokio::test]
+async fn forwarding_answers_servfail_before_a_stub_gives_up() {
+    // One forwarder that never answers, one that refuses everything.
+    let silent = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let silent_addr = silent.local_addr().unwrap();
+    let refusing = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let refusing_addr = refusing.local_addr().unwrap();
+    let task = fake_upstream(refusing, |query| {
+        let mut reply = Message::error_msg(
+            query.metadata.id,
+            query.metadata.op_code,
+            hickory_net::proto::op::ResponseCode::Refused,
+        );
+        reply.add_queries(query.queries.clone());
+        Some(reply)
+    });
+    for forwarders in [
+        vec![silent_addr],
+        vec![refusing_addr],
+        vec![refusing_addr, silent_addr],
+    ] {
+        let server = TestServer::start_with(|s| s.dns.forwarders = forwarders.clone()).await;
+        let started = std::time::Instant::now();
+        let reply = exchange_udp(
+            server.dns_addr(),
+            &raw_query("nowhere.example.org.", RecordType::A, None),
+        )
+        .await;
+        // glibc's stub waits 5 s for an answer; the default bound is 2.5 s.
+        assert!(
+            started.elapsed() < Duration::from_millis(4500),
+            "{forwarders:?}: {:?}",
+            started.elapsed()
+        );
+        assert!(
+            matches!(
+                reply.metadata.response_code,
+                hickory_net::proto::op::ResponseCode::ServFail
+                    | hickory_net::proto::op::ResponseCode::Refused
+            ),
+            "{forwarders:?}: {:?}",
+            reply.metadata.response_code
+        );
+        server.shutdown().await;
+    }
+    drop(silent);
+    task.abort();
+}
