@@ -9,15 +9,19 @@ pub mod server;
 pub mod wire;
 pub mod zone;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use hickory_server::proto::rr::rdata::{CNAME, MX, NS, PTR, SOA, SRV};
 use hickory_server::proto::rr::{LowerName, Name};
+use hickory_server::proto::rr::{RData, Record, RecordSet, RrKey};
+use hickory_server::proto::serialize::txt::Parser;
 use hickory_server::resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
-use hickory_server::store::file::{FileConfig, FileZoneHandler};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
+use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use thiserror::Error;
 use tokio::net::{TcpListener, UdpSocket};
@@ -239,19 +243,135 @@ pub fn load_static_zones(dir: &Path) -> Result<Vec<StaticZone>, DnsError> {
             .ok_or_else(|| zone_err("file name is not UTF-8".into()))?;
         let mut origin = Name::from_ascii(stem).map_err(|e| zone_err(e.to_string()))?;
         origin.set_fqdn(true);
-        let handler = FileZoneHandler::try_from_config(
-            origin.clone(),
-            ZoneType::Primary,
-            AxfrPolicy::Deny,
-            None,
-            &FileConfig {
-                zone_path: path.clone(),
-            },
-        )
-        .map_err(zone_err)?;
+        let text = std::fs::read_to_string(&path).map_err(|e| zone_err(e.to_string()))?;
+        let records = parse_zone(&text, &path, &origin).map_err(zone_err)?;
+        let handler: InMemoryZoneHandler =
+            InMemoryZoneHandler::new(origin.clone(), records, ZoneType::Primary, AxfrPolicy::Deny)
+                .map_err(zone_err)?;
         zones.push((LowerName::from(origin), Arc::new(handler)));
     }
     Ok(zones)
+}
+
+/// Parses a zone file (RFC 1035 master format) with hickory's parser, allowing `_`
+/// anywhere in a name (RFC 2181 §11: any octet is legal in a label). Hickory runs
+/// every label that does not start with `_` through IDNA, which refuses `_` (so
+/// `mail_x` or `web.default_group.svc.` failed): outside quoted strings and comments,
+/// each `_` is written as a stand-in that IDNA keeps, and put back in every owner and
+/// target name after parsing. `$INCLUDE` lines are left as they are (their files are
+/// parsed as they are too). Errors with the parser's message.
+fn parse_zone(
+    text: &str,
+    path: &Path,
+    origin: &Name,
+) -> Result<BTreeMap<RrKey, RecordSet>, String> {
+    let lower = text.to_ascii_lowercase();
+    let stand_in = (0..)
+        .map(|i| format!("u5fz{i}q"))
+        .find(|c| !lower.contains(c.as_str()))
+        .unwrap_or_default();
+    let mut escaped = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        if line
+            .trim_start()
+            .to_ascii_uppercase()
+            .starts_with("$INCLUDE")
+        {
+            escaped.push_str(line);
+            continue;
+        }
+        let (mut quoted, mut escape) = (false, false);
+        for (i, ch) in line.char_indices() {
+            match ch {
+                _ if escape => {
+                    escape = false;
+                    escaped.push(ch);
+                }
+                '\\' => {
+                    escape = true;
+                    escaped.push(ch);
+                }
+                '"' => {
+                    quoted = !quoted;
+                    escaped.push(ch);
+                }
+                ';' if !quoted => {
+                    escaped.push_str(&line[i..]);
+                    break;
+                }
+                '_' if !quoted => escaped.push_str(&stand_in),
+                _ => escaped.push(ch),
+            }
+        }
+    }
+    let (_, parsed) = Parser::new(escaped, Some(path.to_path_buf()), Some(origin.clone()))
+        .parse()
+        .map_err(|e| e.to_string())?;
+    let stand_in = stand_in.as_bytes();
+    let fix = |name: &Name| -> Result<Name, String> {
+        if !name
+            .iter()
+            .any(|l| l.windows(stand_in.len()).any(|w| w == stand_in))
+        {
+            return Ok(name.clone());
+        }
+        let labels: Vec<Vec<u8>> = name
+            .iter()
+            .map(|label| {
+                let mut out = Vec::with_capacity(label.len());
+                let mut rest = label;
+                while !rest.is_empty() {
+                    if rest.starts_with(stand_in) {
+                        out.push(b'_');
+                        rest = &rest[stand_in.len()..];
+                    } else {
+                        out.push(rest[0]);
+                        rest = &rest[1..];
+                    }
+                }
+                out
+            })
+            .collect();
+        let mut fixed = Name::from_labels(labels).map_err(|e| e.to_string())?;
+        fixed.set_fqdn(name.is_fqdn());
+        Ok(fixed)
+    };
+    let mut records: BTreeMap<RrKey, RecordSet> = BTreeMap::new();
+    for set in parsed.values() {
+        for record in set.records_without_rrsigs() {
+            let data = match &record.data {
+                RData::CNAME(n) => RData::CNAME(CNAME(fix(&n.0)?)),
+                RData::NS(n) => RData::NS(NS(fix(&n.0)?)),
+                RData::PTR(n) => RData::PTR(PTR(fix(&n.0)?)),
+                RData::MX(mx) => RData::MX(MX::new(mx.preference, fix(&mx.exchange)?)),
+                RData::SRV(srv) => RData::SRV(SRV::new(
+                    srv.priority,
+                    srv.weight,
+                    srv.port,
+                    fix(&srv.target)?,
+                )),
+                RData::SOA(soa) => RData::SOA(SOA::new(
+                    fix(&soa.mname)?,
+                    fix(&soa.rname)?,
+                    soa.serial,
+                    soa.refresh,
+                    soa.retry,
+                    soa.expire,
+                    soa.minimum,
+                )),
+                other => other.clone(),
+            };
+            let name = fix(&record.name)?;
+            let mut fixed = Record::from_rdata(name.clone(), record.ttl, data);
+            fixed.dns_class = record.dns_class;
+            let rtype = fixed.record_type();
+            records
+                .entry(RrKey::new(LowerName::from(&name), rtype))
+                .or_insert_with(|| RecordSet::new(name, rtype, 0))
+                .insert(fixed, 0);
+        }
+    }
+    Ok(records)
 }
 
 #[cfg(test)]

@@ -529,3 +529,98 @@ async fn a_cached_answer_follows_a_new_service_that_takes_over_the_name() {
     assert_eq!(addresses(&second.answers), vec!["10.8.0.2"]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn static_zones_take_underscores_delegations_and_glue() {
+    let zones = tempfile::tempdir().unwrap();
+    std::fs::write(
+        zones.path().join("corp.test.zone"),
+        r#"; Underscores are legal in DNS names (RFC 2181 §11).
+$ORIGIN corp.test.
+$TTL 60
+@         IN SOA  ns1 host_master 1 3600 600 86400 60
+@         IN NS   ns1
+ns1       IN A    192.0.2.53
+a_b       IN A    192.0.2.1
+x         IN MX   10 mail_x
+mail_x    IN A    192.0.2.2
+ext       IN CNAME web.default_group.svc.
+_sip._tcp IN SRV  0 5 5060 sip_host
+sip_host  IN A    192.0.2.3
+note      IN TXT  "keep_this as_is" ; a_comment
+sub       IN NS   ns.sub
+ns.sub    IN A    192.0.2.54
+"#,
+    )
+    .unwrap();
+    let dir = zones.path().to_path_buf();
+    let server = TestServer::start_with(|s| s.dns.zones_dir = dir).await;
+    let mut client = udp_client(server.dns_addr()).await;
+    let a = query(&mut client, "a_b.corp.test.", RecordType::A).await;
+    assert_eq!(addresses(&a.answers), vec!["192.0.2.1"]);
+    let mx = query(&mut client, "x.corp.test.", RecordType::MX).await;
+    let exchanges: Vec<String> = mx
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::MX(m) => Some(m.exchange.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(exchanges, vec!["mail_x.corp.test."]);
+    let ext = query(&mut client, "ext.corp.test.", RecordType::CNAME).await;
+    let targets: Vec<String> = ext
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::CNAME(c) => Some(c.0.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(targets, vec!["web.default_group.svc."]);
+    let srv = query(&mut client, "_sip._tcp.corp.test.", RecordType::SRV).await;
+    let srv_targets: Vec<String> = srv
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SRV(s) => Some(s.target.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(srv_targets, vec!["sip_host.corp.test."]);
+    let txt = query(&mut client, "note.corp.test.", RecordType::TXT).await;
+    let text: Vec<String> = txt
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::TXT(t) => Some(t.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        text,
+        vec!["keep_this as_is"],
+        "quoted text is left as it is"
+    );
+    let soa = query(&mut client, "corp.test.", RecordType::SOA).await;
+    let rname: Vec<String> = soa
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::SOA(s) => Some(s.rname.to_ascii()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(rname, vec!["host_master.corp.test."]);
+    // The delegation below answers with its NS records.
+    let sub = query(&mut client, "www.sub.corp.test.", RecordType::A).await;
+    let delegated: Vec<String> = sub
+        .answers
+        .iter()
+        .chain(sub.authorities.iter())
+        .filter(|r| r.record_type() == RecordType::NS)
+        .map(|r| r.name.to_ascii())
+        .collect();
+    assert_eq!(delegated, vec!["sub.corp.test."]);
+    server.shutdown().await;
+}
