@@ -2,8 +2,11 @@
 //!
 //! Names (DESIGN §3), matched case-insensitively:
 //! * `<service>.<group>.<zone>` — a service of namespace `public`;
-//! * `<service>.<group>.<namespace>.<zone>` — a service of another namespace (tried
-//!   first when the name has enough labels, so a service name may contain dots);
+//! * `<service>.<group>._<namespace>.<zone>` — a service of another namespace;
+//! * a service name may hold dots (`com.example.Orders.<group>.<zone>`), a group or a
+//!   namespace may not: names are read from the right, so one name means at most one
+//!   service and no namespace can take another's names. A service that cannot have a
+//!   name (see `ServiceKey::dns_unreachable`) is logged when it is created;
 //! * `<host>.<service name as above>` — one instance host, the SRV target, where
 //!   `<host>` is its IP with `.` or `:` written as `-` (`10-0-0-1`, `fd00--1`);
 //! * the apex answers SOA and NS.
@@ -246,25 +249,29 @@ impl ServiceZone {
     }
 
     /// The services (case twins, oldest first) a name below the zone means, if any.
+    /// Read from the right: a last label `_<namespace>` names the namespace and the
+    /// one before it the group; otherwise the last label is the group of a `public`
+    /// service. The labels left of the group are the service name, joined by dots. So
+    /// one name means one (namespace, group, service) at most.
     fn find_service(&self, labels: &[&[u8]]) -> Option<Vec<Arc<ServiceSnapshot>>> {
         let text: Vec<&str> = labels
             .iter()
             .map(|l| std::str::from_utf8(l).ok())
             .collect::<Option<_>>()?;
-        let n = text.len();
-        if n >= 3 {
-            let key = FoldedKey::new(text[n - 1], text[n - 2], &text[..n - 2].join("."));
-            let twins = self.registry.find_folded(&key);
-            if !twins.is_empty() {
-                return Some(twins);
+        let key = match text.as_slice() {
+            [service @ .., group, namespace] if namespace.starts_with('_') => {
+                if service.is_empty() {
+                    return None;
+                }
+                FoldedKey::new(&namespace[1..], group, &service.join("."))
             }
-        }
-        if n >= 2 {
-            let key = FoldedKey::new(DEFAULT_NAMESPACE, text[n - 1], &text[..n - 1].join("."));
-            let twins = self.registry.find_folded(&key);
-            return (!twins.is_empty()).then_some(twins);
-        }
-        None
+            [service @ .., group] if !service.is_empty() => {
+                FoldedKey::new(DEFAULT_NAMESPACE, group, &service.join("."))
+            }
+            _ => return None,
+        };
+        let twins = self.registry.find_folded(&key);
+        (!twins.is_empty()).then_some(twins)
     }
 
     fn answer(&self, qname: &Name, qtype: RecordType, target: Target) -> ZoneAnswer {

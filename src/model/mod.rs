@@ -82,6 +82,42 @@ impl ServiceKey {
     pub fn folded(&self) -> FoldedKey {
         FoldedKey::new(&self.namespace, &self.group, &self.service)
     }
+
+    /// Why this service has no DNS name, if it has none (see `dns::zone` for the
+    /// scheme). Its service name is the leftmost labels (a dot splits labels, any
+    /// other byte stays), its group one label and its namespace, unless `public`, one
+    /// label written `_<namespace>`. So a name cannot be in DNS when its group or
+    /// namespace holds a dot, when a public service's group starts with `_` (it would
+    /// read as a namespace), or when a label is empty or longer than 63 bytes.
+    pub fn dns_unreachable(&self) -> Option<String> {
+        if self.group.is_empty() || self.group.contains('.') {
+            return Some(format!("its group {:?} is not one DNS label", self.group));
+        }
+        if self.namespace == DEFAULT_NAMESPACE {
+            if self.group.starts_with('_') {
+                return Some(format!(
+                    "its group {:?} starts with '_', which marks a namespace in DNS names",
+                    self.group
+                ));
+            }
+        } else if self.namespace.is_empty() || self.namespace.contains('.') {
+            return Some(format!(
+                "its namespace {:?} is not one DNS label",
+                self.namespace
+            ));
+        }
+        let labels = self.service.split('.');
+        if let Some(bad) = labels.clone().find(|l| l.is_empty() || l.len() > 63) {
+            return Some(format!(
+                "its name has a DNS label {bad:?} that is empty or longer than 63 bytes"
+            ));
+        }
+        let total = self.service.len() + 1 + self.group.len() + 1 + self.namespace.len() + 2;
+        if total > 240 {
+            return Some(format!("its DNS name would be {total} bytes long"));
+        }
+        None
+    }
 }
 
 impl std::fmt::Display for ServiceKey {

@@ -596,6 +596,9 @@ impl Registry {
             .or_default()
             .push(key.clone());
         drop(tables);
+        if let Some(why) = key.dns_unreachable() {
+            tracing::info!(service = %key, "service has no DNS name: {why}");
+        }
         self.notify(key, revision);
         Some(cell)
     }

@@ -269,11 +269,11 @@ async fn negative_answers_carry_the_soa_and_aa() {
         Some(RData::NS(_))
     ));
 
-    // A service in another namespace is reached with the namespace label.
+    // A service in another namespace is reached with the namespace label `_<id>`.
     server
         .register("stock", "10.9.0.1", 8080, &[("namespaceId", "dev")])
         .await;
-    let dev = query(&mut client, "stock.DEFAULT_GROUP.dev.svc.", RecordType::A).await;
+    let dev = query(&mut client, "stock.DEFAULT_GROUP._dev.svc.", RecordType::A).await;
     assert_eq!(addresses(&dev.answers), vec!["10.9.0.1"]);
     server.shutdown().await;
 }
@@ -513,20 +513,37 @@ async fn an_emptied_service_answers_nodata_then_nxdomain_once_cleaned_up() {
 }
 
 #[tokio::test]
-async fn a_cached_answer_follows_a_new_service_that_takes_over_the_name() {
-    let server = TestServer::start().await;
-    // `a.b.c.svc.` is first service `a.b` of group `c` in namespace public ...
+async fn a_cached_name_keeps_its_service_and_follows_a_new_case_twin() {
+    let server = TestServer::start_with(|s| s.naming.empty_service_ttl_ms = 60_000).await;
+    // `a.b.c.svc.` is service `a.b` of group `c` in namespace public ...
     server.register("c@@a.b", "10.8.0.1", 80, &[]).await;
     let mut client = udp_client(server.dns_addr()).await;
     let name = "a.b.c.svc.";
     let first = query(&mut client, name, RecordType::A).await;
     assert_eq!(addresses(&first.answers), vec!["10.8.0.1"]);
-    // ... until service `a` of group `b` in namespace `c` exists: the namespace form wins.
+    // ... and stays so when service `a` of group `b` in namespace `c` comes (it was
+    // taken over): that one is `a.b._c.svc.`.
     server
         .register("b@@a", "10.8.0.2", 80, &[("namespaceId", "c")])
         .await;
     let second = query(&mut client, name, RecordType::A).await;
-    assert_eq!(addresses(&second.answers), vec!["10.8.0.2"]);
+    assert_eq!(addresses(&second.answers), vec!["10.8.0.1"]);
+    let namespaced = query(&mut client, "a.b._c.svc.", RecordType::A).await;
+    assert_eq!(addresses(&namespaced.answers), vec!["10.8.0.2"]);
+    // A cached NODATA gives way to a case twin created later with an instance.
+    let (status, _) = server
+        .call(
+            Method::POST,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "Quiet"), ("ephemeral", "true")],
+        )
+        .await;
+    assert_eq!(status, 200);
+    let empty = query(&mut client, "quiet.DEFAULT_GROUP.svc.", RecordType::A).await;
+    assert!(empty.answers.is_empty());
+    server.register("QUIET", "10.8.0.3", 80, &[]).await;
+    let twin = query(&mut client, "quiet.DEFAULT_GROUP.svc.", RecordType::A).await;
+    assert_eq!(addresses(&twin.answers), vec!["10.8.0.3"]);
     server.shutdown().await;
 }
 
@@ -622,5 +639,71 @@ ns.sub    IN A    192.0.2.54
         .map(|r| r.name.to_ascii())
         .collect();
     assert_eq!(delegated, vec!["sub.corp.test."]);
+    server.shutdown().await;
+}
+
+/// A query for the name of these raw labels (any bytes) below `svc.`.
+fn labels_query(labels: &[&[u8]], rtype: RecordType) -> Vec<u8> {
+    let mut all: Vec<&[u8]> = labels.to_vec();
+    all.push(b"svc");
+    let mut name = Name::from_labels(all).unwrap();
+    name.set_fqdn(true);
+    let mut msg = Message::new(0xBEEF, MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(name, rtype));
+    msg.to_vec().unwrap()
+}
+
+#[tokio::test]
+async fn one_dns_name_means_one_service_and_dotted_names_resolve() {
+    let server = TestServer::start().await;
+    // The repro: namespace DEFAULT_GROUP's `pay` in group `api` took over the name of
+    // the public `pay.api`.
+    server.register("pay.api", "10.11.0.1", 80, &[]).await;
+    server
+        .register(
+            "pay",
+            "10.11.0.2",
+            80,
+            &[("groupName", "api"), ("namespaceId", "DEFAULT_GROUP")],
+        )
+        .await;
+    let dns = server.dns_addr();
+    let a = |name: &str| raw_query(name, RecordType::A, None);
+    let public = exchange_udp(dns, &a("pay.api.DEFAULT_GROUP.svc.")).await;
+    assert_eq!(addresses(&public.answers), vec!["10.11.0.1"]);
+    let namespaced = exchange_udp(dns, &a("pay.api._DEFAULT_GROUP.svc.")).await;
+    assert_eq!(addresses(&namespaced.answers), vec!["10.11.0.2"]);
+    // Dotted service names, and Dubbo's, resolve as they are.
+    server
+        .register("com.example.OrderService", "10.11.0.3", 80, &[])
+        .await;
+    let dotted = exchange_udp(dns, &a("com.example.OrderService.DEFAULT_GROUP.svc.")).await;
+    assert_eq!(addresses(&dotted.answers), vec!["10.11.0.3"]);
+    server
+        .register("providers:com.foo.BarService:1.0.0:", "10.11.0.4", 80, &[])
+        .await;
+    let dubbo = exchange_udp(
+        dns,
+        &labels_query(
+            &[
+                b"providers:com",
+                b"foo",
+                b"BarService:1",
+                b"0",
+                b"0:",
+                b"DEFAULT_GROUP",
+            ],
+            RecordType::A,
+        ),
+    )
+    .await;
+    assert_eq!(addresses(&dubbo.answers), vec!["10.11.0.4"]);
+    // A group with a dot has no DNS name (it is logged); the name it would seem to
+    // have is nobody's.
+    server
+        .register("x", "10.11.0.5", 80, &[("groupName", "a.b")])
+        .await;
+    let dotted_group = exchange_udp(dns, &a("x.a.b.svc.")).await;
+    assert_eq!(dotted_group.metadata.response_code, ResponseCode::NXDomain);
     server.shutdown().await;
 }

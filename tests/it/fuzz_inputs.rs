@@ -51,7 +51,7 @@ fn fuzz_entry_points_take_random_input() {
     let dns_seeds: Vec<Vec<u8>> = [
         ("stock.DEFAULT_GROUP.svc.", RecordType::A, None),
         ("stock.DEFAULT_GROUP.svc.", RecordType::SRV, Some(1232)),
-        ("big.G.dev.svc.", RecordType::SRV, Some(4096)),
+        ("big.G._dev.svc.", RecordType::SRV, Some(4096)),
         ("10-0-0-1.stock.default_group.svc.", RecordType::AAAA, None),
         ("svc.", RecordType::SOA, Some(512)),
         ("www.example.test.", RecordType::A, None),
