@@ -9,7 +9,9 @@
 //!   name (see `ServiceKey::dns_unreachable`) is logged when it is created;
 //! * `<host>.<service name as above>` — one instance host, the SRV target, where
 //!   `<host>` is its IP with `.` or `:` written as `-` (`10-0-0-1`, `fd00--1`);
-//! * the apex answers SOA and NS.
+//! * the apex answers SOA and NS; a name with service names below it and none of its
+//!   own (`DEFAULT_GROUP.svc`, `_dev.svc`) is an empty non-terminal: NODATA, not
+//!   NXDOMAIN (RFC 8020 resolvers would cut off everything below).
 //!
 //! Nacos names are case-sensitive and DNS names are not: when several services differ
 //! only by case (they fold to one DNS name), a query is answered from the first of them,
@@ -64,6 +66,8 @@ enum Target {
     Apex,
     Service(Vec<Arc<ServiceSnapshot>>),
     Host(Vec<Arc<ServiceSnapshot>>, IpAddr),
+    /// A name with service names below it and none of its own (RFC 8020).
+    EmptyNonTerminal,
     Missing,
 }
 
@@ -185,7 +189,7 @@ impl ServiceZone {
         let labels: Vec<&[u8]> = query.labels().take(labels_below).collect();
         let target = self.resolve(&labels);
         let source = match &target {
-            Target::Apex => Some(Vec::new()),
+            Target::Apex | Target::EmptyNonTerminal => Some(Vec::new()),
             Target::Service(twins) | Target::Host(twins, _) => {
                 Some(twins.iter().map(|s| (s.key.clone(), s.revision)).collect())
             }
@@ -245,7 +249,17 @@ impl ServiceZone {
         {
             return Target::Host(s, ip);
         }
-        Target::Missing
+        let mut folded = Vec::new();
+        for (i, label) in labels.iter().enumerate() {
+            if i > 0 {
+                folded.push(b'.');
+            }
+            folded.extend(label.iter().map(u8::to_ascii_lowercase));
+        }
+        match std::str::from_utf8(&folded) {
+            Ok(name) if self.registry.is_dns_empty_non_terminal(name) => Target::EmptyNonTerminal,
+            _ => Target::Missing,
+        }
     }
 
     /// The services (case twins, oldest first) a name below the zone means, if any.
@@ -278,6 +292,7 @@ impl ServiceZone {
         let mut answer = self.empty_answer();
         match target {
             Target::Missing => answer.rcode = ResponseCode::NXDomain,
+            Target::EmptyNonTerminal => {}
             Target::Apex => match qtype {
                 RecordType::SOA => answer.answers.push(self.soa.clone()),
                 RecordType::NS => answer.answers.push(self.ns.clone()),

@@ -83,6 +83,25 @@ impl ServiceKey {
         FoldedKey::new(&self.namespace, &self.group, &self.service)
     }
 
+    /// The labels of this service's DNS name below the zone, folded to lower case and
+    /// left to right (service labels, group, and `_<namespace>` unless `public`);
+    /// `None` when it has no DNS name ([`Self::dns_unreachable`]).
+    pub fn dns_labels(&self) -> Option<Vec<String>> {
+        if self.dns_unreachable().is_some() {
+            return None;
+        }
+        let mut labels: Vec<String> = self
+            .service
+            .split('.')
+            .chain([self.group.as_str()])
+            .map(str::to_ascii_lowercase)
+            .collect();
+        if self.namespace != DEFAULT_NAMESPACE {
+            labels.push(format!("_{}", self.namespace.to_ascii_lowercase()));
+        }
+        Some(labels)
+    }
+
     /// Why this service has no DNS name, if it has none (see `dns::zone` for the
     /// scheme). Its service name is the leftmost labels (a dot splits labels, any
     /// other byte stays), its group one label and its namespace, unless `public`, one

@@ -261,6 +261,18 @@ struct Tables {
     services: HashMap<ServiceKey, Arc<ServiceCell>>,
     /// Every service a folded name stands for, oldest first.
     folded: HashMap<FoldedKey, Vec<ServiceKey>>,
+    /// For every proper suffix of a service's DNS name (folded labels joined by
+    /// dots, e.g. `default_group` or `g._dev`), how many services have a name below
+    /// it: such a name is an empty non-terminal (RFC 8020: NODATA, not NXDOMAIN).
+    dns_suffixes: HashMap<String, usize>,
+}
+
+/// The proper suffixes of a service's DNS name (see `Tables::dns_suffixes`).
+fn dns_suffixes(key: &ServiceKey) -> Vec<String> {
+    let Some(labels) = key.dns_labels() else {
+        return Vec::new();
+    };
+    (1..labels.len()).map(|i| labels[i..].join(".")).collect()
 }
 
 /// What a write closure reports back to [`Registry::update`].
@@ -368,6 +380,12 @@ impl Registry {
                 .collect()
         };
         cells.iter().map(|c| Self::fresh_snapshot(c)).collect()
+    }
+
+    /// Whether a DNS name below the zone (`folded`: its labels, lower case, joined by
+    /// dots) has service names below it but is none itself: an empty non-terminal.
+    pub fn is_dns_empty_non_terminal(&self, folded: &str) -> bool {
+        self.tables.read().dns_suffixes.contains_key(folded)
     }
 
     /// Keys of every service in a namespace (all namespaces when `None`), sorted.
@@ -595,6 +613,9 @@ impl Registry {
             .entry(key.folded())
             .or_default()
             .push(key.clone());
+        for suffix in dns_suffixes(key) {
+            *tables.dns_suffixes.entry(suffix).or_default() += 1;
+        }
         drop(tables);
         if let Some(why) = key.dns_unreachable() {
             tracing::info!(service = %key, "service has no DNS name: {why}");
@@ -644,6 +665,14 @@ impl Registry {
             keys.retain(|k| k != key);
             if keys.is_empty() {
                 tables.folded.remove(&folded);
+            }
+        }
+        for suffix in dns_suffixes(key) {
+            if let Some(count) = tables.dns_suffixes.get_mut(&suffix) {
+                *count -= 1;
+                if *count == 0 {
+                    tables.dns_suffixes.remove(&suffix);
+                }
             }
         }
         drop(tables);

@@ -707,3 +707,60 @@ async fn one_dns_name_means_one_service_and_dotted_names_resolve() {
     assert_eq!(dotted_group.metadata.response_code, ResponseCode::NXDomain);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn names_above_services_answer_nodata_not_nxdomain() {
+    let server = TestServer::start().await;
+    server.register("stock", "10.12.0.1", 80, &[]).await;
+    server
+        .register("a.b", "10.12.0.2", 80, &[("groupName", "G2")])
+        .await;
+    server
+        .register(
+            "x",
+            "10.12.0.3",
+            80,
+            &[("groupName", "G3"), ("namespaceId", "dev")],
+        )
+        .await;
+    let mut client = udp_client(server.dns_addr()).await;
+    // The repro: DEFAULT_GROUP.svc was NXDOMAIN, so RFC 8020 resolvers cut off
+    // everything below it.
+    for name in [
+        "DEFAULT_GROUP.svc.",
+        "default_group.svc.",
+        "b.G2.svc.",
+        "G2.svc.",
+        "_dev.svc.",
+        "G3._dev.svc.",
+    ] {
+        let reply = query(&mut client, name, RecordType::A).await;
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NoError,
+            "{name}"
+        );
+        assert!(reply.answers.is_empty(), "{name}");
+        assert!(
+            reply
+                .authorities
+                .iter()
+                .any(|r| r.record_type() == RecordType::SOA),
+            "{name}: SOA in authority"
+        );
+    }
+    for name in [
+        "nothing.svc.",
+        "zzz.DEFAULT_GROUP.svc.",
+        "a.G2.svc.",
+        "_prod.svc.",
+    ] {
+        let reply = query(&mut client, name, RecordType::A).await;
+        assert_eq!(
+            reply.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+    }
+    server.shutdown().await;
+}
