@@ -351,6 +351,11 @@ pub struct DnsSettings {
     pub negative_ttl: u32,
     /// Most A/AAAA records in one answer, a weighted sample drawn per query. Default 16.
     pub max_answers: usize,
+    /// Addresses of the zone's name server `ns.<zone>` (the NS target and SOA
+    /// MNAME), answered as its A/AAAA records and as glue. Empty (the default): the
+    /// address of `dns.addr` when it is a specific one; with `0.0.0.0` or `::`,
+    /// `ns.<zone>` has no address (set this before delegating the zone).
+    pub ns_addresses: Vec<std::net::IpAddr>,
     /// Most SRV records in one answer, a weighted sample drawn per query (their
     /// addresses go in the additional section). Default 16.
     pub max_srv_answers: usize,
@@ -413,6 +418,22 @@ impl Default for RrlSettings {
     }
 }
 
+impl DnsSettings {
+    /// The addresses `ns.<zone>` answers: `ns_addresses`, else the IP of `addr` when
+    /// it is not unspecified, else none.
+    pub fn name_server_addresses(&self) -> Vec<std::net::IpAddr> {
+        if !self.ns_addresses.is_empty() {
+            return self.ns_addresses.clone();
+        }
+        let ip = self.addr.ip();
+        if ip.is_unspecified() {
+            Vec::new()
+        } else {
+            vec![ip]
+        }
+    }
+}
+
 impl Default for DnsSettings {
     fn default() -> Self {
         Self {
@@ -422,6 +443,7 @@ impl Default for DnsSettings {
             negative_ttl: 5,
             max_answers: 16,
             max_srv_answers: 16,
+            ns_addresses: Vec::new(),
             udp_payload: 1232,
             zones_dir: PathBuf::from("zones"),
             forwarders: Vec::new(),

@@ -130,6 +130,12 @@ impl DnsServer {
     /// the static zones and starts serving.
     pub async fn start(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Self, DnsError> {
         let dispatcher = Arc::new(dispatcher(settings, registry)?);
+        if settings.name_server_addresses().is_empty() {
+            tracing::warn!(
+                zone = %settings.zone,
+                "ns.<zone> has no address (dns.addr is a wildcard and dns.ns_addresses is empty); set dns.ns_addresses before delegating the zone"
+            );
+        }
         let (udp, tcp) = bind_pair(settings.addr).await?;
         let local_addr = udp.local_addr().map_err(|source| DnsError::Bind {
             protocol: "UDP",

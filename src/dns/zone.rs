@@ -66,6 +66,8 @@ enum Target {
     Apex,
     Service(Vec<Arc<ServiceSnapshot>>),
     Host(Vec<Arc<ServiceSnapshot>>, IpAddr),
+    /// `ns.<zone>`, the zone's name server (the SOA MNAME and NS target).
+    NameServer,
     /// A name with service names below it and none of its own (RFC 8020).
     EmptyNonTerminal,
     Missing,
@@ -104,6 +106,10 @@ pub struct ServiceZone {
     max_srv_answers: usize,
     soa: Record,
     ns: Record,
+    /// `ns.<zone>`.
+    ns_name: Name,
+    /// Addresses of `ns.<zone>`.
+    ns_addresses: Vec<IpAddr>,
     /// Keyed by the folded question name in wire format followed by the type (2 bytes).
     cache: RwLock<HashMap<Box<[u8]>, Arc<Cached>>>,
 }
@@ -140,7 +146,7 @@ impl ServiceZone {
                 settings.negative_ttl,
             )),
         );
-        let ns = Record::from_rdata(origin.clone(), 3600, RData::NS(NS(ns_name)));
+        let ns = Record::from_rdata(origin.clone(), 3600, RData::NS(NS(ns_name.clone())));
         Ok(Self {
             origin,
             origin_wire,
@@ -150,6 +156,8 @@ impl ServiceZone {
             max_srv_answers: settings.max_srv_answers,
             soa,
             ns,
+            ns_name,
+            ns_addresses: settings.name_server_addresses(),
             cache: RwLock::new(HashMap::new()),
         })
     }
@@ -189,7 +197,7 @@ impl ServiceZone {
         let labels: Vec<&[u8]> = query.labels().take(labels_below).collect();
         let target = self.resolve(&labels);
         let source = match &target {
-            Target::Apex | Target::EmptyNonTerminal => Some(Vec::new()),
+            Target::Apex | Target::NameServer | Target::EmptyNonTerminal => Some(Vec::new()),
             Target::Service(twins) | Target::Host(twins, _) => {
                 Some(twins.iter().map(|s| (s.key.clone(), s.revision)).collect())
             }
@@ -239,6 +247,9 @@ impl ServiceZone {
     fn resolve(&self, labels: &[&[u8]]) -> Target {
         if labels.is_empty() {
             return Target::Apex;
+        }
+        if labels == [b"ns"] {
+            return Target::NameServer;
         }
         if let Some(s) = self.find_service(labels) {
             return Target::Service(s);
@@ -295,9 +306,13 @@ impl ServiceZone {
             Target::EmptyNonTerminal => {}
             Target::Apex => match qtype {
                 RecordType::SOA => answer.answers.push(self.soa.clone()),
-                RecordType::NS => answer.answers.push(self.ns.clone()),
+                RecordType::NS => {
+                    answer.answers.push(self.ns.clone());
+                    answer.additionals = self.ns_records(None);
+                }
                 _ => {}
             },
+            Target::NameServer => answer.answers = self.ns_records(Some(qtype)),
             Target::Host(twins, ip) => {
                 // The first twin that answers for this address, if any.
                 let found = twins.iter().any(|s| {
@@ -436,6 +451,25 @@ impl ServiceZone {
             _ => {}
         }
         answer
+    }
+
+    /// The address records of `ns.<zone>` (`dns.ns_addresses`), those of type `qtype`
+    /// when given (A, AAAA; ANY gets all).
+    fn ns_records(&self, qtype: Option<RecordType>) -> Vec<Record> {
+        self.ns_addresses
+            .iter()
+            .filter(|ip| match qtype {
+                None | Some(RecordType::ANY) => true,
+                Some(RecordType::A) => ip.is_ipv4(),
+                Some(RecordType::AAAA) => ip.is_ipv6(),
+                Some(_) => false,
+            })
+            .map(|ip| {
+                let mut record = self.address_record(self.ns_name.clone(), *ip);
+                record.ttl = 3600;
+                record
+            })
+            .collect()
     }
 
     fn address_record(&self, name: Name, ip: IpAddr) -> Record {

@@ -764,3 +764,39 @@ async fn names_above_services_answer_nodata_not_nxdomain() {
     }
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_zone_name_server_resolves_and_comes_as_glue() {
+    // The repro: ns.svc. was NXDOMAIN, a lame delegation once the zone is delegated.
+    let server = TestServer::start().await;
+    let mut client = udp_client(server.dns_addr()).await;
+    let a = query(&mut client, "ns.svc.", RecordType::A).await;
+    assert_eq!(
+        addresses(&a.answers),
+        vec!["127.0.0.1"],
+        "dns.addr's address"
+    );
+    let ns = query(&mut client, "svc.", RecordType::NS).await;
+    assert_eq!(addresses(&ns.additionals), vec!["127.0.0.1"], "glue");
+    let aaaa = query(&mut client, "ns.svc.", RecordType::AAAA).await;
+    assert_eq!(aaaa.metadata.response_code, ResponseCode::NoError);
+    assert!(aaaa.answers.is_empty());
+    server.shutdown().await;
+
+    let server = TestServer::start_with(|s| {
+        s.dns.ns_addresses = vec![
+            "192.0.2.53".parse().unwrap(),
+            "2001:db8::53".parse().unwrap(),
+        ]
+    })
+    .await;
+    let mut client = udp_client(server.dns_addr()).await;
+    let aaaa = query(&mut client, "ns.svc.", RecordType::AAAA).await;
+    assert_eq!(addresses(&aaaa.answers), vec!["2001:db8::53"]);
+    let ns = query(&mut client, "svc.", RecordType::NS).await;
+    assert_eq!(
+        sorted(addresses(&ns.additionals)),
+        vec!["192.0.2.53", "2001:db8::53"]
+    );
+    server.shutdown().await;
+}
