@@ -9,7 +9,7 @@ pub mod server;
 pub mod wire;
 pub mod zone;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use hickory_server::proto::rr::rdata::{CNAME, MX, NS, PTR, SOA, SRV};
 use hickory_server::proto::rr::{LowerName, Name};
-use hickory_server::proto::rr::{RData, Record, RecordSet, RrKey};
+use hickory_server::proto::rr::{RData, Record, RecordSet, RecordType, RrKey};
 use hickory_server::proto::serialize::txt::Parser;
 use hickory_server::resolver::config::{ConnectionConfig, NameServerConfig, ResolverOpts};
 use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
@@ -76,10 +76,17 @@ pub fn dispatcher(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Dis
         ServiceZone::new(registry, settings).map_err(|e| DnsError::ZoneName(e.to_string()))?;
     let mut catalog = Catalog::new();
     let mut static_origins = Vec::new();
-    for (origin, handler) in load_static_zones(&settings.zones_dir)? {
+    let mut static_glue: HashMap<LowerName, Vec<Record>> = HashMap::new();
+    for (origin, handler, addresses) in load_static_zones(&settings.zones_dir)? {
         info!(zone = %origin, "static zone loaded");
         static_origins.push(origin.clone());
         catalog.upsert(origin, vec![handler]);
+        for record in addresses {
+            static_glue
+                .entry(LowerName::from(&record.name))
+                .or_default()
+                .push(record);
+        }
     }
     let forwarding = !settings.forwarders.is_empty();
     if forwarding {
@@ -110,7 +117,7 @@ pub fn dispatcher(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Dis
     Ok(Dispatcher::new(
         zone,
         catalog,
-        static_origins,
+        (static_origins, static_glue),
         settings.allow_recursion.clone(),
         forwarding,
         settings.udp_payload,
@@ -223,8 +230,9 @@ fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
     UdpSocket::from_std(socket.into())
 }
 
-/// A loaded static zone: its origin and its handler.
-pub type StaticZone = (LowerName, Arc<dyn ZoneHandler>);
+/// A loaded static zone: its origin, its handler and its address records (the glue of
+/// its delegations).
+pub type StaticZone = (LowerName, Arc<dyn ZoneHandler>, Vec<Record>);
 
 /// Loads every `*.zone` file of `dir` as a primary zone named after the file. A missing
 /// directory holds no zones.
@@ -251,10 +259,15 @@ pub fn load_static_zones(dir: &Path) -> Result<Vec<StaticZone>, DnsError> {
         origin.set_fqdn(true);
         let text = std::fs::read_to_string(&path).map_err(|e| zone_err(e.to_string()))?;
         let records = parse_zone(&text, &path, &origin).map_err(zone_err)?;
+        let addresses: Vec<Record> = records
+            .values()
+            .filter(|set| matches!(set.record_type(), RecordType::A | RecordType::AAAA))
+            .flat_map(|set| set.records_without_rrsigs().cloned())
+            .collect();
         let handler: InMemoryZoneHandler =
             InMemoryZoneHandler::new(origin.clone(), records, ZoneType::Primary, AxfrPolicy::Deny)
                 .map_err(zone_err)?;
-        zones.push((LowerName::from(origin), Arc::new(handler)));
+        zones.push((LowerName::from(origin), Arc::new(handler), addresses));
     }
     Ok(zones)
 }

@@ -17,6 +17,7 @@
 //!   connections (more are closed at once); with `dns.rrl`, UDP responses per client
 //!   prefix are rate-limited.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,6 +47,8 @@ pub struct Dispatcher {
     zone: ServiceZone,
     catalog: Catalog,
     static_origins: Vec<LowerName>,
+    /// Address records of the static zones by owner: glue for their referrals.
+    static_glue: HashMap<LowerName, Vec<Record>>,
     allow_recursion: Vec<IpNet>,
     forwarding: bool,
     udp_payload: u16,
@@ -54,13 +57,13 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// A dispatcher over the service zone and a catalog holding the static zones (and,
-    /// when `forwarding`, the forwarder at the root, waited for at most
-    /// `forward_timeout`).
+    /// A dispatcher over the service zone and a catalog holding the static zones (their
+    /// origins and address records by owner beside; and, when `forwarding`, the
+    /// forwarder at the root, waited for at most `forward_timeout`).
     pub fn new(
         zone: ServiceZone,
         catalog: Catalog,
-        static_origins: Vec<LowerName>,
+        (static_origins, static_glue): (Vec<LowerName>, HashMap<LowerName, Vec<Record>>),
         allow_recursion: Vec<IpNet>,
         forwarding: bool,
         udp_payload: u16,
@@ -70,6 +73,7 @@ impl Dispatcher {
             zone,
             catalog,
             static_origins,
+            static_glue,
             allow_recursion,
             forwarding,
             udp_payload,
@@ -179,7 +183,8 @@ impl Dispatcher {
             .handle_request::<_, TokioTime>(&request, capture.clone());
         let Some(qname) = forwarded else {
             handled.await;
-            return capture.out.lock().take();
+            let answer = capture.out.lock().take()?;
+            return Some(self.referral(answer, max_size));
         };
         // A forwarded query answers within dns.forward_timeout_ms (under a stub
         // resolver's own timeout, glibc's 5 s), SERVFAIL when the forwarders do not.
@@ -254,6 +259,57 @@ impl Dispatcher {
         }
         // The question exactly as sent.
         wire::error_response(packet, request.queries.as_bytes(), u16::from(error) as u8)
+    }
+}
+
+impl Dispatcher {
+    /// A static zone's answer as sent, unless it is a referral to a delegated child
+    /// zone (no answer, NS records and no SOA in the authority section): that one is
+    /// not authoritative and carries the addresses of the delegated name servers that
+    /// the zone holds as glue (RFC 1034 §4.3.2), which hickory leaves out. The glue is
+    /// dropped again when it does not fit `max_size`.
+    fn referral(&self, answer: Vec<u8>, max_size: u16) -> Vec<u8> {
+        let Ok(mut msg) = Message::from_vec(&answer) else {
+            return answer;
+        };
+        let name_servers: Vec<Name> = msg
+            .authorities
+            .iter()
+            .filter_map(|r| match &r.data {
+                hickory_server::proto::rr::RData::NS(ns) => Some(ns.0.clone()),
+                _ => None,
+            })
+            .collect();
+        let is_referral = msg.answers.is_empty()
+            && msg.metadata.response_code == ResponseCode::NoError
+            && !name_servers.is_empty()
+            && !msg
+                .authorities
+                .iter()
+                .any(|r| r.record_type() == RecordType::SOA);
+        if !is_referral {
+            return answer;
+        }
+        msg.metadata.authoritative = false;
+        for ns in &name_servers {
+            for glue in self
+                .static_glue
+                .get(&LowerName::from(ns))
+                .into_iter()
+                .flatten()
+            {
+                if !msg.additionals.contains(glue) {
+                    msg.additionals.push(glue.clone());
+                }
+            }
+        }
+        match msg.to_vec() {
+            Ok(full) if full.len() <= usize::from(max_size) => full,
+            _ => {
+                msg.additionals.clear();
+                msg.to_vec().unwrap_or(answer)
+            }
+        }
     }
 }
 

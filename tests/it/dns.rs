@@ -629,16 +629,22 @@ ns.sub    IN A    192.0.2.54
         })
         .collect();
     assert_eq!(rname, vec!["host_master.corp.test."]);
-    // The delegation below answers with its NS records.
+    // The delegation below is a referral (RFC 1034 §4.3.2): not authoritative, the NS
+    // records in the authority section and their addresses as glue.
     let sub = query(&mut client, "www.sub.corp.test.", RecordType::A).await;
+    assert!(
+        !sub.metadata.authoritative,
+        "a referral is not authoritative"
+    );
+    assert!(sub.answers.is_empty());
     let delegated: Vec<String> = sub
-        .answers
+        .authorities
         .iter()
-        .chain(sub.authorities.iter())
         .filter(|r| r.record_type() == RecordType::NS)
         .map(|r| r.name.to_ascii())
         .collect();
     assert_eq!(delegated, vec!["sub.corp.test."]);
+    assert_eq!(addresses(&sub.additionals), vec!["192.0.2.54"], "glue");
     server.shutdown().await;
 }
 
