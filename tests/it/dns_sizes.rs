@@ -375,3 +375,22 @@ async fn any_is_answered_minimally() {
     assert_eq!(answered(&six), vec!["fd00::11"]);
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn one_address_and_port_in_two_clusters_is_one_srv_record() {
+    let server = TestServer::start().await;
+    // The repro: the same ip:port registered in two clusters gave two SRV records.
+    server
+        .register("twice", "10.13.0.1", 8080, &[("clusterName", "A")])
+        .await;
+    server
+        .register("twice", "10.13.0.1", 8080, &[("clusterName", "B")])
+        .await;
+    let srv = exchange_udp(
+        server.dns_addr(),
+        &raw_query("twice.DEFAULT_GROUP.svc.", RecordType::SRV, None),
+    )
+    .await;
+    assert_eq!(srv.answers.len(), 1, "{:?}", srv.answers);
+    server.shutdown().await;
+}
