@@ -384,6 +384,32 @@ pub struct DnsSettings {
     pub max_slow_queries: usize,
     /// Response rate limiting of UDP answers per client prefix; off by default.
     pub rrl: RrlSettings,
+    /// Which namespaces DNS serves, and to whom. DNS answers are not behind the HTTP
+    /// API's auth: by default every namespace is answered to anyone who can reach the
+    /// port.
+    pub expose: ExposeSettings,
+}
+
+/// `[dns.expose]`: the namespaces the service zone answers for, and optional client
+/// networks per namespace.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ExposeSettings {
+    /// Namespace ids served (`public` for the default one); `"*"` serves all. A
+    /// namespace not served has no DNS names (NXDOMAIN). Default `["*"]`.
+    pub namespaces: Vec<String>,
+    /// Namespace id to the client networks it is answered to; others get REFUSED for
+    /// its names. A namespace not listed is answered to every client. Default empty.
+    pub clients: std::collections::HashMap<String, Vec<IpNet>>,
+}
+
+impl Default for ExposeSettings {
+    fn default() -> Self {
+        Self {
+            namespaces: vec!["*".into()],
+            clients: std::collections::HashMap::new(),
+        }
+    }
 }
 
 /// `[dns.rrl]`: response rate limiting for UDP (see `dns::rrl`).
@@ -454,6 +480,7 @@ impl Default for DnsSettings {
             max_tcp_connections_per_ip: 64,
             max_slow_queries: 1024,
             rrl: RrlSettings::default(),
+            expose: ExposeSettings::default(),
         }
     }
 }

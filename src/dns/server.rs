@@ -125,7 +125,7 @@ impl Dispatcher {
             recursion_available: self.may_recurse(src),
             server_payload: self.udp_payload,
         };
-        self.zone.respond(&query, below, reply, out);
+        self.zone.respond(&query, below, reply, src.ip(), out);
         true
     }
 

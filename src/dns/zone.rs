@@ -110,6 +110,8 @@ pub struct ServiceZone {
     ns_name: Name,
     /// Addresses of `ns.<zone>`.
     ns_addresses: Vec<IpAddr>,
+    /// `dns.expose`.
+    expose: crate::settings::ExposeSettings,
     /// Keyed by the folded question name in wire format followed by the type (2 bytes).
     cache: RwLock<HashMap<Box<[u8]>, Arc<Cached>>>,
 }
@@ -158,6 +160,7 @@ impl ServiceZone {
             ns,
             ns_name,
             ns_addresses: settings.name_server_addresses(),
+            expose: settings.expose.clone(),
             cache: RwLock::new(HashMap::new()),
         })
     }
@@ -172,13 +175,15 @@ impl ServiceZone {
         &self.origin_wire
     }
 
-    /// Answers a parsed query whose name is in this zone (`labels_below` labels left of
-    /// the origin), writing the response into `out`.
+    /// Answers a parsed query from `client` whose name is in this zone (`labels_below`
+    /// labels left of the origin), writing the response into `out`. A name of a
+    /// namespace that `dns.expose.clients` does not answer to `client` gets REFUSED.
     pub fn respond(
         &self,
         query: &QueryView<'_>,
         labels_below: usize,
         reply: Reply,
+        client: IpAddr,
         out: &mut Vec<u8>,
     ) {
         let mut key_buf = [0u8; 257];
@@ -190,6 +195,10 @@ impl ServiceZone {
         if let Some(cached) = cached
             && self.is_current(&cached)
         {
+            if self.refuses(&cached.source, client) {
+                refuse(query, out);
+                return;
+            }
             wire::assemble(query, &cached.prepared, reply, out);
             return;
         }
@@ -216,7 +225,14 @@ impl ServiceZone {
         let qtype = RecordType::from(query.qtype);
         let answer = self.answer(&qname, qtype, target);
         let prepared = self.prepare(&qname, qtype, answer);
-        wire::assemble(query, &prepared, reply, out);
+        if source
+            .as_ref()
+            .is_some_and(|source| self.refuses(source, client))
+        {
+            refuse(query, out);
+        } else {
+            wire::assemble(query, &prepared, reply, out);
+        }
         if let Some(source) = source {
             let mut cache = self.cache.write();
             if cache.len() >= CACHE_LIMIT {
@@ -231,6 +247,29 @@ impl ServiceZone {
                 }),
             );
         }
+    }
+
+    /// Whether an answer built from the services `source` is refused to `client` by
+    /// `dns.expose.clients` (nothing to check when it is empty).
+    fn refuses(&self, source: &[(ServiceKey, u64)], client: IpAddr) -> bool {
+        if self.expose.clients.is_empty() {
+            return false;
+        }
+        let client = client.to_canonical();
+        source.iter().any(|(key, _)| {
+            self.expose
+                .clients
+                .get(&key.namespace)
+                .is_some_and(|nets| !nets.iter().any(|net| net.contains(&client)))
+        })
+    }
+
+    /// Whether DNS serves namespace `namespace` (`dns.expose.namespaces`).
+    fn serves(&self, namespace: &str) -> bool {
+        self.expose
+            .namespaces
+            .iter()
+            .any(|n| n == "*" || n == namespace)
     }
 
     fn is_current(&self, cached: &Cached) -> bool {
@@ -267,8 +306,20 @@ impl ServiceZone {
             }
             folded.extend(label.iter().map(u8::to_ascii_lowercase));
         }
+        // The namespace of the names below: `_<namespace>` last, else public (the
+        // index is folded, so a served namespace is matched without case here).
+        let namespace_served = match labels.last() {
+            Some(last) if last.starts_with(b"_") => self
+                .expose
+                .namespaces
+                .iter()
+                .any(|n| n == "*" || n.as_bytes().eq_ignore_ascii_case(&last[1..])),
+            _ => self.serves(DEFAULT_NAMESPACE),
+        };
         match std::str::from_utf8(&folded) {
-            Ok(name) if self.registry.is_dns_empty_non_terminal(name) => Target::EmptyNonTerminal,
+            Ok(name) if namespace_served && self.registry.is_dns_empty_non_terminal(name) => {
+                Target::EmptyNonTerminal
+            }
             _ => Target::Missing,
         }
     }
@@ -295,7 +346,8 @@ impl ServiceZone {
             }
             _ => return None,
         };
-        let twins = self.registry.find_folded(&key);
+        let mut twins = self.registry.find_folded(&key);
+        twins.retain(|s| self.serves(&s.key.namespace));
         (!twins.is_empty()).then_some(twins)
     }
 
@@ -586,6 +638,18 @@ impl ServiceZone {
             }),
             truncated: false,
         })
+    }
+}
+
+/// A REFUSED response to `query`: its header and question, nothing else.
+fn refuse(query: &QueryView<'_>, out: &mut Vec<u8>) {
+    out.clear();
+    if let Some(response) = wire::error_response(
+        query.packet(),
+        query.question(),
+        u16::from(ResponseCode::Refused) as u8,
+    ) {
+        out.extend_from_slice(&response);
     }
 }
 

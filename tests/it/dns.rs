@@ -806,3 +806,56 @@ async fn the_zone_name_server_resolves_and_comes_as_glue() {
     );
     server.shutdown().await;
 }
+
+#[tokio::test]
+async fn dns_expose_chooses_the_namespaces_served_and_their_clients() {
+    let server = TestServer::start_with(|s| {
+        s.dns.expose.namespaces = vec!["public".into(), "dev".into(), "qa".into()];
+        s.dns.expose.clients = [
+            ("dev".to_string(), vec!["127.0.0.0/8".parse().unwrap()]),
+            ("qa".to_string(), vec!["10.0.0.0/8".parse().unwrap()]),
+        ]
+        .into_iter()
+        .collect();
+    })
+    .await;
+    for (ns, ip) in [
+        ("public", "10.14.0.1"),
+        ("dev", "10.14.0.2"),
+        ("qa", "10.14.0.3"),
+        ("prod", "10.14.0.4"),
+    ] {
+        server
+            .register("stock", ip, 80, &[("namespaceId", ns)])
+            .await;
+    }
+    let mut client = udp_client(server.dns_addr()).await;
+    let public = query(&mut client, "stock.DEFAULT_GROUP.svc.", RecordType::A).await;
+    assert_eq!(addresses(&public.answers), vec!["10.14.0.1"]);
+    let dev = query(&mut client, "stock.DEFAULT_GROUP._dev.svc.", RecordType::A).await;
+    assert_eq!(
+        addresses(&dev.answers),
+        vec!["10.14.0.2"],
+        "127.0.0.1 may see dev"
+    );
+    // qa answers 10/8 only; asked twice, so the cached answer is refused too.
+    for _ in 0..2 {
+        let qa = query(&mut client, "stock.DEFAULT_GROUP._qa.svc.", RecordType::A).await;
+        assert_eq!(qa.metadata.response_code, ResponseCode::Refused);
+        assert!(qa.answers.is_empty());
+    }
+    // prod is not served at all: its names do not exist.
+    for name in [
+        "stock.DEFAULT_GROUP._prod.svc.",
+        "_prod.svc.",
+        "DEFAULT_GROUP._prod.svc.",
+    ] {
+        let prod = query(&mut client, name, RecordType::A).await;
+        assert_eq!(
+            prod.metadata.response_code,
+            ResponseCode::NXDomain,
+            "{name}"
+        );
+    }
+    server.shutdown().await;
+}
