@@ -9,6 +9,13 @@
 //!   name (see `ServiceKey::dns_unreachable`) is logged when it is created;
 //! * `<host>.<service name as above>` — one instance host, the SRV target, where
 //!   `<host>` is its IP with `.` or `:` written as `-` (`10-0-0-1`, `fd00--1`);
+//! * RFC 2782 `_<service>._<proto>.<group>[._<namespace>].<zone>` SRV (instances by
+//!   their metadata `protocol`, tcp unless `udp`), and DNS-SD (RFC 6763): that name's
+//!   PTR lists instance names `<host label>-<port>.<that name>` (SRV and TXT of the
+//!   metadata), and `_services._dns-sd._udp.<group>[._<namespace>].<zone>` PTR lists
+//!   the group's service types. These forms are tried before the zone's own, so a
+//!   Nacos service named like `_x._tcp` is reached only through them;
+//! * `ns.<zone>` answers the name server's addresses;
 //! * the apex answers SOA and NS; a name with service names below it and none of its
 //!   own (`DEFAULT_GROUP.svc`, `_dev.svc`) is an empty non-terminal: NODATA, not
 //!   NXDOMAIN (RFC 8020 resolvers would cut off everything below).
@@ -46,12 +53,12 @@ use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
-use hickory_proto::rr::rdata::{A, AAAA, NS, SOA};
+use hickory_proto::rr::rdata::{A, AAAA, NS, PTR, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use parking_lot::RwLock;
 
 use super::wire::{self, Prepared, QueryView, Reply, Sample, SrvTarget, Weighted};
-use crate::model::{DEFAULT_NAMESPACE, FoldedKey, ServiceKey};
+use crate::model::{DEFAULT_NAMESPACE, FoldedKey, Instance, ServiceKey};
 use crate::naming::registry::{Registry, ServiceSnapshot};
 use crate::naming::selection::select_for_dns;
 use crate::settings::DnsSettings;
@@ -68,6 +75,16 @@ enum Target {
     Host(Vec<Arc<ServiceSnapshot>>, IpAddr),
     /// `ns.<zone>`, the zone's name server (the SOA MNAME and NS target).
     NameServer,
+    /// `_<service>._<proto>.<group>[._<namespace>]` (RFC 2782 SRV, DNS-SD PTR to its
+    /// instances): the twins, whether `_udp`, and where the group label starts in the
+    /// question (offset from the message start).
+    ServiceType(Vec<Arc<ServiceSnapshot>>, bool, u16),
+    /// `<instance>._<service>._<proto>.<group>[._<namespace>]` (DNS-SD instance: SRV
+    /// and TXT): the twins, `_udp`, the instance's address and port, the group offset.
+    SdInstance(Vec<Arc<ServiceSnapshot>>, bool, IpAddr, u16, u16),
+    /// `_services._dns-sd._udp.<group>[._<namespace>]` (DNS-SD browsing): the services
+    /// of that group.
+    SdBrowse(Vec<Arc<ServiceSnapshot>>),
     /// A name with service names below it and none of its own (RFC 8020).
     EmptyNonTerminal,
     Missing,
@@ -207,7 +224,11 @@ impl ServiceZone {
         let target = self.resolve(&labels);
         let source = match &target {
             Target::Apex | Target::NameServer | Target::EmptyNonTerminal => Some(Vec::new()),
-            Target::Service(twins) | Target::Host(twins, _) => {
+            Target::Service(twins)
+            | Target::Host(twins, _)
+            | Target::ServiceType(twins, ..)
+            | Target::SdInstance(twins, ..)
+            | Target::SdBrowse(twins) => {
                 Some(twins.iter().map(|s| (s.key.clone(), s.revision)).collect())
             }
             Target::Missing => None,
@@ -290,6 +311,9 @@ impl ServiceZone {
         if labels == [b"ns"] {
             return Target::NameServer;
         }
+        if let Some(target) = self.resolve_standard(labels) {
+            return target;
+        }
         if let Some(s) = self.find_service(labels) {
             return Target::Service(s);
         }
@@ -365,6 +389,62 @@ impl ServiceZone {
                 _ => {}
             },
             Target::NameServer => answer.answers = self.ns_records(Some(qtype)),
+            Target::ServiceType(twins, udp, group_at) => {
+                for snapshot in &twins {
+                    let candidate = self.service_type_answer(qname, qtype, snapshot, udp, group_at);
+                    if !candidate.answers.is_empty() || candidate.srv.is_some() {
+                        answer = candidate;
+                        break;
+                    }
+                }
+            }
+            Target::SdInstance(twins, udp, ip, port, group_at) => {
+                let found = twins.iter().find_map(|s| {
+                    let (selected, _) = select_for_dns(s);
+                    let inst = selected.into_iter().find(|i| {
+                        i.port == port
+                            && i.addr.map(|a| a.to_canonical()) == Some(ip)
+                            && is_udp(i) == udp
+                    })?;
+                    Some((s.clone(), inst.clone()))
+                });
+                match (found, qtype) {
+                    (None, _) => answer.rcode = ResponseCode::NXDomain,
+                    (Some((s, inst)), RecordType::SRV) => {
+                        let suffix = service_suffix(&s.key.service);
+                        answer.srv = self.srv_target(&inst, &suffix, group_at).map(|t| vec![t]);
+                    }
+                    (Some((_, inst)), RecordType::TXT) => {
+                        answer.answers.push(Record::from_rdata(
+                            qname.clone(),
+                            self.ttl,
+                            RData::TXT(TXT::new(metadata_txt(&inst.metadata))),
+                        ));
+                    }
+                    _ => {}
+                }
+            }
+            Target::SdBrowse(services) => {
+                if qtype == RecordType::PTR {
+                    // The group's name: the question without `_services._dns-sd._udp`.
+                    let group = qname.trim_to(qname.num_labels().saturating_sub(3) as usize);
+                    for s in &services {
+                        let (selected, _) = select_for_dns(s);
+                        for udp in [false, true] {
+                            if !selected.iter().any(|i| is_udp(i) == udp) {
+                                continue;
+                            }
+                            if let Some(name) = service_type_name(&s.key.service, udp, &group) {
+                                answer.answers.push(Record::from_rdata(
+                                    qname.clone(),
+                                    self.ttl,
+                                    RData::PTR(PTR(name)),
+                                ));
+                            }
+                        }
+                    }
+                }
+            }
             Target::Host(twins, ip) => {
                 // The first twin that answers for this address, if any.
                 let found = twins.iter().any(|s| {
@@ -474,27 +554,10 @@ impl ServiceZone {
                 }
             }
             RecordType::SRV => {
+                // Host names below the question name itself.
                 let targets: Vec<SrvTarget> = selected
                     .iter()
-                    .filter_map(|inst| {
-                        let (target, address) = match inst.addr.map(|a| a.to_canonical()) {
-                            Some(ip) => {
-                                // The host label, then a pointer to the question name.
-                                let label = host_label(ip);
-                                let mut target = vec![label.len() as u8];
-                                target.extend_from_slice(label.as_bytes());
-                                target.extend_from_slice(&[0xC0, 0x0C]);
-                                (target, Some(ip))
-                            }
-                            None => (name_to_wire(&inst.ip)?, None),
-                        };
-                        Some(SrvTarget {
-                            weight: inst.weight,
-                            port: inst.port,
-                            target: target.into_boxed_slice(),
-                            address,
-                        })
-                    })
+                    .filter_map(|inst| self.srv_target(inst, &[], wire::HEADER_LEN as u16))
                     .collect();
                 if !targets.is_empty() {
                     answer.srv = Some(targets);
@@ -639,6 +702,195 @@ impl ServiceZone {
             truncated: false,
         })
     }
+}
+
+/// RFC 2782 and DNS-SD names (RFC 6763), beside the zone's own.
+impl ServiceZone {
+    /// The standard name `labels` (below the zone, lower case) is, if any: labels up to
+    /// `_tcp` or `_udp`, then the group and maybe `_<namespace>`.
+    fn resolve_standard(&self, labels: &[&[u8]]) -> Option<Target> {
+        let proto = labels.iter().position(|l| *l == b"_tcp" || *l == b"_udp")?;
+        let udp = labels[proto] == b"_udp";
+        let group_at = proto + 1;
+        let tail = &labels[group_at..];
+        let tail_ok = match tail {
+            [group] => !group.starts_with(b"_"),
+            [group, namespace] => !group.starts_with(b"_") && namespace.starts_with(b"_"),
+            _ => false,
+        };
+        if !tail_ok || proto == 0 {
+            return None;
+        }
+        // Where the group label starts in the question (after the 12-byte header).
+        let offset = wire::HEADER_LEN
+            + labels[..group_at]
+                .iter()
+                .map(|l| l.len() + 1)
+                .sum::<usize>();
+        let group_offset = u16::try_from(offset).ok().filter(|&o| o < 0x4000)?;
+        if udp && labels[..proto] == [&b"_services"[..], b"_dns-sd"] {
+            return Some(Target::SdBrowse(self.services_of_group(tail)));
+        }
+        let service_at = if labels[0].starts_with(b"_") {
+            0
+        } else if proto >= 2 && labels[1].starts_with(b"_") {
+            1
+        } else {
+            return None;
+        };
+        let mut name: Vec<&[u8]> = vec![&labels[service_at][1..]];
+        name.extend_from_slice(&labels[service_at + 1..proto]);
+        name.extend_from_slice(tail);
+        let twins = self.find_service(&name)?;
+        if service_at == 0 {
+            return Some(Target::ServiceType(twins, udp, group_offset));
+        }
+        // `<host label>-<port>`.
+        let instance = std::str::from_utf8(labels[0]).ok()?;
+        let (host, port) = instance.rsplit_once('-')?;
+        let ip = host_from_label(host.as_bytes())?;
+        let port = port.parse().ok()?;
+        Some(Target::SdInstance(twins, udp, ip, port, group_offset))
+    }
+
+    /// The served services of the group named by `tail` (`group` or `group`,
+    /// `_namespace`; lower case), sorted.
+    fn services_of_group(&self, tail: &[&[u8]]) -> Vec<Arc<ServiceSnapshot>> {
+        let (group, namespace): (&[u8], &[u8]) = match tail {
+            [group] => (group, DEFAULT_NAMESPACE.as_bytes()),
+            [group, namespace] => (group, &namespace[1..]),
+            _ => return Vec::new(),
+        };
+        self.registry
+            .service_keys(None)
+            .into_iter()
+            .filter(|k| {
+                k.group.as_bytes().eq_ignore_ascii_case(group)
+                    && k.namespace.as_bytes().eq_ignore_ascii_case(namespace)
+                    && self.serves(&k.namespace)
+                    && k.dns_labels().is_some()
+            })
+            .filter_map(|k| self.registry.snapshot(&k))
+            .collect()
+    }
+
+    /// The answer of one service to its RFC 2782 / DNS-SD type name: SRV records of
+    /// its instances of that protocol (host names below its own name), or PTR records
+    /// naming those instances (`<host label>-<port>.<question>`).
+    fn service_type_answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        snapshot: &ServiceSnapshot,
+        udp: bool,
+        group_offset: u16,
+    ) -> ZoneAnswer {
+        let mut answer = self.empty_answer();
+        let (selected, _) = select_for_dns(snapshot);
+        let instances = selected.into_iter().filter(|i| is_udp(i) == udp);
+        match qtype {
+            RecordType::SRV => {
+                let suffix = service_suffix(&snapshot.key.service);
+                let targets: Vec<SrvTarget> = instances
+                    .filter_map(|inst| self.srv_target(inst, &suffix, group_offset))
+                    .collect();
+                if !targets.is_empty() {
+                    answer.srv = Some(targets);
+                }
+            }
+            RecordType::PTR => {
+                for inst in instances {
+                    let Some(ip) = inst.addr.map(|a| a.to_canonical()) else {
+                        continue;
+                    };
+                    let label = format!("{}-{}", host_label(ip), inst.port);
+                    let Ok(name) =
+                        Name::from_labels([label.as_bytes()]).and_then(|n| n.append_domain(qname))
+                    else {
+                        continue;
+                    };
+                    answer.answers.push(Record::from_rdata(
+                        qname.clone(),
+                        self.ttl,
+                        RData::PTR(PTR(name)),
+                    ));
+                }
+            }
+            _ => {}
+        }
+        answer
+    }
+
+    /// The SRV target of an instance: its host label, then `suffix` (wire labels),
+    /// then a pointer to offset `rest` of the question (where the rest of the name the
+    /// host is below starts); a whole name for an instance registered by host name.
+    fn srv_target(&self, inst: &Instance, suffix: &[u8], rest: u16) -> Option<SrvTarget> {
+        let (target, address) = match inst.addr.map(|a| a.to_canonical()) {
+            Some(ip) => {
+                let label = host_label(ip);
+                let mut target = vec![label.len() as u8];
+                target.extend_from_slice(label.as_bytes());
+                target.extend_from_slice(suffix);
+                target.extend_from_slice(&(0xC000 | rest).to_be_bytes());
+                (target, Some(ip))
+            }
+            None => (name_to_wire(&inst.ip)?, None),
+        };
+        Some(SrvTarget {
+            weight: inst.weight,
+            port: inst.port,
+            target: target.into_boxed_slice(),
+            address,
+        })
+    }
+}
+
+/// Whether an instance serves over UDP: its metadata `protocol` (default tcp).
+fn is_udp(inst: &Instance) -> bool {
+    inst.metadata
+        .get("protocol")
+        .is_some_and(|p| p.eq_ignore_ascii_case("udp"))
+}
+
+/// A service name's labels in wire format (no terminator).
+fn service_suffix(service: &str) -> Vec<u8> {
+    let mut wire = Vec::new();
+    for label in service.split('.') {
+        wire.push(label.len().min(63) as u8);
+        wire.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
+    }
+    wire
+}
+
+/// `_<service>._<proto>.<group>`: a service's DNS-SD type name below `group`.
+fn service_type_name(service: &str, udp: bool, group: &Name) -> Option<Name> {
+    let first = format!("_{service}");
+    let mut labels: Vec<&[u8]> = first.split('.').map(str::as_bytes).collect();
+    labels.push(if udp { b"_udp" } else { b"_tcp" });
+    Name::from_labels(labels).ok()?.append_domain(group).ok()
+}
+
+/// An instance's metadata as TXT strings `key=value` (RFC 6763 §6): sorted by key,
+/// each at most 255 bytes (longer pairs are left out), at most 1000 bytes in all; one
+/// empty string when there is none.
+fn metadata_txt(metadata: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut total = 0;
+    for (key, value) in metadata {
+        let pair = format!("{key}={value}");
+        if pair.len() > 255 || key.is_empty() || key.contains('=') {
+            continue;
+        }
+        if total + pair.len() + 1 > 1000 {
+            break;
+        }
+        total += pair.len() + 1;
+        out.push(pair);
+    }
+    if out.is_empty() {
+        out.push(String::new());
+    }
+    out
 }
 
 /// A REFUSED response to `query`: its header and question, nothing else.
