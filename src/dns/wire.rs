@@ -248,8 +248,8 @@ impl Weighted {
     }
 
     /// Draws `take` distinct item indices (fewer when there are fewer items) into
-    /// `out` (cleared first), in the order drawn.
-    pub fn draw(&self, take: usize, out: &mut Vec<usize>) {
+    /// `out` (cleared first), in the order drawn. Allocates nothing for up to 32.
+    pub fn draw(&self, take: usize, out: &mut Drawn) {
         out.clear();
         let n = self.len();
         let take = take.min(n);
@@ -259,7 +259,7 @@ impl Weighted {
         let total = self.cumulative[n - 1];
         let mut rng = rand::rng();
         // The drawn items' shares of the running total, by start: (start, weight).
-        let mut drawn: Vec<(f64, f64)> = Vec::with_capacity(take);
+        let mut drawn: smallvec::SmallVec<[(f64, f64); 32]> = smallvec::SmallVec::new();
         let mut drawn_weight = 0.0;
         while out.len() < take {
             // A point on the weight of the items not drawn yet, then moved past the
@@ -289,6 +289,9 @@ impl Weighted {
         }
     }
 }
+
+/// The indices a [`Weighted::draw`] picked, in order (inline up to 32).
+pub type Drawn = smallvec::SmallVec<[usize; 32]>;
 
 /// One SRV record of a service answer, before its weight is scaled.
 #[derive(Debug, Clone)]
@@ -394,7 +397,7 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
             max,
         }) if *record_len > 0 => {
             let fit = (room / record_len).min(*max);
-            let mut order = Vec::new();
+            let mut order = Drawn::new();
             weights.draw(fit, &mut order);
             for &i in &order {
                 let at = i * record_len;
@@ -471,7 +474,7 @@ fn write_srv(
     room: usize,
     out: &mut Vec<u8>,
 ) -> Option<[u16; 3]> {
-    let mut order = Vec::new();
+    let mut order = Drawn::new();
     weights.draw(max, &mut order);
     let fitting = |with_glue: bool| {
         let mut used = 0;
@@ -631,7 +634,7 @@ mod tests {
     fn draws_are_distinct_and_the_first_follows_the_weights() {
         let shuffle = Weighted::new([1.0, 3.0]);
         let mut first = [0usize; 2];
-        let mut order = Vec::new();
+        let mut order = Drawn::new();
         for _ in 0..4000 {
             shuffle.draw(2, &mut order);
             assert_eq!(order.len(), 2);
@@ -649,13 +652,13 @@ mod tests {
         // 0.1·2/9 + 0.7·2/3 = 0.4889.
         let shuffle = Weighted::new([1.0, 2.0, 7.0]);
         let mut second_is_two = 0usize;
-        let mut order = Vec::new();
+        let mut order = Drawn::new();
         const N: usize = 20_000;
         for _ in 0..N {
             shuffle.draw(3, &mut order);
             let mut sorted = order.clone();
             sorted.sort_unstable();
-            assert_eq!(sorted, vec![0, 1, 2]);
+            assert_eq!(sorted.as_slice(), [0, 1, 2]);
             second_is_two += usize::from(order[1] == 1);
         }
         let share = second_is_two as f64 / N as f64;
@@ -668,7 +671,7 @@ mod tests {
         weights[4_321] = 1e6;
         weights[0] = 0.0;
         let shuffle = Weighted::new(weights);
-        let mut order = Vec::new();
+        let mut order = Drawn::new();
         for _ in 0..200 {
             shuffle.draw(16, &mut order);
             assert_eq!(order.len(), 16);
