@@ -379,6 +379,9 @@ pub struct DnsSettings {
     pub max_tcp_connections: usize,
     /// Most TCP connections open at once from one client address. Default 64.
     pub max_tcp_connections_per_ip: usize,
+    /// UDP sockets on the DNS port (`SO_REUSEPORT`), each served by its own task so
+    /// that UDP throughput grows with cores; 0 (the default) means one per core.
+    pub udp_workers: usize,
     /// Most UDP queries on the general path (static zones, forwarding, odd queries)
     /// at once; more are dropped. Default 1024.
     pub max_slow_queries: usize,
@@ -445,6 +448,14 @@ impl Default for RrlSettings {
 }
 
 impl DnsSettings {
+    /// How many UDP workers to run: `udp_workers`, or the number of cores when 0.
+    pub fn udp_worker_count(&self) -> usize {
+        match self.udp_workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
+        }
+    }
+
     /// The addresses `ns.<zone>` answers: `ns_addresses`, else the IP of `addr` when
     /// it is not unspecified, else none.
     pub fn name_server_addresses(&self) -> Vec<std::net::IpAddr> {
@@ -478,6 +489,7 @@ impl Default for DnsSettings {
             tcp_idle_secs: 10,
             max_tcp_connections: 1024,
             max_tcp_connections_per_ip: 64,
+            udp_workers: 0,
             max_slow_queries: 1024,
             rrl: RrlSettings::default(),
             expose: ExposeSettings::default(),

@@ -143,14 +143,26 @@ impl DnsServer {
                 "ns.<zone> has no address (dns.addr is a wildcard and dns.ns_addresses is empty); set dns.ns_addresses before delegating the zone"
             );
         }
-        let (udp, tcp) = bind_pair(settings.addr).await?;
+        let workers = settings.udp_worker_count();
+        let (udp, tcp) = bind_pair(settings.addr, workers > 1).await?;
         let local_addr = udp.local_addr().map_err(|source| DnsError::Bind {
             protocol: "UDP",
             addr: settings.addr,
             source,
             hint: "",
         })?;
-        let udp = Arc::new(udp);
+        // One socket per worker on the same port (SO_REUSEPORT): the kernel spreads
+        // clients over them, and each is served by its own task, on any core.
+        let mut sockets = vec![Arc::new(udp)];
+        for _ in 1..workers {
+            let more = bind_udp(local_addr, true).map_err(|source| DnsError::Bind {
+                protocol: "UDP",
+                addr: local_addr,
+                source,
+                hint: "",
+            })?;
+            sockets.push(Arc::new(more));
+        }
         let idle = Duration::from_secs(settings.tcp_idle_secs);
         let limits = server::UdpLimits {
             rrl: settings
@@ -159,16 +171,24 @@ impl DnsServer {
                 .then(|| Arc::new(rrl::Limiter::new(settings.rrl.clone()))),
             slow: Arc::new(tokio::sync::Semaphore::new(settings.max_slow_queries)),
         };
-        let tasks = vec![
-            tokio::spawn(server::serve_udp(udp, dispatcher.clone(), limits)),
-            tokio::spawn(server::serve_tcp(
-                tcp,
-                dispatcher,
-                idle,
-                settings.max_tcp_connections,
-                settings.max_tcp_connections_per_ip,
-            )),
-        ];
+        let mut tasks: Vec<JoinHandle<()>> = sockets
+            .into_iter()
+            .map(|socket| {
+                tokio::spawn(server::serve_udp(
+                    socket,
+                    dispatcher.clone(),
+                    limits.clone(),
+                ))
+            })
+            .collect();
+        tasks.push(tokio::spawn(server::serve_tcp(
+            tcp,
+            dispatcher,
+            idle,
+            settings.max_tcp_connections,
+            settings.max_tcp_connections_per_ip,
+        )));
+        info!(workers, "DNS UDP workers");
         Ok(Self { local_addr, tasks })
     }
 
@@ -186,7 +206,10 @@ impl Drop for DnsServer {
     }
 }
 
-async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsError> {
+async fn bind_pair(
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> Result<(UdpSocket, TcpListener), DnsError> {
     let bind_err = |protocol, source: std::io::Error| {
         let hint = if source.kind() == std::io::ErrorKind::PermissionDenied {
             PRIVILEGE_HINT
@@ -204,7 +227,7 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsErro
     let mut attempts = if addr.port() == 0 { 20 } else { 1 };
     loop {
         attempts -= 1;
-        let udp = bind_udp(addr).map_err(|e| bind_err("UDP", e))?;
+        let udp = bind_udp(addr, reuse_port).map_err(|e| bind_err("UDP", e))?;
         let bound = udp.local_addr().map_err(|e| bind_err("UDP", e))?;
         match TcpListener::bind(bound).await {
             Ok(tcp) => return Ok((udp, tcp)),
@@ -219,9 +242,14 @@ async fn bind_pair(addr: SocketAddr) -> Result<(UdpSocket, TcpListener), DnsErro
 /// drops a few hundred under load, as NSD's and Unbound's larger buffers avoid.
 const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
-fn bind_udp(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+/// A UDP socket bound to `addr`, with `SO_REUSEPORT` when `reuse_port` (so that the
+/// other workers' sockets can bind the same port).
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if reuse_port {
+        socket.set_reuse_port(true)?;
+    }
     if let Err(e) = socket.set_recv_buffer_size(UDP_RECV_BUFFER) {
         tracing::debug!(error = %e, "cannot enlarge the DNS UDP receive buffer");
     }

@@ -420,7 +420,8 @@ impl ResponseHandler for Capture {
     }
 }
 
-/// The bounds on what UDP clients can make the server do.
+/// The bounds on what UDP clients can make the server do, shared by the workers.
+#[derive(Clone)]
 pub struct UdpLimits {
     /// Response rate limiting, when `dns.rrl.enabled`.
     pub rrl: Option<Arc<Limiter>>,

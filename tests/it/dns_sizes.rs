@@ -394,3 +394,44 @@ async fn one_address_and_port_in_two_clusters_is_one_srv_record() {
     assert_eq!(srv.answers.len(), 1, "{:?}", srv.answers);
     server.shutdown().await;
 }
+
+/// How many UDP sockets of this machine are bound to local port `port` (from
+/// /proc/net/udp; IPv4).
+fn udp_sockets_on(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/udp").unwrap_or_default();
+    let wanted = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            line.split_whitespace()
+                .nth(1)
+                .is_some_and(|local| local.ends_with(&wanted))
+        })
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn udp_is_served_by_one_socket_per_worker() {
+    let server = TestServer::start_with(|s| s.dns.udp_workers = 4).await;
+    server.register("spread", "10.16.0.1", 80, &[]).await;
+    let dns = server.dns_addr();
+    assert_eq!(udp_sockets_on(dns.port()), 4, "four sockets share the port");
+    // Clients on many source ports (spread by the kernel over the sockets) all get
+    // their answer.
+    let mut tasks = Vec::new();
+    for _ in 0..32 {
+        tasks.push(tokio::spawn(async move {
+            let reply = exchange_udp(
+                dns,
+                &raw_query("spread.DEFAULT_GROUP.svc.", RecordType::A, None),
+            )
+            .await;
+            answered(&reply)
+        }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), vec!["10.16.0.1"]);
+    }
+    server.shutdown().await;
+}
