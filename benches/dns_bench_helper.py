@@ -12,7 +12,8 @@ Subcommands:
   tree PID                      print PID and the pids of all its descendants
   dnsperf-parse FILE            print "completed lost qps" from a dnsperf output
 
-Service i, instance j has IP 10.(i // 256).(i % 256).(j + 1), port 8080; the same
+Service i, instance j has IP 10.(i // 256).(i % 256).(j + 1) when j < 254, else
+10.(i).(j // 250 + 1).(j % 250 + 1) (big services; i < 256), port 8080; the same
 mapping is used for the NSD zone so that both servers hold the same records.
 """
 
@@ -45,7 +46,9 @@ METADATA = json.dumps(
 
 
 def ip_of(i, j):
-    return "10.{}.{}.{}".format(i // 256, i % 256, j + 1)
+    if j < 254:
+        return "10.{}.{}.{}".format(i // 256, i % 256, j + 1)
+    return "10.{}.{}.{}".format(i, j // 250 + 1, j % 250 + 1)
 
 
 def cmd_freeport(_args):
