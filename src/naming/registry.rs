@@ -445,6 +445,21 @@ impl Registry {
         self.instance_count.load(Ordering::Relaxed)
     }
 
+    /// The revision of service `key`'s current snapshot, without taking a reference to
+    /// it (the DNS fast path checks this on every query: no shared counter is touched
+    /// unless the snapshot must be rebuilt).
+    pub fn revision(&self, key: &ServiceKey) -> Option<u64> {
+        let cell = {
+            let tables = self.tables.read();
+            let cell = tables.services.get(key)?;
+            if !cell.dirty.load(Ordering::Acquire) {
+                return Some(cell.snapshot.load().revision);
+            }
+            cell.clone()
+        };
+        Some(Self::fresh_snapshot(&cell).revision)
+    }
+
     fn fresh_snapshot(cell: &ServiceCell) -> Arc<ServiceSnapshot> {
         if cell.dirty.load(Ordering::Acquire) {
             let state = cell.state.lock();
