@@ -576,35 +576,11 @@ ns.sub    IN A    192.0.2.54
     let a = query(&mut client, "a_b.corp.test.", RecordType::A).await;
     assert_eq!(addresses(&a.answers), vec!["192.0.2.1"]);
     let mx = query(&mut client, "x.corp.test.", RecordType::MX).await;
-    let exchanges: Vec<String> = mx
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::MX(m) => Some(m.exchange.to_ascii()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(exchanges, vec!["mail_x.corp.test."]);
+    assert_eq!(targets(&mx.answers), vec!["mail_x.corp.test."]);
     let ext = query(&mut client, "ext.corp.test.", RecordType::CNAME).await;
-    let targets: Vec<String> = ext
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::CNAME(c) => Some(c.0.to_ascii()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(targets, vec!["web.default_group.svc."]);
+    assert_eq!(targets(&ext.answers), vec!["web.default_group.svc."]);
     let srv = query(&mut client, "_sip._tcp.corp.test.", RecordType::SRV).await;
-    let srv_targets: Vec<String> = srv
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::SRV(s) => Some(s.target.to_ascii()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(srv_targets, vec!["sip_host.corp.test."]);
+    assert_eq!(targets(&srv.answers), vec!["sip_host.corp.test."]);
     let txt = query(&mut client, "note.corp.test.", RecordType::TXT).await;
     let text: Vec<String> = txt
         .answers
@@ -620,15 +596,7 @@ ns.sub    IN A    192.0.2.54
         "quoted text is left as it is"
     );
     let soa = query(&mut client, "corp.test.", RecordType::SOA).await;
-    let rname: Vec<String> = soa
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::SOA(s) => Some(s.rname.to_ascii()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(rname, vec!["host_master.corp.test."]);
+    assert_eq!(targets(&soa.answers), vec!["host_master.corp.test."]);
     // The delegation below is a referral (RFC 1034 §4.3.2): not authoritative, the NS
     // records in the authority section and their addresses as glue.
     let sub = query(&mut client, "www.sub.corp.test.", RecordType::A).await;

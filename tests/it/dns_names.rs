@@ -25,16 +25,7 @@ async fn srv(server: &TestServer, name: &str) -> Vec<(u16, String)> {
 /// The PTR targets of `name`, sorted.
 async fn ptr(server: &TestServer, name: &str) -> Vec<String> {
     let reply = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::PTR, None)).await;
-    let mut out: Vec<String> = reply
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::PTR(p) => Some(p.0.to_ascii()),
-            _ => None,
-        })
-        .collect();
-    out.sort();
-    out
+    sorted(targets(&reply.answers))
 }
 
 async fn rcode(server: &TestServer, name: &str, rtype: RecordType) -> (ResponseCode, usize) {

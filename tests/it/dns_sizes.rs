@@ -14,14 +14,7 @@ use crate::support::*;
 
 /// The addresses of the answer section (A and AAAA), in order.
 fn answered(msg: &Message) -> Vec<String> {
-    msg.answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::A(a) => Some(a.0.to_string()),
-            RData::AAAA(a) => Some(a.0.to_string()),
-            _ => None,
-        })
-        .collect()
+    addresses(&msg.answers)
 }
 
 /// Sends `packet` over TCP (RFC 7766 framing) and parses the answer.
@@ -114,14 +107,7 @@ async fn address_answers_are_capped_weighted_samples_at_every_size() {
         // SRV: a sample that fits 512 bytes with its addresses, eligible targets only.
         let srv = exchange_udp(dns, &raw_query(name, RecordType::SRV, None)).await;
         assert!(!srv.metadata.truncation, "srv at {size}: TC set");
-        let targets: Vec<String> = srv
-            .answers
-            .iter()
-            .filter_map(|r| match &r.data {
-                RData::SRV(s) => Some(s.target.to_ascii()),
-                _ => None,
-            })
-            .collect();
+        let targets = targets(&srv.answers);
         assert!(targets.len() <= 16, "srv at {size}: {}", targets.len());
         assert_eq!(targets.len() >= 8, eligible.len() >= 8, "srv at {size}");
         for t in &targets {
@@ -322,15 +308,10 @@ async fn ipv4_mapped_instances_answer_a_and_srv() {
     let a = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::A, None)).await;
     assert_eq!(answered(&a), vec!["10.0.0.5"]);
     let srv = exchange_udp(server.dns_addr(), &raw_query(name, RecordType::SRV, None)).await;
-    let targets: Vec<String> = srv
-        .answers
-        .iter()
-        .filter_map(|r| match &r.data {
-            RData::SRV(s) => Some(s.target.to_ascii()),
-            _ => None,
-        })
-        .collect();
-    assert_eq!(targets, vec!["10-0-0-5.mapped.DEFAULT_GROUP.svc."]);
+    assert_eq!(
+        targets(&srv.answers),
+        vec!["10-0-0-5.mapped.DEFAULT_GROUP.svc."]
+    );
     let mut glue = srv.clone();
     glue.answers = srv.additionals.clone();
     assert_eq!(answered(&glue), vec!["10.0.0.5"]);

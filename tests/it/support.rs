@@ -318,6 +318,23 @@ pub fn addresses(records: &[hickory_net::proto::rr::Record]) -> Vec<String> {
         .collect()
 }
 
+/// The target names of the CNAME, MX, NS, PTR and SRV records of a section (SOA: its
+/// RNAME), in order.
+pub fn targets(records: &[hickory_net::proto::rr::Record]) -> Vec<String> {
+    records
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::CNAME(c) => Some(c.0.to_ascii()),
+            RData::MX(m) => Some(m.exchange.to_ascii()),
+            RData::NS(n) => Some(n.0.to_ascii()),
+            RData::PTR(p) => Some(p.0.to_ascii()),
+            RData::SRV(s) => Some(s.target.to_ascii()),
+            RData::SOA(s) => Some(s.rname.to_ascii()),
+            _ => None,
+        })
+        .collect()
+}
+
 pub fn sorted(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
