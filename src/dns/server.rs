@@ -236,7 +236,7 @@ impl Dispatcher {
             _ => None,
         };
         let Some(error) = error else {
-            let plain = plain_query(request, query)?;
+            let plain = plain_query(request, query);
             let mut out = Vec::with_capacity(512);
             if self.try_fast(&plain, src, protocol, &mut out) {
                 return Some(out);
@@ -303,14 +303,27 @@ impl Dispatcher {
                 }
             }
         }
-        match msg.to_vec() {
-            Ok(full) if full.len() <= usize::from(max_size) => full,
-            _ => {
-                msg.additionals.clear();
-                msg.to_vec().unwrap_or(answer)
-            }
+        encode_within(msg, max_size).unwrap_or(answer)
+    }
+}
+
+/// `msg` encoded within `max_size` bytes: whole when it fits, else without its
+/// additional section (RFC 2181 §9), else cut with TC. `None` when it cannot be
+/// encoded.
+fn encode_within(mut msg: Message, max_size: u16) -> Option<Vec<u8>> {
+    let fits = |bytes: &Vec<u8>| bytes.len() <= usize::from(max_size);
+    if let Some(full) = msg.to_vec().ok().filter(fits) {
+        return Some(full);
+    }
+    if !msg.additionals.is_empty() {
+        msg.additionals.clear();
+        if let Some(bare) = msg.to_vec().ok().filter(fits) {
+            return Some(bare);
         }
     }
+    let mut truncated = msg.truncate();
+    truncated.metadata.truncation = true;
+    truncated.to_vec().ok()
 }
 
 /// A forwarded answer with only what concerns `qname` (the question's bailiwick): answer
@@ -349,19 +362,13 @@ fn scrub_forwarded(answer: &[u8], qname: &Name, max_size: u16) -> Option<Vec<u8>
         })
         .collect();
     msg.additionals.clear();
-    let full = msg.to_vec().ok()?;
-    if full.len() <= usize::from(max_size) {
-        return Some(full);
-    }
-    let mut truncated = msg.truncate();
-    truncated.metadata.truncation = true;
-    truncated.to_vec().ok()
+    encode_within(msg, max_size)
 }
 
 /// `request` rewritten in the shape the fast path takes: its id, RD and CD, the
 /// question (`query`, case as sent, uncompressed) and an OPT record with its payload
-/// size and DO bit when it had one. `None` when the question cannot be encoded.
-fn plain_query(request: &Request, query: &hickory_server::proto::op::Query) -> Option<Vec<u8>> {
+/// size and DO bit when it had one.
+fn plain_query(request: &Request, query: &hickory_server::proto::op::Query) -> Vec<u8> {
     let mut flags: u16 = 0;
     if request.metadata.recursion_desired {
         flags |= 0x0100;
@@ -373,10 +380,7 @@ fn plain_query(request: &Request, query: &hickory_server::proto::op::Query) -> O
     plain.extend_from_slice(&request.metadata.id.to_be_bytes());
     plain.extend_from_slice(&flags.to_be_bytes());
     plain.extend_from_slice(&[0, 1, 0, 0, 0, 0, 0, u8::from(request.edns.is_some())]);
-    for label in query.name().iter() {
-        plain.push(u8::try_from(label.len()).ok()?);
-        plain.extend_from_slice(label);
-    }
+    wire::put_labels(&mut plain, query.name().iter());
     plain.push(0);
     plain.extend_from_slice(&u16::from(query.query_type()).to_be_bytes());
     plain.extend_from_slice(&u16::from(query.query_class()).to_be_bytes());
@@ -388,7 +392,7 @@ fn plain_query(request: &Request, query: &hickory_server::proto::op::Query) -> O
         plain.extend_from_slice(&dnssec_ok.to_be_bytes());
         plain.extend_from_slice(&[0, 0]);
     }
-    Some(plain)
+    plain
 }
 
 /// A `ResponseHandler` that keeps the encoded response for the transport to send.

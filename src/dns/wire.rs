@@ -10,7 +10,8 @@
 //!   question name (RFC 4343, DNS 0x20) are the client's own;
 //! * pre-encoded bodies only point (compression) at offsets inside the header and
 //!   question, or inside themselves at fixed offsets, so copying them after a question
-//!   of the same length is valid. Shuffled records point only at the question name.
+//!   of the same length is valid. Sampled address records point only at the question name; SRV targets and
+//!   glue point into the question or at records written earlier in the same response.
 
 use rand::Rng;
 
@@ -197,6 +198,16 @@ pub fn parse(packet: &[u8]) -> Option<QueryView<'_>> {
         return None;
     }
     Some(view)
+}
+
+/// Appends `labels` in wire format (a length byte, then the bytes), without the root
+/// label. A label longer than 63 bytes is cut to 63 (no query can ask for one).
+pub fn put_labels<'a>(out: &mut Vec<u8>, labels: impl IntoIterator<Item = &'a [u8]>) {
+    for label in labels {
+        let label = &label[..label.len().min(63)];
+        out.push(label.len() as u8);
+        out.extend_from_slice(label);
+    }
 }
 
 /// A weighted random sample without replacement over `n` items: each draw picks an
@@ -520,24 +531,25 @@ fn write_srv(
             glue.push((at, ip));
         }
     }
+    let mut glued = 0u16;
     for &(at, ip) in &glue {
-        match u16::try_from(at).ok().filter(|&at| at < 0x4000) {
-            Some(at) => out.extend_from_slice(&(0xC000 | at).to_be_bytes()),
-            // Too far for a pointer (a long answer over TCP): nothing to point at.
-            None => continue,
-        }
-        let (rtype, data): (u16, Vec<u8>) = match ip {
-            std::net::IpAddr::V4(v4) => (1, v4.octets().to_vec()),
-            std::net::IpAddr::V6(v6) => (28, v6.octets().to_vec()),
+        // Too far for a pointer (a long answer over TCP): nothing to point at.
+        let Some(at) = u16::try_from(at).ok().filter(|&at| at < 0x4000) else {
+            continue;
+        };
+        out.extend_from_slice(&(0xC000 | at).to_be_bytes());
+        let (rtype, data): (u16, &[u8]) = match ip {
+            std::net::IpAddr::V4(v4) => (1, &v4.octets()),
+            std::net::IpAddr::V6(v6) => (28, &v6.octets()),
         };
         out.extend_from_slice(&rtype.to_be_bytes());
         out.extend_from_slice(&[0, 1]);
         out.extend_from_slice(&ttl.to_be_bytes());
         out.extend_from_slice(&(data.len() as u16).to_be_bytes());
-        out.extend_from_slice(&data);
+        out.extend_from_slice(data);
+        glued += 1;
     }
-    let glued = glue.iter().filter(|(at, _)| *at < 0x4000).count();
-    Some([take as u16, 0, glued as u16])
+    Some([take as u16, 0, glued])
 }
 
 /// A minimal error response built from a request's header and question bytes: used

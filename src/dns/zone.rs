@@ -42,7 +42,7 @@
 //! Invariant: an answer is encoded once per (name, type, service revision) and cached;
 //! a query costs a cache lookup, a revision check and a copy. An address answer is
 //! encoded as records of one size that each point at the question name, so a query
-//! copies a weighted sample of them (`wire::Shuffle`, O(k · (k + log n)) for k of n
+//! copies a weighted sample of them (`wire::Weighted`, O(k · (k + log n)) for k of n
 //! addresses): the cost of a query does not grow with the service. SRV records are
 //! written per query from prepared targets the same way. The general path rewrites an
 //! ordinary query in an odd shape into the plain one and answers it here too.
@@ -96,11 +96,19 @@ struct ZoneAnswer {
     answers: Vec<Record>,
     authorities: Vec<Record>,
     additionals: Vec<Record>,
-    /// Weights of the answer records when they are to be sampled per query.
-    weights: Option<Vec<f64>>,
+    /// The addresses (all of one family) and their weights, when the answer is a
+    /// sample of address records drawn per query (`answers` is then empty).
+    addresses: Option<Vec<(IpAddr, f64)>>,
     /// The SRV targets, when the answer is SRV records built per query (the
     /// `answers` and `additionals` are then empty).
     srv: Option<Vec<SrvTarget>>,
+}
+
+impl ZoneAnswer {
+    /// Whether the answer section will hold something.
+    fn has_records(&self) -> bool {
+        !self.answers.is_empty() || self.addresses.is_some() || self.srv.is_some()
+    }
 }
 
 struct Cached {
@@ -142,10 +150,7 @@ impl ServiceZone {
     ) -> Result<Self, hickory_proto::ProtoError> {
         let origin = Name::from_ascii(&settings.zone)?.to_lowercase();
         let mut origin_wire = Vec::new();
-        for label in origin.iter() {
-            origin_wire.push(label.len() as u8);
-            origin_wire.extend(label.iter().map(u8::to_ascii_lowercase));
-        }
+        wire::put_labels(&mut origin_wire, origin.iter());
         origin_wire.push(0);
         let serial = SystemTime::now()
             .duration_since(UNIX_EPOCH)
@@ -326,13 +331,8 @@ impl ServiceZone {
         {
             return Target::Host(s, ip);
         }
-        let mut folded = Vec::new();
-        for (i, label) in labels.iter().enumerate() {
-            if i > 0 {
-                folded.push(b'.');
-            }
-            folded.extend(label.iter().map(u8::to_ascii_lowercase));
-        }
+        // The labels come folded to lower case (`QueryView`).
+        let folded = labels.join(&b'.');
         // The namespace of the names below: `_<namespace>` last, else public (the
         // index is folded, so a served namespace is matched without case here).
         let namespace_served = match labels.last() {
@@ -395,7 +395,7 @@ impl ServiceZone {
             Target::ServiceType(twins, udp, group_at) => {
                 for snapshot in &twins {
                     let candidate = self.service_type_answer(qname, qtype, snapshot, udp, group_at);
-                    if !candidate.answers.is_empty() || candidate.srv.is_some() {
+                    if candidate.has_records() {
                         answer = candidate;
                         break;
                     }
@@ -470,8 +470,8 @@ impl ServiceZone {
                 // oldest one's (empty) answer.
                 let mut first = None;
                 for snapshot in &twins {
-                    let candidate = self.service_answer(qname, qtype, snapshot);
-                    if !candidate.answers.is_empty() || candidate.srv.is_some() {
+                    let candidate = self.service_answer(qtype, snapshot);
+                    if candidate.has_records() {
                         first = Some(candidate);
                         break;
                     }
@@ -482,9 +482,8 @@ impl ServiceZone {
                 }
             }
         }
-        if answer.answers.is_empty() && answer.srv.is_none() {
+        if !answer.has_records() {
             answer.authorities.push(self.soa.clone());
-            answer.weights = None;
         }
         answer
     }
@@ -495,7 +494,7 @@ impl ServiceZone {
             answers: Vec::new(),
             authorities: Vec::new(),
             additionals: Vec::new(),
-            weights: None,
+            addresses: None,
             srv: None,
         }
     }
@@ -503,12 +502,7 @@ impl ServiceZone {
     /// The answer of one service to an A, AAAA, ANY or SRV query (no records for
     /// another type). ANY is answered minimally, as A (or AAAA when the service has no
     /// IPv4 address), so it is sampled and capped like them.
-    fn service_answer(
-        &self,
-        qname: &Name,
-        qtype: RecordType,
-        snapshot: &ServiceSnapshot,
-    ) -> ZoneAnswer {
+    fn service_answer(&self, qtype: RecordType, snapshot: &ServiceSnapshot) -> ZoneAnswer {
         let mut answer = self.empty_answer();
         let (selected, _) = select_for_dns(snapshot);
         // ANY gets one RRset (RFC 8482 §4.2): the IPv4 addresses, or the IPv6 ones
@@ -549,11 +543,8 @@ impl ServiceZone {
                         }
                     }
                 }
-                for (ip, _) in &by_ip {
-                    answer.answers.push(self.address_record(qname.clone(), *ip));
-                }
                 if !by_ip.is_empty() {
-                    answer.weights = Some(by_ip.iter().map(|(_, w)| *w).collect());
+                    answer.addresses = Some(by_ip);
                 }
             }
             RecordType::SRV => {
@@ -632,10 +623,8 @@ impl ServiceZone {
                 truncated: false,
             };
         }
-        if let Some(weights) = answer.weights.take()
-            && let Some(prepared) = self.prepare_weighted(rcode, &answer.answers, &weights)
-        {
-            return prepared;
+        if let Some(addresses) = answer.addresses.take() {
+            return self.prepare_addresses(rcode, &addresses);
         }
         let msg = self.message(qname, qtype, answer);
         let question_len = wire_len(qname) + 4;
@@ -665,45 +654,35 @@ impl ServiceZone {
         }
     }
 
-    /// The answer section of A (or AAAA) records with `weights`, as records of the same
-    /// size whose owner is a pointer to the question name (offset 12): `None` when the
-    /// records are not all addresses of one family.
-    fn prepare_weighted(&self, rcode: u8, records: &[Record], weights: &[f64]) -> Option<Prepared> {
-        if records.is_empty() || records.len() != weights.len() {
-            return None;
-        }
-        let (rtype, rdlen) = match records[0].data {
-            RData::A(_) => (RecordType::A, 4usize),
-            RData::AAAA(_) => (RecordType::AAAA, 16),
-            _ => return None,
-        };
-        let record_len = 2 + 2 + 2 + 4 + 2 + rdlen;
-        let mut body = Vec::with_capacity(records.len() * record_len);
-        for record in records {
+    /// The answer section of A (or AAAA) records of `addresses` (one family, with
+    /// their weights), as records of the same size whose owner is a pointer to the
+    /// question name (offset 12), sampled per query.
+    fn prepare_addresses(&self, rcode: u8, addresses: &[(IpAddr, f64)]) -> Prepared {
+        let record_len = |ip: &IpAddr| if ip.is_ipv4() { 16 } else { 28 };
+        let mut body = Vec::with_capacity(addresses.len() * 28);
+        for (ip, _) in addresses {
+            let (rtype, rdata): (RecordType, &[u8]) = match ip {
+                IpAddr::V4(v4) => (RecordType::A, &v4.octets()),
+                IpAddr::V6(v6) => (RecordType::AAAA, &v6.octets()),
+            };
             body.extend_from_slice(&[0xC0, 0x0C]);
             body.extend_from_slice(&u16::from(rtype).to_be_bytes());
             body.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
             body.extend_from_slice(&self.ttl.to_be_bytes());
-            body.extend_from_slice(&(rdlen as u16).to_be_bytes());
-            match &record.data {
-                RData::A(a) if rtype == RecordType::A => body.extend_from_slice(&a.0.octets()),
-                RData::AAAA(a) if rtype == RecordType::AAAA => {
-                    body.extend_from_slice(&a.0.octets())
-                }
-                _ => return None,
-            }
+            body.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            body.extend_from_slice(rdata);
         }
-        Some(Prepared {
+        Prepared {
             rcode,
-            counts: [u16::try_from(records.len()).unwrap_or(u16::MAX), 0, 0],
+            counts: [u16::try_from(addresses.len()).unwrap_or(u16::MAX), 0, 0],
             body,
             sample: Some(Sample::Addresses {
-                record_len,
-                weights: Weighted::new(weights.iter().copied()),
+                record_len: addresses.first().map_or(0, |(ip, _)| record_len(ip)),
+                weights: Weighted::new(addresses.iter().map(|(_, w)| *w)),
                 max: self.max_answers,
             }),
             truncated: false,
-        })
+        }
     }
 }
 
@@ -858,10 +837,7 @@ fn is_udp(inst: &Instance) -> bool {
 /// A service name's labels in wire format (no terminator).
 fn service_suffix(service: &str) -> Vec<u8> {
     let mut wire = Vec::new();
-    for label in service.split('.') {
-        wire.push(label.len().min(63) as u8);
-        wire.extend_from_slice(&label.as_bytes()[..label.len().min(63)]);
-    }
+    wire::put_labels(&mut wire, service.split('.').map(str::as_bytes));
     wire
 }
 
@@ -918,10 +894,7 @@ fn name_to_wire(host: &str) -> Option<Vec<u8>> {
     let mut name = Name::from_ascii(host).ok()?.to_lowercase();
     name.set_fqdn(true);
     let mut wire = Vec::new();
-    for label in name.iter() {
-        wire.push(label.len() as u8);
-        wire.extend_from_slice(label);
-    }
+    wire::put_labels(&mut wire, name.iter());
     wire.push(0);
     Some(wire)
 }
