@@ -10,8 +10,9 @@
 //!   question name (RFC 4343, DNS 0x20) are the client's own;
 //! * pre-encoded bodies only point (compression) at offsets inside the header and
 //!   question, or inside themselves at fixed offsets, so copying them after a question
-//!   of the same length is valid. Sampled address records point only at the question name; SRV targets and
-//!   glue point into the question or at records written earlier in the same response.
+//!   of the same length is valid. Sampled address records point only at the question
+//!   name; SRV targets and glue point into the question or at records written earlier
+//!   in the same response.
 
 use rand::Rng;
 
