@@ -391,7 +391,21 @@ pub struct DnsSettings {
     /// API's auth: by default every namespace is answered to anyone who can reach the
     /// port.
     pub expose: ExposeSettings,
+    /// `[dns.locality]`: client network to Nacos cluster name, e.g. `"10.1.0.0/16" =
+    /// "hz"`. A service query from a network listed here (the longest prefix wins) is
+    /// answered from that cluster's instances when it has healthy ones, else from all.
+    /// Empty (the default): every client gets every cluster's instances.
+    pub locality: std::collections::BTreeMap<IpNet, String>,
+    /// Resolvers whose EDNS Client Subnet option (RFC 7871) places their clients for
+    /// `[dns.locality]`: a query from one of these networks that carries the option is
+    /// placed by the subnet in it, not by the resolver's own address, and its answer
+    /// says the scope it holds for. The option from anyone else is ignored. Default
+    /// empty.
+    pub ecs_resolvers: Vec<IpNet>,
 }
+
+/// Longest cluster name `[dns.locality]` takes, bytes.
+pub const MAX_CLUSTER_NAME: usize = 64;
 
 /// `[dns.expose]`: the namespaces the service zone answers for, and optional client
 /// networks per namespace.
@@ -493,6 +507,8 @@ impl Default for DnsSettings {
             max_slow_queries: 1024,
             rrl: RrlSettings::default(),
             expose: ExposeSettings::default(),
+            locality: std::collections::BTreeMap::new(),
+            ecs_resolvers: Vec::new(),
         }
     }
 }
@@ -665,6 +681,19 @@ impl Settings {
                 "dns.rrl",
                 "prefix lengths are at most 32 (IPv4) and 128 (IPv6)",
             );
+        }
+        if let Some((net, _)) = self
+            .dns
+            .locality
+            .iter()
+            .find(|(_, cluster)| cluster.is_empty() || cluster.len() > MAX_CLUSTER_NAME)
+        {
+            return Err(SettingsError::Invalid {
+                field: "dns.locality",
+                reason: format!(
+                    "the cluster name of {net} must be 1 to {MAX_CLUSTER_NAME} bytes long"
+                ),
+            });
         }
         if self.config.max_page_size == 0 {
             return invalid("config.max_page_size", "must be at least 1");

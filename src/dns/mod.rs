@@ -4,6 +4,7 @@
 //! the service zone answered from registry snapshots. Never reads SQL; never writes to
 //! the registry.
 
+pub mod locality;
 pub mod rrl;
 pub mod server;
 pub mod wire;

@@ -124,6 +124,7 @@ impl Dispatcher {
             limit: self.response_limit(protocol, query.edns.map(|e| e.payload)) as usize,
             recursion_available: self.may_recurse(src),
             server_payload: self.udp_payload,
+            client_subnet_scope: None,
         };
         self.zone.respond(&query, below, reply, src.ip(), out);
         true
@@ -241,11 +242,17 @@ impl Dispatcher {
             if self.try_fast(&plain, src, protocol, &mut out) {
                 return Some(out);
             }
-            // A question type the fast path does not serve (OPT, MAILA, MAILB).
+            // A question type the fast path does not serve (OPT, MAILA, MAILB), or an
+            // option it finds malformed (a Client Subnet with bits past its prefix,
+            // or two of them: FORMERR, RFC 7871 §7.1.2).
+            let rcode = match u16::from(qtype) {
+                41 | 253 | 254 => ResponseCode::NotImp,
+                _ => ResponseCode::FormErr,
+            };
             return wire::error_response(
                 packet,
                 request.queries.as_bytes(),
-                u16::from(ResponseCode::NotImp) as u8,
+                u16::from(rcode) as u8,
             );
         };
         if error == ResponseCode::BADVERS {
@@ -367,7 +374,7 @@ fn scrub_forwarded(answer: &[u8], qname: &Name, max_size: u16) -> Option<Vec<u8>
 
 /// `request` rewritten in the shape the fast path takes: its id, RD and CD, the
 /// question (`query`, case as sent, uncompressed) and an OPT record with its payload
-/// size and DO bit when it had one.
+/// size, DO bit and Client Subnet options when it had one.
 fn plain_query(request: &Request, query: &hickory_server::proto::op::Query) -> Vec<u8> {
     let mut flags: u16 = 0;
     if request.metadata.recursion_desired {
@@ -390,7 +397,21 @@ fn plain_query(request: &Request, query: &hickory_server::proto::op::Query) -> V
         plain.extend_from_slice(&edns.max_payload().to_be_bytes());
         plain.extend_from_slice(&[0, 0]);
         plain.extend_from_slice(&dnssec_ok.to_be_bytes());
-        plain.extend_from_slice(&[0, 0]);
+        let mut options = Vec::new();
+        for option in edns
+            .options()
+            .get_all(hickory_server::proto::rr::rdata::opt::EdnsCode::Subnet)
+        {
+            if let hickory_server::proto::rr::rdata::opt::EdnsOption::Subnet(subnet) = option
+                && let Ok(data) = Vec::<u8>::try_from(subnet)
+            {
+                options.extend_from_slice(&wire::OPTION_CLIENT_SUBNET.to_be_bytes());
+                options.extend_from_slice(&(data.len() as u16).to_be_bytes());
+                options.extend_from_slice(&data);
+            }
+        }
+        plain.extend_from_slice(&(options.len() as u16).to_be_bytes());
+        plain.extend_from_slice(&options);
     }
     plain
 }

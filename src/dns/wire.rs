@@ -34,6 +34,63 @@ pub struct EdnsView {
     pub version: u8,
     /// The DNSSEC OK bit (RFC 3225), copied into the response.
     pub dnssec_ok: bool,
+    /// The EDNS Client Subnet option (RFC 7871), when the query carries one.
+    pub client_subnet: Option<ClientSubnetView>,
+}
+
+/// An EDNS Client Subnet option of a query (RFC 7871 §6), checked: a known family, a
+/// source prefix that fits it, as many address bytes as the prefix needs and no bits
+/// set past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ClientSubnetView {
+    /// The address, zero past the source prefix.
+    pub addr: std::net::IpAddr,
+    /// SOURCE PREFIX-LENGTH, bits.
+    pub source_prefix: u8,
+    /// Where the option's data (FAMILY onwards) starts in the packet.
+    data_at: usize,
+    /// Length of the option's data, bytes.
+    data_len: usize,
+}
+
+/// EDNS option code of Client Subnet (RFC 7871).
+pub const OPTION_CLIENT_SUBNET: u16 = 8;
+
+/// The Client Subnet option in `data` (at offset `data_at` of the packet), or `None`
+/// when it is malformed.
+fn parse_client_subnet(data: &[u8], data_at: usize) -> Option<ClientSubnetView> {
+    let family = be16(data, 0)?;
+    let source_prefix = *data.get(2)?;
+    let address = data.get(4..)?;
+    if address.len() != usize::from(source_prefix).div_ceil(8) {
+        return None;
+    }
+    // Bits past the source prefix must be zero (RFC 7871 §6).
+    if let Some(&last) = address.last()
+        && source_prefix % 8 != 0
+        && last & (0xFF >> (source_prefix % 8)) != 0
+    {
+        return None;
+    }
+    let addr = match family {
+        1 if source_prefix <= 32 => {
+            let mut octets = [0u8; 4];
+            octets[..address.len()].copy_from_slice(address);
+            std::net::IpAddr::from(octets)
+        }
+        2 if source_prefix <= 128 => {
+            let mut octets = [0u8; 16];
+            octets[..address.len()].copy_from_slice(address);
+            std::net::IpAddr::from(octets)
+        }
+        _ => return None,
+    };
+    Some(ClientSubnetView {
+        addr,
+        source_prefix,
+        data_at,
+        data_len: data.len(),
+    })
 }
 
 /// A parsed ordinary query, borrowing the packet.
@@ -185,14 +242,31 @@ pub fn parse(packet: &[u8]) -> Option<QueryView<'_>> {
         let version = *packet.get(pos + 6)?;
         let eflags = be16(packet, pos + 7)?;
         let rdlen = be16(packet, pos + 9)? as usize;
-        pos += OPT_LEN + rdlen;
-        if pos > packet.len() {
-            return None;
+        let options_at = pos + OPT_LEN;
+        let options = packet.get(options_at..options_at + rdlen)?;
+        // Options: code, length, data. Client Subnet is read (at most one, well
+        // formed: RFC 7871 §7.1.2 wants FORMERR otherwise, which the general path
+        // gives); the others are ignored.
+        let mut client_subnet = None;
+        let mut at = 0;
+        while at < options.len() {
+            let code = be16(options, at)?;
+            let len = be16(options, at + 2)? as usize;
+            let data = options.get(at + 4..at + 4 + len)?;
+            if code == OPTION_CLIENT_SUBNET {
+                if client_subnet.is_some() {
+                    return None;
+                }
+                client_subnet = Some(parse_client_subnet(data, options_at + at + 4)?);
+            }
+            at += 4 + len;
         }
+        pos = options_at + rdlen;
         view.edns = Some(EdnsView {
             payload,
             version,
             dnssec_ok: eflags & 0x8000 != 0,
+            client_subnet,
         });
     }
     if pos != packet.len() {
@@ -377,6 +451,22 @@ pub struct Reply {
     pub recursion_available: bool,
     /// The server's EDNS payload size, written in the response's OPT record.
     pub server_payload: u16,
+    /// When the answer used the query's Client Subnet option: the SCOPE
+    /// PREFIX-LENGTH to send back in it (RFC 7871 §7.2.1). `None` leaves the option
+    /// out of the response.
+    pub client_subnet_scope: Option<u8>,
+}
+
+/// Length of the OPT record of the response to `query`: none without EDNS, else the
+/// bare record plus the Client Subnet option when `reply` sends it back.
+fn response_opt_len(query: &QueryView<'_>, reply: &Reply) -> usize {
+    match query.edns {
+        None => 0,
+        Some(edns) => match (edns.client_subnet, reply.client_subnet_scope) {
+            (Some(subnet), Some(_)) => OPT_LEN + 4 + subnet.data_len,
+            _ => OPT_LEN,
+        },
+    }
 }
 
 /// Writes the response to `query` from `prepared` into `out` (cleared first): the
@@ -399,7 +489,7 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
     out.extend_from_slice(&query.id.to_be_bytes());
     out.extend_from_slice(&[0; 10]);
     out.extend_from_slice(query.question());
-    let opt_len = if query.edns.is_some() { OPT_LEN } else { 0 };
+    let opt_len = response_opt_len(query, &reply);
     let room = reply.limit.saturating_sub(out.len() + opt_len);
     let mut counts = prepared.counts;
     match &prepared.sample {
@@ -449,7 +539,19 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
         out.extend_from_slice(&reply.server_payload.to_be_bytes());
         out.extend_from_slice(&[0, 0]);
         out.extend_from_slice(&(if edns.dnssec_ok { 0x8000u16 } else { 0 }).to_be_bytes());
-        out.extend_from_slice(&[0, 0]);
+        let rdlen = (opt_len - OPT_LEN) as u16;
+        out.extend_from_slice(&rdlen.to_be_bytes());
+        if let (Some(subnet), Some(scope)) = (edns.client_subnet, reply.client_subnet_scope) {
+            // FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as the query sent them (the
+            // parser checked they are there), with the scope this answer holds for
+            // (RFC 7871 §7.2.1).
+            let data = &query.packet[subnet.data_at..subnet.data_at + subnet.data_len];
+            out.extend_from_slice(&OPTION_CLIENT_SUBNET.to_be_bytes());
+            out.extend_from_slice(&(subnet.data_len as u16).to_be_bytes());
+            let at = out.len();
+            out.extend_from_slice(data);
+            out[at + 3] = scope;
+        }
         counts[2] += 1;
     }
     out[2..4].copy_from_slice(&flags.to_be_bytes());
@@ -619,7 +721,8 @@ mod tests {
             Some(EdnsView {
                 payload: 4096,
                 version: 0,
-                dnssec_ok: true
+                dnssec_ok: true,
+                client_subnet: None,
             })
         );
         let labels: Vec<&[u8]> = q.labels().collect();
@@ -641,6 +744,25 @@ mod tests {
         let mut pointer = good.clone();
         pointer[12] = 0xC0;
         assert!(parse(&pointer).is_none());
+    }
+
+    #[test]
+    fn client_subnet_options_are_checked() {
+        let ok = parse_client_subnet(&[0, 1, 23, 0, 10, 1, 6], 40).unwrap();
+        assert_eq!(ok.addr, "10.1.6.0".parse::<std::net::IpAddr>().unwrap());
+        assert_eq!(ok.source_prefix, 23);
+        let zero = parse_client_subnet(&[0, 2, 0, 0], 40).unwrap();
+        assert_eq!(zero.addr, "::".parse::<std::net::IpAddr>().unwrap());
+        for bad in [
+            &[0, 1, 23, 0, 10, 1, 7][..], // a bit past the prefix
+            &[0, 1, 24, 0, 10, 1],        // too few address bytes
+            &[0, 1, 16, 0, 10, 1, 0],     // too many
+            &[0, 1, 33, 0, 10, 1, 0, 0, 0],
+            &[0, 3, 8, 0, 10],
+            &[0, 1],
+        ] {
+            assert!(parse_client_subnet(bad, 40).is_none(), "{bad:?}");
+        }
     }
 
     #[test]

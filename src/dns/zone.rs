@@ -57,11 +57,13 @@ use hickory_proto::rr::rdata::{A, AAAA, NS, PTR, SOA, TXT};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
 use parking_lot::RwLock;
 
+use super::locality::Locality;
 use super::wire::{self, Prepared, QueryView, Reply, Sample, SrvTarget, Weighted};
 use crate::model::{DEFAULT_NAMESPACE, FoldedKey, Instance, ServiceKey};
 use crate::naming::registry::{Registry, ServiceSnapshot};
-use crate::naming::selection::select_for_dns;
+use crate::naming::selection::{prefer_cluster, select_for_dns};
 use crate::settings::DnsSettings;
+use crate::settings::MAX_CLUSTER_NAME;
 
 /// Largest number of cached (name, type) answers; the cache is cleared when it grows
 /// past this (it only holds names of existing services and hosts).
@@ -118,6 +120,9 @@ struct Cached {
     /// The services (case twins) and revisions this answer was built from; empty for
     /// the apex.
     source: Vec<(ServiceKey, u64)>,
+    /// Whether the answer depends on the client's cluster (`[dns.locality]`): a
+    /// service's instances. Other answers hold for every client (Client Subnet scope 0).
+    by_locality: bool,
     prepared: Prepared,
 }
 
@@ -137,7 +142,10 @@ pub struct ServiceZone {
     ns_addresses: Vec<IpAddr>,
     /// `dns.expose`.
     expose: crate::settings::ExposeSettings,
-    /// Keyed by the folded question name in wire format followed by the type (2 bytes).
+    /// `dns.locality` and `dns.ecs_resolvers`.
+    locality: Locality,
+    /// Keyed by the folded question name in wire format followed by the type (2 bytes)
+    /// and, for a client that `[dns.locality]` places in a cluster, its name.
     cache: RwLock<HashMap<Box<[u8]>, Arc<Cached>>>,
 }
 
@@ -183,6 +191,7 @@ impl ServiceZone {
             ns_name,
             ns_addresses: settings.name_server_addresses(),
             expose: settings.expose.clone(),
+            locality: Locality::new(&settings.locality, &settings.ecs_resolvers),
             cache: RwLock::new(HashMap::new()),
         })
     }
@@ -200,19 +209,38 @@ impl ServiceZone {
     /// Answers a parsed query from `client` whose name is in this zone (`labels_below`
     /// labels left of the origin), writing the response into `out`. A name of a
     /// namespace that `dns.expose.clients` does not answer to `client` gets REFUSED.
+    /// With `[dns.locality]`, a service's instances are those of the client's cluster
+    /// when it has healthy ones (see [`super::locality`]).
     pub fn respond(
         &self,
         query: &QueryView<'_>,
         labels_below: usize,
-        reply: Reply,
+        mut reply: Reply,
         client: IpAddr,
         out: &mut Vec<u8>,
     ) {
-        let mut key_buf = [0u8; 257];
+        let placement = if self.locality.is_empty() {
+            None
+        } else {
+            let subnet = query.edns.and_then(|e| e.client_subnet);
+            Some(self.locality.place(client, subnet.as_ref()))
+        };
+        let cluster = placement.as_ref().and_then(|p| p.cluster.as_deref());
+        let mut key_buf = [0u8; 257 + MAX_CLUSTER_NAME];
         let name = query.lower_name();
         key_buf[..name.len()].copy_from_slice(name);
         key_buf[name.len()..name.len() + 2].copy_from_slice(&query.qtype.to_be_bytes());
-        let key = &key_buf[..name.len() + 2];
+        let mut key_len = name.len() + 2;
+        if let Some(cluster) = cluster {
+            let cluster = &cluster.as_bytes()[..cluster.len().min(MAX_CLUSTER_NAME)];
+            key_buf[key_len..key_len + cluster.len()].copy_from_slice(cluster);
+            key_len += cluster.len();
+        }
+        let key = &key_buf[..key_len];
+        let subnet_scope = |by_locality: bool| {
+            let scope = placement.as_ref()?.client_subnet_scope?;
+            Some(if by_locality { scope } else { 0 })
+        };
         {
             // Answered under the read lock: no reference to the entry is taken, so
             // queries for one hot name on several cores share no counter.
@@ -223,6 +251,7 @@ impl ServiceZone {
                 if self.refuses(&cached.source, client) {
                     refuse(query, out);
                 } else {
+                    reply.client_subnet_scope = subnet_scope(cached.by_locality);
                     wire::assemble(query, &cached.prepared, reply, out);
                 }
                 return;
@@ -253,7 +282,8 @@ impl ServiceZone {
             }
         };
         let qtype = RecordType::from(query.qtype);
-        let answer = self.answer(&qname, qtype, target);
+        let by_locality = matches!(target, Target::Service(_) | Target::ServiceType(..));
+        let answer = self.answer(&qname, qtype, target, cluster);
         let prepared = self.prepare(&qname, qtype, answer);
         if source
             .as_ref()
@@ -261,6 +291,7 @@ impl ServiceZone {
         {
             refuse(query, out);
         } else {
+            reply.client_subnet_scope = subnet_scope(by_locality);
             wire::assemble(query, &prepared, reply, out);
         }
         if let Some(source) = source {
@@ -273,6 +304,7 @@ impl ServiceZone {
                 Arc::new(Cached {
                     generation,
                     source,
+                    by_locality,
                     prepared,
                 }),
             );
@@ -378,7 +410,14 @@ impl ServiceZone {
         (!twins.is_empty()).then_some(twins)
     }
 
-    fn answer(&self, qname: &Name, qtype: RecordType, target: Target) -> ZoneAnswer {
+    /// The answer for `target`; `cluster` is the client's cluster by `[dns.locality]`.
+    fn answer(
+        &self,
+        qname: &Name,
+        qtype: RecordType,
+        target: Target,
+        cluster: Option<&str>,
+    ) -> ZoneAnswer {
         let mut answer = self.empty_answer();
         match target {
             Target::Missing => answer.rcode = ResponseCode::NXDomain,
@@ -394,7 +433,8 @@ impl ServiceZone {
             Target::NameServer => answer.answers = self.ns_records(Some(qtype)),
             Target::ServiceType(twins, udp, group_at) => {
                 for snapshot in &twins {
-                    let candidate = self.service_type_answer(qname, qtype, snapshot, udp, group_at);
+                    let candidate =
+                        self.service_type_answer(qname, qtype, snapshot, udp, group_at, cluster);
                     if candidate.has_records() {
                         answer = candidate;
                         break;
@@ -470,7 +510,7 @@ impl ServiceZone {
                 // oldest one's (empty) answer.
                 let mut first = None;
                 for snapshot in &twins {
-                    let candidate = self.service_answer(qtype, snapshot);
+                    let candidate = self.service_answer(qtype, snapshot, cluster);
                     if candidate.has_records() {
                         first = Some(candidate);
                         break;
@@ -500,11 +540,17 @@ impl ServiceZone {
     }
 
     /// The answer of one service to an A, AAAA, ANY or SRV query (no records for
-    /// another type). ANY is answered minimally, as A (or AAAA when the service has no
-    /// IPv4 address), so it is sampled and capped like them.
-    fn service_answer(&self, qtype: RecordType, snapshot: &ServiceSnapshot) -> ZoneAnswer {
+    /// another type), from the instances of `cluster` when it has healthy ones. ANY is
+    /// answered minimally, as A (or AAAA when the service has no IPv4 address), so it
+    /// is sampled and capped like them.
+    fn service_answer(
+        &self,
+        qtype: RecordType,
+        snapshot: &ServiceSnapshot,
+        cluster: Option<&str>,
+    ) -> ZoneAnswer {
         let mut answer = self.empty_answer();
-        let (selected, _) = select_for_dns(snapshot);
+        let selected = prefer_cluster(select_for_dns(snapshot).0, cluster);
         // ANY gets one RRset (RFC 8482 §4.2): the IPv4 addresses, or the IPv6 ones
         // when there are none.
         let qtype = match qtype {
@@ -757,8 +803,9 @@ impl ServiceZone {
     }
 
     /// The answer of one service to its RFC 2782 / DNS-SD type name: SRV records of
-    /// its instances of that protocol (host names below its own name), or PTR records
-    /// naming those instances (`<host label>-<port>.<question>`).
+    /// its instances of that protocol (host names below its own name; those of
+    /// `cluster` when it has healthy ones), or PTR records naming all those instances
+    /// (`<host label>-<port>.<question>`).
     fn service_type_answer(
         &self,
         qname: &Name,
@@ -766,14 +813,19 @@ impl ServiceZone {
         snapshot: &ServiceSnapshot,
         udp: bool,
         group_offset: u16,
+        cluster: Option<&str>,
     ) -> ZoneAnswer {
         let mut answer = self.empty_answer();
-        let (selected, _) = select_for_dns(snapshot);
-        let instances = selected.into_iter().filter(|i| is_udp(i) == udp);
+        let instances: Vec<&Arc<Instance>> = select_for_dns(snapshot)
+            .0
+            .into_iter()
+            .filter(|i| is_udp(i) == udp)
+            .collect();
         match qtype {
             RecordType::SRV => {
                 let suffix = service_suffix(&snapshot.key.service);
-                let targets: Vec<SrvTarget> = instances
+                let targets: Vec<SrvTarget> = prefer_cluster(instances, cluster)
+                    .into_iter()
                     .filter_map(|inst| self.srv_target(inst, &suffix, group_offset))
                     .collect();
                 if !targets.is_empty() {

@@ -83,6 +83,25 @@ pub fn select_for_dns(snapshot: &ServiceSnapshot) -> (Vec<&Arc<Instance>>, bool)
     )
 }
 
+/// Locality (`[dns.locality]`): the instances of `selected` in `cluster` when at
+/// least one of them is healthy, else all of `selected` (also when `cluster` is
+/// `None`).
+pub fn prefer_cluster<'a>(
+    selected: Vec<&'a Arc<Instance>>,
+    cluster: Option<&str>,
+) -> Vec<&'a Arc<Instance>> {
+    let Some(cluster) = cluster else {
+        return selected;
+    };
+    if !selected.iter().any(|i| i.healthy && &*i.cluster == cluster) {
+        return selected;
+    }
+    selected
+        .into_iter()
+        .filter(|i| &*i.cluster == cluster)
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

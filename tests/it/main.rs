@@ -9,6 +9,7 @@ mod config_edges;
 mod connections;
 mod dns;
 mod dns_abuse;
+mod dns_locality;
 mod dns_names;
 mod dns_sizes;
 mod durability;
