@@ -7,6 +7,7 @@
 pub mod locality;
 pub mod rrl;
 pub mod server;
+pub mod udp;
 pub mod wire;
 pub mod zone;
 

@@ -1,4 +1,5 @@
-//! DNS transport and dispatch: one UDP socket and one TCP listener on the same address.
+//! DNS transport and dispatch: UDP sockets (one per worker, `SO_REUSEPORT`, read and
+//! written in batches, see [`super::udp`]) and one TCP listener on the same address.
 //!
 //! Every packet first meets the fast path ([`super::wire::parse`] and the service zone's
 //! encoded answers). What the fast path declines is parsed by hickory-proto and handled
@@ -38,6 +39,7 @@ use tokio::sync::Semaphore;
 use tracing::{debug, warn};
 
 use super::rrl::{Limiter, Verdict};
+use super::udp::{Inbox, Outbox};
 use super::wire::{self, Reply};
 use super::zone::ServiceZone;
 
@@ -454,67 +456,67 @@ pub struct UdpLimits {
     pub slow: Arc<Semaphore>,
 }
 
-/// Sends `response` to `src` unless rate limiting says otherwise; a slipped response
-/// is the request's header and question with TC set.
-async fn send_limited(
-    socket: &UdpSocket,
+/// Applies rate limiting to an answer to `src`: true when `response` is to be sent;
+/// a slipped answer is first replaced by the request's header and question with TC
+/// set.
+fn rate_limited(
     rrl: Option<&Limiter>,
     request: &[u8],
-    response: &[u8],
+    response: &mut Vec<u8>,
     src: SocketAddr,
-) {
-    let slipped;
-    let bytes = match rrl.map(|r| r.check(src.ip(), std::time::Instant::now())) {
-        None | Some(Verdict::Send) => response,
-        Some(Verdict::Drop) => return,
+) -> bool {
+    match rrl.map(|r| r.check(src.ip(), std::time::Instant::now())) {
+        None | Some(Verdict::Send) => true,
+        Some(Verdict::Drop) => false,
         Some(Verdict::Slip) => match wire::truncated_reply(request) {
             Some(tc) => {
-                slipped = tc;
-                &slipped
+                *response = tc;
+                true
             }
-            None => return,
+            None => false,
         },
-    };
-    if let Err(e) = socket.send_to(bytes, src).await {
-        debug!(%src, error = %e, "udp send error");
     }
 }
 
-/// Serves UDP until the task is aborted.
+/// Serves UDP until the task is aborted: a batch of queries at a time (see
+/// [`super::udp`]), fast-path answers sent together after the batch; a query for the
+/// general path gets its own task (at most `dns.max_slow_queries` at once).
 pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, limits: UdpLimits) {
-    let mut buf = vec![0u8; 4096];
-    let mut out = Vec::with_capacity(1500);
+    let mut inbox = Inbox::default();
+    let mut outbox = Outbox::default();
     loop {
-        let (len, src) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            Err(e) => {
-                // ICMP errors from earlier sends surface here; keep serving.
-                debug!(error = %e, "udp receive error");
+        let received = inbox.recv(&socket).await;
+        for i in 0..received {
+            let (packet, src) = inbox.packet(i);
+            if src.port() == 0 {
                 continue;
             }
-        };
-        if src.port() == 0 {
-            continue;
-        }
-        let packet = &buf[..len];
-        if dispatcher.try_fast(packet, src, Protocol::Udp, &mut out) {
-            send_limited(&socket, limits.rrl.as_deref(), packet, &out, src).await;
-            continue;
-        }
-        let Ok(permit) = limits.slow.clone().try_acquire_owned() else {
-            debug!(%src, "too many queries on the general path; dropped");
-            continue;
-        };
-        let packet = packet.to_vec();
-        let dispatcher = dispatcher.clone();
-        let socket = socket.clone();
-        let rrl = limits.rrl.clone();
-        tokio::spawn(async move {
-            if let Some(resp) = dispatcher.handle_slow(&packet, src, Protocol::Udp).await {
-                send_limited(&socket, rrl.as_deref(), &packet, &resp, src).await;
+            let out = outbox.next_buffer();
+            if dispatcher.try_fast(packet, src, Protocol::Udp, out) {
+                if rate_limited(limits.rrl.as_deref(), packet, out, src) {
+                    outbox.commit(src);
+                }
+                continue;
             }
-            drop(permit);
-        });
+            let Ok(permit) = limits.slow.clone().try_acquire_owned() else {
+                debug!(%src, "too many queries on the general path; dropped");
+                continue;
+            };
+            let packet = packet.to_vec();
+            let dispatcher = dispatcher.clone();
+            let socket = socket.clone();
+            let rrl = limits.rrl.clone();
+            tokio::spawn(async move {
+                if let Some(mut resp) = dispatcher.handle_slow(&packet, src, Protocol::Udp).await
+                    && rate_limited(rrl.as_deref(), &packet, &mut resp, src)
+                    && let Err(e) = socket.send_to(&resp, src).await
+                {
+                    debug!(%src, error = %e, "udp send error");
+                }
+                drop(permit);
+            });
+        }
+        outbox.flush(&socket).await;
     }
 }
 
