@@ -132,7 +132,10 @@ impl DnsTarget {
         let src = "127.0.0.1:5300".parse().expect("address");
         for protocol in [Protocol::Udp, Protocol::Tcp] {
             let mut out = Vec::new();
-            let answer = if self.dispatcher.try_fast(data, src, protocol, &mut out) {
+            let answer = if self
+                .dispatcher
+                .try_fast(data, src, protocol, None, &mut out)
+            {
                 Some(out)
             } else {
                 self.runtime

@@ -41,7 +41,7 @@ use tracing::{debug, warn};
 use super::rrl::{Limiter, Verdict};
 use super::udp::{Inbox, Outbox};
 use super::wire::{self, Reply};
-use super::zone::ServiceZone;
+use super::zone::{LocalCache, ServiceZone};
 
 /// Routes each query to the fast path, the service zone's general path, a static zone,
 /// the forwarder, or a refusal.
@@ -101,13 +101,15 @@ impl Dispatcher {
         }
     }
 
-    /// Answers a service-zone query straight from encoded answers. Returns false (and
-    /// leaves `out` unspecified) when the packet needs the general path.
+    /// Answers a service-zone query straight from encoded answers (looked up in
+    /// `local` first, see [`LocalCache`]). Returns false (and leaves `out`
+    /// unspecified) when the packet needs the general path.
     pub fn try_fast(
         &self,
         packet: &[u8],
         src: SocketAddr,
         protocol: Protocol,
+        local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
     ) -> bool {
         let Some(query) = wire::parse(packet) else {
@@ -128,7 +130,8 @@ impl Dispatcher {
             server_payload: self.udp_payload,
             client_subnet_scope: None,
         };
-        self.zone.respond(&query, below, reply, src.ip(), out);
+        self.zone
+            .respond(&query, below, reply, src.ip(), local, out);
         true
     }
 
@@ -241,7 +244,7 @@ impl Dispatcher {
         let Some(error) = error else {
             let plain = plain_query(request, query);
             let mut out = Vec::with_capacity(512);
-            if self.try_fast(&plain, src, protocol, &mut out) {
+            if self.try_fast(&plain, src, protocol, None, &mut out) {
                 return Some(out);
             }
             // A question type the fast path does not serve (OPT, MAILA, MAILB), or an
@@ -484,6 +487,7 @@ fn rate_limited(
 pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, limits: UdpLimits) {
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
+    let mut local = LocalCache::default();
     loop {
         let received = inbox.recv(&socket).await;
         for i in 0..received {
@@ -492,7 +496,7 @@ pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, limi
                 continue;
             }
             let out = outbox.next_buffer();
-            if dispatcher.try_fast(packet, src, Protocol::Udp, out) {
+            if dispatcher.try_fast(packet, src, Protocol::Udp, Some(&mut local), out) {
                 if rate_limited(limits.rrl.as_deref(), packet, out, src) {
                     outbox.commit(src);
                 }
@@ -568,6 +572,7 @@ async fn serve_tcp_connection(
     idle: Duration,
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(1500);
+    let mut local = LocalCache::default();
     loop {
         let len = match tokio::time::timeout(idle, stream.read_u16()).await {
             Ok(Ok(len)) => len as usize,
@@ -578,11 +583,12 @@ async fn serve_tcp_connection(
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        let response = if dispatcher.try_fast(&packet, src, Protocol::Tcp, &mut out) {
-            Some(std::mem::take(&mut out))
-        } else {
-            dispatcher.handle_slow(&packet, src, Protocol::Tcp).await
-        };
+        let response =
+            if dispatcher.try_fast(&packet, src, Protocol::Tcp, Some(&mut local), &mut out) {
+                Some(std::mem::take(&mut out))
+            } else {
+                dispatcher.handle_slow(&packet, src, Protocol::Tcp).await
+            };
         if let Some(resp) = response {
             let mut framed = Vec::with_capacity(resp.len() + 2);
             framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());

@@ -14,7 +14,16 @@
 //!   name; SRV targets and glue point into the question or at records written earlier
 //!   in the same response.
 
-use rand::Rng;
+use std::cell::RefCell;
+
+use rand::rngs::SmallRng;
+use rand::{Rng, SeedableRng};
+
+thread_local! {
+    /// The generator of answer orders: fast, not cryptographic (an order is no
+    /// secret), seeded per thread from the OS-seeded thread generator.
+    static ORDER_RNG: RefCell<SmallRng> = RefCell::new(SmallRng::from_rng(&mut rand::rng()));
+}
 
 /// Record type numbers used on the fast path.
 pub const TYPE_OPT: u16 = 41;
@@ -295,6 +304,9 @@ pub struct Weighted {
     /// Running totals of the items' weights (`cumulative[i]` = w₀ + … + wᵢ); every
     /// weight is above zero.
     cumulative: Vec<f64>,
+    /// Every weight is the same (Nacos's default of 1 everywhere): a draw is a
+    /// uniform sample, drawn without the running totals.
+    uniform: bool,
 }
 
 impl Weighted {
@@ -303,18 +315,25 @@ impl Weighted {
     /// drawn).
     pub fn new(weights: impl IntoIterator<Item = f64>) -> Self {
         let mut total = 0.0;
+        let mut first = None;
+        let mut uniform = true;
         let cumulative = weights
             .into_iter()
             .map(|w| {
-                total += if w.is_finite() && w > 0.0 {
+                let w = if w.is_finite() && w > 0.0 {
                     w
                 } else {
                     f64::MIN_POSITIVE
                 };
+                uniform &= *first.get_or_insert(w) == w;
+                total += w;
                 total
             })
             .collect();
-        Self { cumulative }
+        Self {
+            cumulative,
+            uniform,
+        }
     }
 
     /// How many items there are.
@@ -342,8 +361,20 @@ impl Weighted {
         if take == 0 {
             return;
         }
+        ORDER_RNG.with_borrow_mut(|rng| {
+            if self.uniform {
+                draw_uniform(n, take, rng, out);
+            } else {
+                self.draw_weighted(take, rng, out);
+            }
+        });
+    }
+
+    /// [`Weighted::draw`] for weights that differ: each point drawn on the weight
+    /// left is moved past the shares of the items drawn before.
+    fn draw_weighted(&self, take: usize, rng: &mut SmallRng, out: &mut Drawn) {
+        let n = self.len();
         let total = self.cumulative[n - 1];
-        let mut rng = rand::rng();
         // The drawn items' shares of the running total, by start: (start, weight).
         let mut drawn: smallvec::SmallVec<[(f64, f64); 32]> = smallvec::SmallVec::new();
         let mut drawn_weight = 0.0;
@@ -373,6 +404,26 @@ impl Weighted {
             drawn_weight += weight;
             out.push(i);
         }
+    }
+}
+
+/// Draws `take` (at most `n`) distinct indices of `0..n` uniformly into `out`: by
+/// rejection when they are at most half of `n` (O(take²) compares, nothing of size
+/// `n`), else by a partial Fisher–Yates shuffle of `0..n` (then `n` < 2 · `take`).
+fn draw_uniform(n: usize, take: usize, rng: &mut SmallRng, out: &mut Drawn) {
+    if take * 2 <= n {
+        while out.len() < take {
+            let i = rng.random_range(0..n);
+            if !out.contains(&i) {
+                out.push(i);
+            }
+        }
+        return;
+    }
+    let mut order: smallvec::SmallVec<[usize; 64]> = (0..n).collect();
+    for j in 0..take {
+        order.swap(j, rng.random_range(j..n));
+        out.push(order[j]);
     }
 }
 
@@ -798,6 +849,38 @@ mod tests {
         }
         let share = second_is_two as f64 / N as f64;
         assert!((share - 0.4889).abs() < 0.02, "share {share}");
+    }
+
+    #[test]
+    fn equal_weights_draw_every_item_alike() {
+        // Both the sparse (rejection) and the dense (shuffle) way.
+        for (n, take) in [(10usize, 10usize), (10, 3), (2_000, 16)] {
+            let shuffle = Weighted::new(vec![2.5; n]);
+            assert!(shuffle.uniform);
+            let mut first = vec![0usize; n];
+            let mut order = Drawn::new();
+            let rounds = 200 * n;
+            for _ in 0..rounds {
+                shuffle.draw(take, &mut order);
+                assert_eq!(order.len(), take);
+                let mut sorted = order.clone();
+                sorted.sort_unstable();
+                sorted.dedup();
+                assert_eq!(sorted.len(), take, "distinct");
+                first[order[0]] += 1;
+            }
+            // Each item comes first 200 times on average; within 5 standard
+            // deviations of a binomial.
+            let expected = 200.0;
+            let sd = (rounds as f64 * (1.0 / n as f64) * (1.0 - 1.0 / n as f64)).sqrt();
+            for (i, &count) in first.iter().enumerate() {
+                assert!(
+                    (count as f64 - expected).abs() < 5.0 * sd,
+                    "n {n} item {i} first {count} times"
+                );
+            }
+        }
+        assert!(!Weighted::new([1.0, 1.0, 2.0]).uniform);
     }
 
     #[test]

@@ -40,7 +40,10 @@
 //! both carry the SOA (RFC 2308).
 //!
 //! Invariant: an answer is encoded once per (name, type, service revision) and cached;
-//! a query costs a cache lookup, a revision check and a copy. An address answer is
+//! a query costs a cache lookup, a revision check and a copy. A UDP worker looks in its
+//! own map first ([`LocalCache`]) and a revision check is an atomic load
+//! (`RevisionWatch`), so answering a cached name writes no memory that other cores
+//! read. An address answer is
 //! encoded as records of one size that each point at the question name, so a query
 //! copies a weighted sample of them (`wire::Weighted`, O(k · (k + log n)) for k of n
 //! addresses): the cost of a query does not grow with the service. SRV records are
@@ -60,7 +63,7 @@ use parking_lot::RwLock;
 use super::locality::Locality;
 use super::wire::{self, Prepared, QueryView, Reply, Sample, SrvTarget, Weighted};
 use crate::model::{DEFAULT_NAMESPACE, FoldedKey, Instance, ServiceKey};
-use crate::naming::registry::{Registry, ServiceSnapshot};
+use crate::naming::registry::{Registry, RevisionWatch, ServiceSnapshot};
 use crate::naming::selection::{prefer_cluster, select_for_dns};
 use crate::settings::DnsSettings;
 use crate::settings::MAX_CLUSTER_NAME;
@@ -113,13 +116,33 @@ impl ZoneAnswer {
     }
 }
 
+/// A service an answer was built from, at the revision it was built from.
+struct Source {
+    key: ServiceKey,
+    watch: RevisionWatch,
+    revision: u64,
+}
+
+/// Encoded answers by cache key (see [`ServiceZone::respond`]); foldhash, randomly
+/// seeded, for names that clients choose.
+type AnswerMap = HashMap<Box<[u8]>, Arc<Cached>, foldhash::fast::RandomState>;
+
+/// A UDP worker's (or a TCP connection's) own map of the answers it has used, so
+/// that answering a cached name writes to no memory shared with other cores: the
+/// zone's shared cache is read only on a miss here. Its entries are checked exactly
+/// as the shared ones.
+#[derive(Default)]
+pub struct LocalCache {
+    answers: AnswerMap,
+}
+
 struct Cached {
     /// The registry's service-set generation when the name was resolved: a created or
     /// removed service may change which service a name means.
     generation: u64,
-    /// The services (case twins) and revisions this answer was built from; empty for
-    /// the apex.
-    source: Vec<(ServiceKey, u64)>,
+    /// The services (case twins) this answer was built from, at their revisions;
+    /// empty for the apex.
+    source: Vec<Source>,
     /// Whether the answer depends on the client's cluster (`[dns.locality]`): a
     /// service's instances. Other answers hold for every client (Client Subnet scope 0).
     by_locality: bool,
@@ -146,7 +169,7 @@ pub struct ServiceZone {
     locality: Locality,
     /// Keyed by the folded question name in wire format followed by the type (2 bytes)
     /// and, for a client that `[dns.locality]` places in a cluster, its name.
-    cache: RwLock<HashMap<Box<[u8]>, Arc<Cached>>>,
+    cache: RwLock<AnswerMap>,
 }
 
 impl ServiceZone {
@@ -192,7 +215,7 @@ impl ServiceZone {
             ns_addresses: settings.name_server_addresses(),
             expose: settings.expose.clone(),
             locality: Locality::new(&settings.locality, &settings.ecs_resolvers),
-            cache: RwLock::new(HashMap::new()),
+            cache: RwLock::new(AnswerMap::default()),
         })
     }
 
@@ -210,13 +233,16 @@ impl ServiceZone {
     /// labels left of the origin), writing the response into `out`. A name of a
     /// namespace that `dns.expose.clients` does not answer to `client` gets REFUSED.
     /// With `[dns.locality]`, a service's instances are those of the client's cluster
-    /// when it has healthy ones (see [`super::locality`]).
+    /// when it has healthy ones (see [`super::locality`]). Answers are looked up in
+    /// `local` first (when given), then in the zone's shared cache, and built on a
+    /// miss.
     pub fn respond(
         &self,
         query: &QueryView<'_>,
         labels_below: usize,
         mut reply: Reply,
         client: IpAddr,
+        local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
     ) {
         let placement = if self.locality.is_empty() {
@@ -241,21 +267,32 @@ impl ServiceZone {
             let scope = placement.as_ref()?.client_subnet_scope?;
             Some(if by_locality { scope } else { 0 })
         };
-        {
-            // Answered under the read lock: no reference to the entry is taken, so
-            // queries for one hot name on several cores share no counter.
-            let cache = self.cache.read();
-            if let Some(cached) = cache.get(key)
-                && self.is_current(cached)
-            {
-                if self.refuses(&cached.source, client) {
-                    refuse(query, out);
-                } else {
-                    reply.client_subnet_scope = subnet_scope(cached.by_locality);
-                    wire::assemble(query, &cached.prepared, reply, out);
-                }
-                return;
+        let mut send = |cached: &Cached, out: &mut Vec<u8>| {
+            if self.refuses(&cached.source, client) {
+                refuse(query, out);
+            } else {
+                reply.client_subnet_scope = subnet_scope(cached.by_locality);
+                wire::assemble(query, &cached.prepared, reply, out);
             }
+        };
+        if let Some(cached) = local.as_ref().and_then(|l| l.answers.get(key))
+            && self.is_current(cached)
+        {
+            send(cached, out);
+            return;
+        }
+        let shared = self
+            .cache
+            .read()
+            .get(key)
+            .filter(|cached| self.is_current(cached))
+            .cloned();
+        if let Some(cached) = shared {
+            send(&cached, out);
+            if let Some(local) = local {
+                remember(&mut local.answers, key, cached);
+            }
+            return;
         }
         let generation = self.registry.generation();
         let labels: Vec<&[u8]> = query.labels().take(labels_below).collect();
@@ -266,9 +303,17 @@ impl ServiceZone {
             | Target::Host(twins, _)
             | Target::ServiceType(twins, ..)
             | Target::SdInstance(twins, ..)
-            | Target::SdBrowse(twins) => {
-                Some(twins.iter().map(|s| (s.key.clone(), s.revision)).collect())
-            }
+            | Target::SdBrowse(twins) => twins
+                .iter()
+                .map(|s| {
+                    // None when the service went meanwhile: the answer is not cached.
+                    Some(Source {
+                        key: s.key.clone(),
+                        watch: self.registry.watch(&s.key)?,
+                        revision: s.revision,
+                    })
+                })
+                .collect(),
             Target::Missing => None,
         };
         let qname = match name_from_wire(query.lower_name()) {
@@ -285,43 +330,35 @@ impl ServiceZone {
         let by_locality = matches!(target, Target::Service(_) | Target::ServiceType(..));
         let answer = self.answer(&qname, qtype, target, cluster);
         let prepared = self.prepare(&qname, qtype, answer);
-        if source
-            .as_ref()
-            .is_some_and(|source| self.refuses(source, client))
-        {
-            refuse(query, out);
-        } else {
+        let Some(source) = source else {
             reply.client_subnet_scope = subnet_scope(by_locality);
             wire::assemble(query, &prepared, reply, out);
+            return;
+        };
+        let cached = Arc::new(Cached {
+            generation,
+            source,
+            by_locality,
+            prepared,
+        });
+        send(&cached, out);
+        if let Some(local) = local {
+            remember(&mut local.answers, key, cached.clone());
         }
-        if let Some(source) = source {
-            let mut cache = self.cache.write();
-            if cache.len() >= CACHE_LIMIT {
-                cache.clear();
-            }
-            cache.insert(
-                key.into(),
-                Arc::new(Cached {
-                    generation,
-                    source,
-                    by_locality,
-                    prepared,
-                }),
-            );
-        }
+        remember(&mut self.cache.write(), key, cached);
     }
 
     /// Whether an answer built from the services `source` is refused to `client` by
     /// `dns.expose.clients` (nothing to check when it is empty).
-    fn refuses(&self, source: &[(ServiceKey, u64)], client: IpAddr) -> bool {
+    fn refuses(&self, source: &[Source], client: IpAddr) -> bool {
         if self.expose.clients.is_empty() {
             return false;
         }
         let client = client.to_canonical();
-        source.iter().any(|(key, _)| {
+        source.iter().any(|s| {
             self.expose
                 .clients
-                .get(&key.namespace)
+                .get(&s.key.namespace)
                 .is_some_and(|nets| !nets.iter().any(|net| net.contains(&client)))
         })
     }
@@ -341,7 +378,7 @@ impl ServiceZone {
         cached
             .source
             .iter()
-            .all(|(key, revision)| self.registry.revision(key) == Some(*revision))
+            .all(|s| s.watch.revision() == s.revision)
     }
 
     fn resolve(&self, labels: &[&[u8]]) -> Target {
@@ -877,6 +914,15 @@ impl ServiceZone {
             address,
         })
     }
+}
+
+/// Keeps `cached` under `key` in `map`, which is cleared when it holds
+/// [`CACHE_LIMIT`] answers.
+fn remember(map: &mut AnswerMap, key: &[u8], cached: Arc<Cached>) {
+    if map.len() >= CACHE_LIMIT {
+        map.clear();
+    }
+    map.insert(key.into(), cached);
 }
 
 /// Whether an instance serves over UDP: its metadata `protocol` (default tcp).

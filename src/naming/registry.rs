@@ -147,6 +147,22 @@ struct ServiceCell {
     state: Mutex<CellState>,
     snapshot: ArcSwap<ServiceSnapshot>,
     dirty: AtomicBool,
+    /// The revision of the latest change (the next snapshot's), 0 once the service is
+    /// removed: what a [`RevisionWatch`] reads.
+    latest: AtomicU64,
+}
+
+/// A handle on one service's revision that reads it without a lock or a lookup: one
+/// atomic load (the DNS fast path checks its cached answers with it on every query).
+#[derive(Clone)]
+pub struct RevisionWatch(Arc<ServiceCell>);
+
+impl RevisionWatch {
+    /// The revision of the service's latest change; 0 once it is removed (revisions
+    /// start at 1). A snapshot whose `revision` differs is out of date.
+    pub fn revision(&self) -> u64 {
+        self.0.latest.load(Ordering::Acquire)
+    }
 }
 
 struct CellState {
@@ -445,19 +461,13 @@ impl Registry {
         self.instance_count.load(Ordering::Relaxed)
     }
 
-    /// The revision of service `key`'s current snapshot, without taking a reference to
-    /// it (the DNS fast path checks this on every query: no shared counter is touched
-    /// unless the snapshot must be rebuilt).
-    pub fn revision(&self, key: &ServiceKey) -> Option<u64> {
-        let cell = {
-            let tables = self.tables.read();
-            let cell = tables.services.get(key)?;
-            if !cell.dirty.load(Ordering::Acquire) {
-                return Some(cell.snapshot.load().revision);
-            }
-            cell.clone()
-        };
-        Some(Self::fresh_snapshot(&cell).revision)
+    /// A watch on service `key`'s revision; `None` when it does not exist.
+    pub fn watch(&self, key: &ServiceKey) -> Option<RevisionWatch> {
+        self.tables
+            .read()
+            .services
+            .get(key)
+            .map(|cell| RevisionWatch(cell.clone()))
     }
 
     fn fresh_snapshot(cell: &ServiceCell) -> Arc<ServiceSnapshot> {
@@ -545,6 +555,7 @@ impl Registry {
                 state.revision = self.next_revision();
                 let revision = state.revision;
                 cell.dirty.store(true, Ordering::Release);
+                cell.latest.store(revision, Ordering::Release);
                 drop(state);
                 self.notify(&cell.key, revision);
                 r
@@ -613,6 +624,7 @@ impl Registry {
             snapshot: ArcSwap::from_pointee(build_snapshot(key, &state)),
             state: Mutex::new(state),
             dirty: AtomicBool::new(false),
+            latest: AtomicU64::new(revision),
         });
         tables.services.insert(key.clone(), cell.clone());
         self.expiry.lock().insert(
@@ -668,6 +680,7 @@ impl Registry {
         let mut state = cell.state.lock();
         check(&state.data)?;
         state.removed = true;
+        cell.latest.store(0, Ordering::Release);
         self.adjust_count(state.data.instances.len(), 0);
         if let Some(due) = state.data.empty_due.take() {
             self.expiry.lock().remove(&due);

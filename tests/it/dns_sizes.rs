@@ -475,3 +475,59 @@ fn odd_query(id: u16) -> Vec<u8> {
     packet.extend_from_slice(&[0, 0, 1, 0, 1, 0, 0, 0, 5, 0, 4, 192, 0, 2, 1]);
     packet
 }
+
+#[tokio::test]
+async fn a_workers_cached_answer_follows_every_change() {
+    // One worker: its own map of answers serves the second query; a registration, a
+    // weight change, a deregistration and the service's removal each show at once.
+    let server = TestServer::start_with(|s| s.dns.udp_workers = 1).await;
+    let dns = server.dns_addr();
+    let ask = || async move {
+        let reply = exchange_udp(
+            dns,
+            &raw_query("follow.DEFAULT_GROUP.svc.", RecordType::A, None),
+        )
+        .await;
+        (reply.metadata.response_code, sorted(answered(&reply)))
+    };
+    server.register("follow", "10.18.0.1", 80, &[]).await;
+    for _ in 0..3 {
+        assert_eq!(ask().await.1, vec!["10.18.0.1"]);
+    }
+    server.register("follow", "10.18.0.2", 80, &[]).await;
+    assert_eq!(ask().await.1, vec!["10.18.0.1", "10.18.0.2"]);
+    server
+        .register("follow", "10.18.0.2", 80, &[("weight", "0")])
+        .await;
+    assert_eq!(ask().await.1, vec!["10.18.0.1"]);
+    for ip in ["10.18.0.1", "10.18.0.2"] {
+        let (status, _) = server
+            .call(
+                reqwest::Method::DELETE,
+                "/nacos/v1/ns/instance",
+                &[("serviceName", "follow"), ("ip", ip), ("port", "80")],
+            )
+            .await;
+        assert_eq!(status, 200);
+    }
+    let (rcode, addresses) = ask().await;
+    assert!(addresses.is_empty());
+    assert_eq!(
+        rcode,
+        hickory_net::proto::op::ResponseCode::NoError,
+        "NODATA while the service stays"
+    );
+    let (status, body) = server
+        .call(
+            reqwest::Method::DELETE,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "follow")],
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        ask().await.0,
+        hickory_net::proto::op::ResponseCode::NXDomain
+    );
+    server.shutdown().await;
+}
