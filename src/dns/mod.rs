@@ -26,8 +26,9 @@ use hickory_server::store::forwarder::{ForwardConfig, ForwardZoneHandler};
 use hickory_server::store::in_memory::InMemoryZoneHandler;
 use hickory_server::zone_handler::{AxfrPolicy, Catalog, ZoneHandler, ZoneType};
 use thiserror::Error;
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 use crate::naming::registry::Registry;
@@ -127,11 +128,15 @@ pub fn dispatcher(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Dis
     ))
 }
 
-/// A running DNS server; the tasks stop when it is dropped or shut down.
+/// A running DNS server; its tasks and UDP worker threads stop when it is dropped or
+/// shut down.
 pub struct DnsServer {
     /// The bound address (UDP and TCP).
     pub local_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
+    /// Stops the UDP workers.
+    stop: CancellationToken,
+    udp_threads: parking_lot::Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 impl DnsServer {
@@ -154,8 +159,8 @@ impl DnsServer {
             hint: "",
         })?;
         // One socket per worker on the same port (SO_REUSEPORT): the kernel spreads
-        // clients over them, and each is served by its own task, on any core.
-        let mut sockets = vec![Arc::new(udp)];
+        // clients over them, and each is served by its own thread.
+        let mut sockets = vec![udp];
         for _ in 1..workers {
             let more = bind_udp(local_addr, true).map_err(|source| DnsError::Bind {
                 protocol: "UDP",
@@ -163,7 +168,7 @@ impl DnsServer {
                 source,
                 hint: "",
             })?;
-            sockets.push(Arc::new(more));
+            sockets.push(more);
         }
         let idle = Duration::from_secs(settings.tcp_idle_secs);
         let limits = server::UdpLimits {
@@ -173,31 +178,54 @@ impl DnsServer {
                 .then(|| Arc::new(rrl::Limiter::new(settings.rrl.clone()))),
             slow: Arc::new(tokio::sync::Semaphore::new(settings.max_slow_queries)),
         };
-        let mut tasks: Vec<JoinHandle<()>> = sockets
-            .into_iter()
-            .map(|socket| {
-                tokio::spawn(server::serve_udp(
-                    socket,
-                    dispatcher.clone(),
-                    limits.clone(),
-                ))
-            })
-            .collect();
-        tasks.push(tokio::spawn(server::serve_tcp(
+        let stop = CancellationToken::new();
+        let mut udp_threads = Vec::with_capacity(sockets.len());
+        for (i, socket) in sockets.into_iter().enumerate() {
+            let worker = server::UdpWorker {
+                socket,
+                dispatcher: dispatcher.clone(),
+                limits: limits.clone(),
+                general: tokio::runtime::Handle::current(),
+            };
+            let stop = stop.clone();
+            let thread = std::thread::Builder::new()
+                .name(format!("dns-udp-{i}"))
+                .spawn(move || worker.run(stop))
+                .map_err(|source| DnsError::Bind {
+                    protocol: "UDP",
+                    addr: local_addr,
+                    source,
+                    hint: "",
+                })?;
+            udp_threads.push(thread);
+        }
+        let tasks = vec![tokio::spawn(server::serve_tcp(
             tcp,
             dispatcher,
             idle,
             settings.max_tcp_connections,
             settings.max_tcp_connections_per_ip,
-        )));
+        ))];
         info!(workers, "DNS UDP workers");
-        Ok(Self { local_addr, tasks })
+        Ok(Self {
+            local_addr,
+            tasks,
+            stop,
+            udp_threads: parking_lot::Mutex::new(udp_threads),
+        })
     }
 
-    /// Stops serving.
+    /// Stops serving; when it returns, the UDP sockets are closed (the worker threads
+    /// have ended).
     pub fn shutdown(&self) {
         for task in &self.tasks {
             task.abort();
+        }
+        self.stop.cancel();
+        for thread in self.udp_threads.lock().drain(..) {
+            if thread.join().is_err() {
+                tracing::warn!("a DNS UDP worker panicked");
+            }
         }
     }
 }
@@ -211,7 +239,7 @@ impl Drop for DnsServer {
 async fn bind_pair(
     addr: SocketAddr,
     reuse_port: bool,
-) -> Result<(UdpSocket, TcpListener), DnsError> {
+) -> Result<(std::net::UdpSocket, TcpListener), DnsError> {
     let bind_err = |protocol, source: std::io::Error| {
         let hint = if source.kind() == std::io::ErrorKind::PermissionDenied {
             PRIVILEGE_HINT
@@ -246,7 +274,9 @@ const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
 /// A UDP socket bound to `addr`, with `SO_REUSEPORT` when `reuse_port` (so that the
 /// other workers' sockets can bind the same port).
-fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
+/// A non-blocking UDP socket bound to `addr`, not yet registered with a runtime (its
+/// worker thread does that).
+fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if reuse_port {
@@ -257,7 +287,7 @@ fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<UdpSocket> {
     }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
-    UdpSocket::from_std(socket.into())
+    Ok(socket.into())
 }
 
 /// A loaded static zone: its origin, its handler and its address records (the glue of

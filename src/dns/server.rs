@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use super::rrl::{Limiter, Verdict};
@@ -481,10 +482,60 @@ fn rate_limited(
     }
 }
 
-/// Serves UDP until the task is aborted: a batch of queries at a time (see
-/// [`super::udp`]), fast-path answers sent together after the batch; a query for the
-/// general path gets its own task (at most `dns.max_slow_queries` at once).
-pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, limits: UdpLimits) {
+/// One UDP socket and what serving it needs: run on a thread of its own.
+pub struct UdpWorker {
+    /// The bound, non-blocking socket.
+    pub socket: std::net::UdpSocket,
+    /// Answers the queries.
+    pub dispatcher: Arc<Dispatcher>,
+    /// Rate limiting and the general path's permits.
+    pub limits: UdpLimits,
+    /// The runtime that runs queries on the general path (static zones and the
+    /// forwarder live there).
+    pub general: tokio::runtime::Handle,
+}
+
+impl UdpWorker {
+    /// Serves the socket on the calling thread, with a single-threaded runtime of its
+    /// own, until `stop` is cancelled; the socket is closed when this returns. A thread
+    /// per socket keeps a worker's queries on one core: no other thread is woken to
+    /// answer them.
+    pub fn run(self, stop: CancellationToken) {
+        let runtime = match tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .build()
+        {
+            Ok(runtime) => runtime,
+            Err(e) => {
+                warn!(error = %e, "cannot start a DNS UDP worker");
+                return;
+            }
+        };
+        runtime.block_on(async move {
+            let socket = match UdpSocket::from_std(self.socket) {
+                Ok(socket) => Arc::new(socket),
+                Err(e) => {
+                    warn!(error = %e, "cannot start a DNS UDP worker");
+                    return;
+                }
+            };
+            tokio::select! {
+                () = serve_udp(socket, self.dispatcher, self.limits, self.general) => {}
+                () = stop.cancelled() => {}
+            }
+        });
+    }
+}
+
+/// Serves UDP until dropped: a batch of queries at a time (see [`super::udp`]),
+/// fast-path answers sent together after the batch; a query for the general path gets
+/// its own task on `general` (at most `dns.max_slow_queries` at once).
+async fn serve_udp(
+    socket: Arc<UdpSocket>,
+    dispatcher: Arc<Dispatcher>,
+    limits: UdpLimits,
+    general: tokio::runtime::Handle,
+) {
     let mut inbox = Inbox::default();
     let mut outbox = Outbox::default();
     let mut local = LocalCache::default();
@@ -510,7 +561,7 @@ pub async fn serve_udp(socket: Arc<UdpSocket>, dispatcher: Arc<Dispatcher>, limi
             let dispatcher = dispatcher.clone();
             let socket = socket.clone();
             let rrl = limits.rrl.clone();
-            tokio::spawn(async move {
+            general.spawn(async move {
                 if let Some(mut resp) = dispatcher.handle_slow(&packet, src, Protocol::Udp).await
                     && rate_limited(rrl.as_deref(), &packet, &mut resp, src)
                     && let Err(e) = socket.send_to(&resp, src).await
