@@ -379,7 +379,7 @@ pub struct DnsSettings {
     pub max_tcp_connections: usize,
     /// Most TCP connections open at once from one client address. Default 64.
     pub max_tcp_connections_per_ip: usize,
-    /// UDP sockets on the DNS port (`SO_REUSEPORT`), each served by its own task
+    /// UDP sockets on the DNS port (`SO_REUSEPORT`), each served by its own thread
     /// (batched: `recvmmsg` / `sendmmsg` of up to 32 packets) so that UDP throughput
     /// grows with cores; 0 (the default) means one per core.
     pub udp_workers: usize,
