@@ -43,12 +43,12 @@
 //! a query costs a cache lookup, a revision check and a copy. A UDP worker looks in its
 //! own map first ([`LocalCache`]) and a revision check is an atomic load
 //! (`RevisionWatch`), so answering a cached name writes no memory that other cores
-//! read. An address answer is
-//! encoded as records of one size that each point at the question name, so a query
-//! copies a weighted sample of them (`wire::Weighted`, O(k · (k + log n)) for k of n
-//! addresses): the cost of a query does not grow with the service. SRV records are
-//! written per query from prepared targets the same way. The general path rewrites an
-//! ordinary query in an odd shape into the plain one and answers it here too.
+//! read. An address answer is encoded as records of one size that each point at the
+//! question name, so a query copies a weighted sample of them (`wire::Weighted`,
+//! O(k · (k + log n)) for k of n addresses, O(k²) when the weights are equal): the
+//! cost of a query does not grow with the service. SRV records are written per query
+//! from prepared targets the same way. The general path rewrites an ordinary query in
+//! an odd shape into the plain one and answers it here too.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -268,7 +268,7 @@ impl ServiceZone {
             Some(if by_locality { scope } else { 0 })
         };
         let mut send = |cached: &Cached, out: &mut Vec<u8>| {
-            if self.refuses(&cached.source, client) {
+            if self.refuses(cached.source.iter().map(|s| &s.key), client) {
                 refuse(query, out);
             } else {
                 reply.client_subnet_scope = subnet_scope(cached.by_locality);
@@ -297,25 +297,28 @@ impl ServiceZone {
         let generation = self.registry.generation();
         let labels: Vec<&[u8]> = query.labels().take(labels_below).collect();
         let target = self.resolve(&labels);
-        let source = match &target {
-            Target::Apex | Target::NameServer | Target::EmptyNonTerminal => Some(Vec::new()),
+        let (twins, cacheable): (&[Arc<ServiceSnapshot>], bool) = match &target {
+            Target::Apex | Target::NameServer | Target::EmptyNonTerminal => (&[], true),
             Target::Service(twins)
             | Target::Host(twins, _)
             | Target::ServiceType(twins, ..)
             | Target::SdInstance(twins, ..)
-            | Target::SdBrowse(twins) => twins
-                .iter()
-                .map(|s| {
-                    // None when the service went meanwhile: the answer is not cached.
-                    Some(Source {
-                        key: s.key.clone(),
-                        watch: self.registry.watch(&s.key)?,
-                        revision: s.revision,
-                    })
-                })
-                .collect(),
-            Target::Missing => None,
+            | Target::SdBrowse(twins) => (twins, true),
+            Target::Missing => (&[], false),
         };
+        let refused = self.refuses(twins.iter().map(|s| &s.key), client);
+        // None when a service went meanwhile (or the name is unknown): not cached.
+        let source: Option<Vec<Source>> = twins
+            .iter()
+            .map(|s| {
+                Some(Source {
+                    key: s.key.clone(),
+                    watch: self.registry.watch(&s.key)?,
+                    revision: s.revision,
+                })
+            })
+            .collect::<Option<_>>()
+            .filter(|_| cacheable);
         let qname = match name_from_wire(query.lower_name()) {
             Some(n) => n,
             None => {
@@ -330,9 +333,13 @@ impl ServiceZone {
         let by_locality = matches!(target, Target::Service(_) | Target::ServiceType(..));
         let answer = self.answer(&qname, qtype, target, cluster);
         let prepared = self.prepare(&qname, qtype, answer);
-        let Some(source) = source else {
+        if refused {
+            refuse(query, out);
+        } else {
             reply.client_subnet_scope = subnet_scope(by_locality);
             wire::assemble(query, &prepared, reply, out);
+        }
+        let Some(source) = source else {
             return;
         };
         let cached = Arc::new(Cached {
@@ -341,24 +348,23 @@ impl ServiceZone {
             by_locality,
             prepared,
         });
-        send(&cached, out);
         if let Some(local) = local {
             remember(&mut local.answers, key, cached.clone());
         }
         remember(&mut self.cache.write(), key, cached);
     }
 
-    /// Whether an answer built from the services `source` is refused to `client` by
+    /// Whether an answer built from the services `keys` is refused to `client` by
     /// `dns.expose.clients` (nothing to check when it is empty).
-    fn refuses(&self, source: &[Source], client: IpAddr) -> bool {
+    fn refuses<'a>(&self, keys: impl IntoIterator<Item = &'a ServiceKey>, client: IpAddr) -> bool {
         if self.expose.clients.is_empty() {
             return false;
         }
         let client = client.to_canonical();
-        source.iter().any(|s| {
+        keys.into_iter().any(|key| {
             self.expose
                 .clients
-                .get(&s.key.namespace)
+                .get(&key.namespace)
                 .is_some_and(|nets| !nets.iter().any(|net| net.contains(&client)))
         })
     }

@@ -73,16 +73,22 @@ async fn seen_from(
     seen.into_iter().collect()
 }
 
+/// `[dns.locality]` from (network, cluster) pairs.
+fn networks(pairs: &[(&str, &str)]) -> std::collections::BTreeMap<ipnet::IpNet, String> {
+    pairs
+        .iter()
+        .map(|(net, cluster)| (net.parse().unwrap(), cluster.to_string()))
+        .collect()
+}
+
 #[tokio::test]
 async fn locality_answers_from_the_clients_cluster_by_source_address() {
     let server = TestServer::start_with(|s| {
-        s.dns.locality = [
-            ("127.0.0.2/32".parse().unwrap(), "hz".to_string()),
-            ("127.0.0.3/32".parse().unwrap(), "sh".to_string()),
-            ("127.0.0.0/29".parse().unwrap(), "bj".to_string()),
-        ]
-        .into_iter()
-        .collect();
+        s.dns.locality = networks(&[
+            ("127.0.0.2/32", "hz"),
+            ("127.0.0.3/32", "sh"),
+            ("127.0.0.0/29", "bj"),
+        ]);
     })
     .await;
     for (ip, cluster, healthy) in [
@@ -178,13 +184,11 @@ async fn locality_answers_from_the_clients_cluster_by_source_address() {
 #[tokio::test]
 async fn locality_uses_client_subnet_from_trusted_resolvers_with_its_scope() {
     let server = TestServer::start_with(|s| {
-        s.dns.locality = [
-            ("10.1.0.0/16".parse().unwrap(), "hz".to_string()),
-            ("10.2.0.0/16".parse().unwrap(), "sh".to_string()),
-            ("2001:db8:1::/48".parse().unwrap(), "hz".to_string()),
-        ]
-        .into_iter()
-        .collect();
+        s.dns.locality = networks(&[
+            ("10.1.0.0/16", "hz"),
+            ("10.2.0.0/16", "sh"),
+            ("2001:db8:1::/48", "hz"),
+        ]);
         s.dns.ecs_resolvers = vec!["127.0.0.1/32".parse().unwrap()];
     })
     .await;
