@@ -65,6 +65,9 @@ pub enum DnsError {
     /// The service zone name is invalid.
     #[error("invalid dns.zone: {0}")]
     ZoneName(String),
+    /// A UDP worker thread could not be started.
+    #[error("cannot start a DNS UDP worker thread")]
+    Worker(#[source] std::io::Error),
 }
 
 const PRIVILEGE_HINT: &str = " (ports below 1024 need root or the capability: run \
@@ -187,17 +190,18 @@ impl DnsServer {
                 limits: limits.clone(),
                 general: tokio::runtime::Handle::current(),
             };
-            let stop = stop.clone();
-            let thread = std::thread::Builder::new()
+            let worker_stop = stop.clone();
+            match std::thread::Builder::new()
                 .name(format!("dns-udp-{i}"))
-                .spawn(move || worker.run(stop))
-                .map_err(|source| DnsError::Bind {
-                    protocol: "UDP",
-                    addr: local_addr,
-                    source,
-                    hint: "",
-                })?;
-            udp_threads.push(thread);
+                .spawn(move || worker.run(worker_stop))
+            {
+                Ok(thread) => udp_threads.push(thread),
+                Err(e) => {
+                    // The workers already started stop and close their sockets.
+                    stop.cancel();
+                    return Err(DnsError::Worker(e));
+                }
+            }
         }
         let tasks = vec![tokio::spawn(server::serve_tcp(
             tcp,
@@ -272,10 +276,9 @@ async fn bind_pair(
 /// drops a few hundred under load, as NSD's and Unbound's larger buffers avoid.
 const UDP_RECV_BUFFER: usize = 4 * 1024 * 1024;
 
-/// A UDP socket bound to `addr`, with `SO_REUSEPORT` when `reuse_port` (so that the
-/// other workers' sockets can bind the same port).
-/// A non-blocking UDP socket bound to `addr`, not yet registered with a runtime (its
-/// worker thread does that).
+/// A non-blocking UDP socket bound to `addr`, with `SO_REUSEPORT` when `reuse_port`
+/// (so that the other workers' sockets can bind the same port); not yet registered
+/// with a runtime (its worker thread does that).
 fn bind_udp(addr: SocketAddr, reuse_port: bool) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;

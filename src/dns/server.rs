@@ -540,7 +540,13 @@ async fn serve_udp(
     let mut outbox = Outbox::default();
     let mut local = LocalCache::default();
     loop {
-        let received = inbox.recv(&socket).await;
+        let received = match inbox.recv(&socket).await {
+            Ok(received) => received,
+            Err(e) => {
+                warn!(error = %e, "DNS UDP worker stopped");
+                return;
+            }
+        };
         for i in 0..received {
             let (packet, src) = inbox.packet(i);
             if src.port() == 0 {

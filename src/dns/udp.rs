@@ -43,16 +43,14 @@ impl Default for Inbox {
 impl Inbox {
     /// Waits until at least one packet arrives, takes as many as are queued (up to
     /// [`BATCH`]) and returns how many. Receive errors (ICMP errors of earlier sends
-    /// surface here) are logged and skipped.
-    pub async fn recv(&mut self, socket: &UdpSocket) -> usize {
+    /// surface here) are logged and skipped; an error is returned only when the
+    /// socket can no longer be polled (its runtime is shutting down).
+    pub async fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         loop {
-            if let Err(e) = socket.readable().await {
-                debug!(error = %e, "udp readiness error");
-                continue;
-            }
+            socket.readable().await?;
             match socket.try_io(Interest::READABLE, || self.recv_some(socket)) {
                 Ok(0) => {}
-                Ok(n) => return n,
+                Ok(n) => return Ok(n),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => debug!(error = %e, "udp receive error"),
             }
