@@ -10,6 +10,9 @@
 #                       (default 1); the server is pinned to cores 0..N-1
 #   NACRE_BIN           Nacre binary (default target/release/nacre, relative to the repo root)
 #   DNS_BENCH_DURATION  seconds of dnsperf load per server (default 10, at most 20)
+#   DNS_RATE            queries per second dnsperf offers (its -Q); default: as many as
+#                       it can. A fixed rate leaves dnsperf's core partly idle, so that a
+#                       second worker does not compete with the load generator for CPU
 #   ONLY                "nsd" or "nacre" to run one half only (default: both)
 #   KEEP_TMP=1          keep the temporary directory (configs, logs, dnsperf output)
 #
@@ -43,6 +46,11 @@ if ! [[ $DURATION =~ ^[0-9]+$ ]] || ((DURATION < 1)); then
     exit 2
 fi
 ((DURATION > 20)) && DURATION=20
+RATE_ARGS=()
+if [[ -n ${DNS_RATE:-} ]]; then
+    [[ $DNS_RATE =~ ^[1-9][0-9]*$ ]] || { echo "DNS_RATE must be a positive integer" >&2; exit 2; }
+    RATE_ARGS=(-Q "$DNS_RATE")
+fi
 case $ONLY in
     all | nsd | nacre) ;;
     *) echo "ONLY must be nsd, nacre or unset" >&2; exit 2 ;;
@@ -180,7 +188,7 @@ measure() {
     local cpu0 cpu1 completed lost qps cpu
     cpu0=$(python3 "$HELPER" cpu "$pid")
     fg_wait timeout $((DURATION + 30)) taskset -c "$CLIENT_CPU" \
-        dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -l "$DURATION" -c 8 -q 500 \
+        dnsperf -s 127.0.0.1 -p "$port" -d "$WORK/queries.txt" -l "$DURATION" -c 8 -q 500 "${RATE_ARGS[@]}" \
         >"$out" 2>&1 || { cat "$out" >&2; die "dnsperf against $label failed"; }
     cpu1=$(python3 "$HELPER" cpu "$pid")
     kill -0 "$pid" 2>/dev/null || die "$label exited during the run"
