@@ -340,13 +340,14 @@ pub fn load_static_zones(dir: &Path) -> Result<Vec<StaticZone>, DnsError> {
 /// every label that does not start with `_` through IDNA, which refuses `_` (so
 /// `mail_x` or `web.default_group.svc.` failed): outside quoted strings and comments,
 /// each `_` is written as a stand-in that IDNA keeps, and put back in every owner and
-/// target name after parsing. `$INCLUDE` lines are left as they are (their files are
-/// parsed as they are too). Errors with the parser's message.
+/// target name after parsing. `$INCLUDE` files are read in here first (see
+/// [`expand_includes`]), so the same holds in them. Errors with the parser's message.
 fn parse_zone(
     text: &str,
     path: &Path,
     origin: &Name,
 ) -> Result<BTreeMap<RrKey, RecordSet>, String> {
+    let text = &expand_includes(text, path, &origin.to_string(), 0)?;
     let lower = text.to_ascii_lowercase();
     let stand_in = (0..)
         .map(|i| format!("u5fz{i}q"))
@@ -354,14 +355,6 @@ fn parse_zone(
         .unwrap_or_default();
     let mut escaped = String::with_capacity(text.len());
     for line in text.split_inclusive('\n') {
-        if line
-            .trim_start()
-            .to_ascii_uppercase()
-            .starts_with("$INCLUDE")
-        {
-            escaped.push_str(line);
-            continue;
-        }
         let (mut quoted, mut escape) = (false, false);
         for (i, ch) in line.char_indices() {
             match ch {
@@ -456,9 +449,117 @@ fn parse_zone(
     Ok(records)
 }
 
+/// How deep `$INCLUDE` files may nest (a file that includes itself stops here).
+const MAX_INCLUDE_DEPTH: usize = 8;
+
+/// `text` (of the zone file at `path`, whose origin is `origin`, absolute) with every
+/// `$INCLUDE <file> [<origin>]` line replaced by that file's text (a relative path is
+/// relative to the including file's directory), expanded in turn. RFC 1035 §5.1: the
+/// included file starts at the given origin, else at the origin in effect, and the
+/// including file goes on at the origin in effect before the directive, so `$ORIGIN`
+/// lines are written around the included text.
+fn expand_includes(text: &str, path: &Path, origin: &str, depth: usize) -> Result<String, String> {
+    if depth > MAX_INCLUDE_DEPTH {
+        return Err(format!(
+            "$INCLUDE nests deeper than {MAX_INCLUDE_DEPTH} files (at {})",
+            path.display()
+        ));
+    }
+    // The origin in effect, absolute.
+    let mut current = origin.to_string();
+    let absolute = |name: &str, current: &str| {
+        if name.ends_with('.') {
+            name.to_string()
+        } else if current == "." {
+            format!("{name}.")
+        } else {
+            format!("{name}.{current}")
+        }
+    };
+    let mut out = String::with_capacity(text.len());
+    for line in text.split_inclusive('\n') {
+        let code = line.split(';').next().unwrap_or_default();
+        let mut words = code.split_whitespace();
+        let directive = if line.starts_with('$') {
+            words.next()
+        } else {
+            None
+        };
+        match directive.map(str::to_ascii_uppercase).as_deref() {
+            Some("$ORIGIN") => {
+                if let Some(name) = words.next() {
+                    current = absolute(name, &current);
+                }
+                out.push_str(line);
+            }
+            Some("$INCLUDE") => {
+                let file = words
+                    .next()
+                    .map(|f| f.trim_matches('"'))
+                    .ok_or_else(|| format!("$INCLUDE without a file name in {}", path.display()))?;
+                let included = path.parent().unwrap_or(Path::new(".")).join(file);
+                let start = words
+                    .next()
+                    .map_or_else(|| current.clone(), |name| absolute(name, &current));
+                let body = std::fs::read_to_string(&included)
+                    .map_err(|e| format!("$INCLUDE {}: {e}", included.display()))?;
+                let body = expand_includes(&body, &included, &start, depth + 1)?;
+                out.push_str(&format!("$ORIGIN {start}\n"));
+                out.push_str(&body);
+                if !body.ends_with('\n') {
+                    out.push('\n');
+                }
+                out.push_str(&format!("$ORIGIN {current}\n"));
+            }
+            _ => out.push_str(line),
+        }
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn included_files_take_underscores_and_keep_their_origin() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("example.test.zone"),
+            "$TTL 300\n\
+             @ IN SOA ns1 hostmaster 1 3600 600 86400 300\n\
+             @ IN NS ns1\n\
+             ns1 IN A 192.0.2.1\n\
+             $INCLUDE inc/hosts.inc _lab\n\
+             $INCLUDE inc/plain.inc\n\
+             after_x IN A 192.0.2.9\n",
+        )
+        .unwrap();
+        std::fs::create_dir(dir.path().join("inc")).unwrap();
+        std::fs::write(
+            dir.path().join("inc/hosts.inc"),
+            "web_1 IN A 192.0.2.2\n$ORIGIN deeper\ndb_1 IN CNAME web_1._lab.example.test.\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("inc/plain.inc"), "mail_x IN A 192.0.2.3").unwrap();
+        let zones = load_static_zones(dir.path()).expect("the zone and its includes load");
+        let (_, _, addresses) = &zones[0];
+        let mut names: Vec<String> = addresses.iter().map(|r| r.name.to_string()).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            vec![
+                "after_x.example.test.",
+                "mail_x.example.test.",
+                "ns1.example.test.",
+                "web_1._lab.example.test.",
+            ]
+        );
+        // A file that includes itself is refused, not followed forever.
+        std::fs::write(dir.path().join("inc/plain.inc"), "$INCLUDE plain.inc\n").unwrap();
+        let err = load_static_zones(dir.path()).err().expect("refused");
+        assert!(err.to_string().contains("nests deeper"), "{err}");
+    }
 
     #[test]
     fn shipped_zone_files_load() {

@@ -629,7 +629,6 @@ async fn serve_tcp_connection(
     idle: Duration,
 ) -> std::io::Result<()> {
     let mut out = Vec::with_capacity(1500);
-    let mut local = LocalCache::default();
     loop {
         let len = match tokio::time::timeout(idle, stream.read_u16()).await {
             Ok(Ok(len)) => len as usize,
@@ -640,12 +639,11 @@ async fn serve_tcp_connection(
             Ok(Ok(_)) => {}
             _ => return Ok(()),
         }
-        let response =
-            if dispatcher.try_fast(&packet, src, Protocol::Tcp, Some(&mut local), &mut out) {
-                Some(std::mem::take(&mut out))
-            } else {
-                dispatcher.handle_slow(&packet, src, Protocol::Tcp).await
-            };
+        let response = if dispatcher.try_fast(&packet, src, Protocol::Tcp, None, &mut out) {
+            Some(std::mem::take(&mut out))
+        } else {
+            dispatcher.handle_slow(&packet, src, Protocol::Tcp).await
+        };
         if let Some(resp) = response {
             let mut framed = Vec::with_capacity(resp.len() + 2);
             framed.extend_from_slice(&(resp.len() as u16).to_be_bytes());

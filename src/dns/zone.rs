@@ -127,10 +127,10 @@ struct Source {
 /// seeded, for names that clients choose.
 type AnswerMap = HashMap<Box<[u8]>, Arc<Cached>, foldhash::fast::RandomState>;
 
-/// A UDP worker's (or a TCP connection's) own map of the answers it has used, so
-/// that answering a cached name writes to no memory shared with other cores: the
-/// zone's shared cache is read only on a miss here. Its entries are checked exactly
-/// as the shared ones.
+/// A UDP worker's own map of the answers it has used, so that answering a cached name
+/// writes to no memory shared with other cores: the zone's shared cache is read only
+/// on a miss here. Its entries are checked exactly as the shared ones. (DNS over TCP,
+/// a query or two per connection, uses the shared cache alone.)
 #[derive(Default)]
 pub struct LocalCache {
     answers: AnswerMap,
