@@ -798,6 +798,42 @@ mod tests {
     }
 
     #[test]
+    fn random_options_never_break_the_parser_or_the_echo() {
+        let mut rng = SmallRng::seed_from_u64(7);
+        let base = query(&["a", "svc"], 1, true);
+        for _ in 0..20_000 {
+            let mut p = base.clone();
+            let len = rng.random_range(0..40usize);
+            let mut rdata: Vec<u8> = (0..len).map(|_| rng.random()).collect();
+            if rng.random_bool(0.5) && rdata.len() >= 4 {
+                // Often an ECS option header, so that its checks run.
+                rdata[0..2].copy_from_slice(&OPTION_CLIENT_SUBNET.to_be_bytes());
+            }
+            let at = p.len() - 2;
+            p[at..].copy_from_slice(&(rdata.len() as u16).to_be_bytes());
+            p.extend_from_slice(&rdata);
+            if let Some(q) = parse(&p) {
+                let mut out = Vec::new();
+                let prepared = Prepared {
+                    rcode: 0,
+                    counts: [0; 3],
+                    body: Vec::new(),
+                    sample: None,
+                    truncated: false,
+                };
+                let reply = Reply {
+                    limit: 512,
+                    recursion_available: false,
+                    server_payload: 1232,
+                    client_subnet_scope: Some(24),
+                };
+                assemble(&q, &prepared, reply, &mut out);
+                assert!(out.len() >= HEADER_LEN);
+            }
+        }
+    }
+
+    #[test]
     fn client_subnet_options_are_checked() {
         let ok = parse_client_subnet(&[0, 1, 23, 0, 10, 1, 6], 40).unwrap();
         assert_eq!(ok.addr, "10.1.6.0".parse::<std::net::IpAddr>().unwrap());
