@@ -58,8 +58,14 @@ pub struct ClientSubnetView {
     pub source_prefix: u8,
     /// Where the option's data (FAMILY onwards) starts in the packet.
     data_at: usize,
-    /// Length of the option's data, bytes.
-    data_len: usize,
+}
+
+impl ClientSubnetView {
+    /// Length of the option's data, bytes: FAMILY, the two prefix lengths and the
+    /// address bytes the source prefix needs.
+    fn data_len(&self) -> usize {
+        4 + usize::from(self.source_prefix).div_ceil(8)
+    }
 }
 
 /// EDNS option code of Client Subnet (RFC 7871).
@@ -98,7 +104,6 @@ fn parse_client_subnet(data: &[u8], data_at: usize) -> Option<ClientSubnetView> 
         addr,
         source_prefix,
         data_at,
-        data_len: data.len(),
     })
 }
 
@@ -514,7 +519,7 @@ fn response_opt_len(query: &QueryView<'_>, reply: &Reply) -> usize {
     match query.edns {
         None => 0,
         Some(edns) => match (edns.client_subnet, reply.client_subnet_scope) {
-            (Some(subnet), Some(_)) => OPT_LEN + 4 + subnet.data_len,
+            (Some(subnet), Some(_)) => OPT_LEN + 4 + subnet.data_len(),
             _ => OPT_LEN,
         },
     }
@@ -596,9 +601,9 @@ pub fn assemble(query: &QueryView<'_>, prepared: &Prepared, reply: Reply, out: &
             // FAMILY, SOURCE PREFIX-LENGTH and ADDRESS as the query sent them (the
             // parser checked they are there), with the scope this answer holds for
             // (RFC 7871 §7.2.1).
-            let data = &query.packet[subnet.data_at..subnet.data_at + subnet.data_len];
+            let data = &query.packet[subnet.data_at..subnet.data_at + subnet.data_len()];
             out.extend_from_slice(&OPTION_CLIENT_SUBNET.to_be_bytes());
-            out.extend_from_slice(&(subnet.data_len as u16).to_be_bytes());
+            out.extend_from_slice(&(data.len() as u16).to_be_bytes());
             let at = out.len();
             out.extend_from_slice(data);
             out[at + 3] = scope;

@@ -263,22 +263,29 @@ impl ServiceZone {
             key_len += cluster.len();
         }
         let key = &key_buf[..key_len];
-        let subnet_scope = |by_locality: bool| {
-            let scope = placement.as_ref()?.client_subnet_scope?;
-            Some(if by_locality { scope } else { 0 })
-        };
-        let mut send = |cached: &Cached, out: &mut Vec<u8>| {
-            if self.refuses(cached.source.iter().map(|s| &s.key), client) {
+        // REFUSED, or the prepared answer with the Client Subnet scope it holds for.
+        let mut send = |refused: bool, by_locality: bool, prepared: &Prepared, out: &mut _| {
+            if refused {
                 refuse(query, out);
-            } else {
-                reply.client_subnet_scope = subnet_scope(cached.by_locality);
-                wire::assemble(query, &cached.prepared, reply, out);
+                return;
             }
+            reply.client_subnet_scope = placement
+                .as_ref()
+                .and_then(|p| p.client_subnet_scope)
+                .map(|scope| if by_locality { scope } else { 0 });
+            wire::assemble(query, prepared, reply, out);
         };
+        let refuses_cached =
+            |cached: &Cached| self.refuses(cached.source.iter().map(|s| &s.key), client);
         if let Some(cached) = local.as_ref().and_then(|l| l.answers.get(key))
             && self.is_current(cached)
         {
-            send(cached, out);
+            send(
+                refuses_cached(cached),
+                cached.by_locality,
+                &cached.prepared,
+                out,
+            );
             return;
         }
         let shared = self
@@ -288,7 +295,12 @@ impl ServiceZone {
             .filter(|cached| self.is_current(cached))
             .cloned();
         if let Some(cached) = shared {
-            send(&cached, out);
+            send(
+                refuses_cached(&cached),
+                cached.by_locality,
+                &cached.prepared,
+                out,
+            );
             if let Some(local) = local {
                 remember(&mut local.answers, key, cached);
             }
@@ -333,12 +345,7 @@ impl ServiceZone {
         let by_locality = matches!(target, Target::Service(_) | Target::ServiceType(..));
         let answer = self.answer(&qname, qtype, target, cluster);
         let prepared = self.prepare(&qname, qtype, answer);
-        if refused {
-            refuse(query, out);
-        } else {
-            reply.client_subnet_scope = subnet_scope(by_locality);
-            wire::assemble(query, &prepared, reply, out);
-        }
+        send(refused, by_locality, &prepared, out);
         let Some(source) = source else {
             return;
         };
