@@ -45,12 +45,29 @@ impl Inbox {
     /// [`BATCH`]) and returns how many. Receive errors (ICMP errors of earlier sends
     /// surface here) are logged and skipped; an error is returned only when the
     /// socket can no longer be polled (its runtime is shutting down).
+    ///
+    /// On Linux a receive that returns fewer than [`BATCH`] packets has emptied the
+    /// queue, so the socket's readiness is cleared then and there: the next call waits
+    /// for the reactor instead of spending a system call to learn `EAGAIN`. Nothing is
+    /// missed: tokio registers sockets edge-triggered, and epoll raises a new event for
+    /// each packet queued later. Elsewhere (one packet per call) the queue is read
+    /// until the kernel says it is empty.
     pub async fn recv(&mut self, socket: &UdpSocket) -> io::Result<usize> {
         loop {
             socket.readable().await?;
-            match socket.try_io(Interest::READABLE, || self.recv_some(socket)) {
-                Ok(0) => {}
+            let mut taken = 0;
+            let result = socket.try_io(Interest::READABLE, || {
+                taken = self.recv_some(socket)?;
+                if cfg!(target_os = "linux") && taken < BATCH {
+                    // tokio clears readiness when the closure reports WouldBlock.
+                    Err(io::ErrorKind::WouldBlock.into())
+                } else {
+                    Ok(taken)
+                }
+            });
+            match result {
                 Ok(n) => return Ok(n),
+                Err(_) if taken > 0 => return Ok(taken),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
                 Err(e) => debug!(error = %e, "udp receive error"),
             }
