@@ -140,7 +140,7 @@ impl App {
         let config = Arc::new(ConfigService::load(store).await?);
         let cancel = CancellationToken::new();
 
-        let dns = DnsServer::start(&settings.dns, registry.clone()).await?;
+        let dns = DnsServer::start(&settings.dns, naming.view()).await?;
         info!(addr = %dns.local_addr, "DNS listening (UDP and TCP)");
 
         let listener = TcpListener::bind(settings.http.addr)
@@ -160,7 +160,7 @@ impl App {
         let push = if settings.push.enabled {
             let (push, worker) = PushService::start(
                 &settings.push,
-                registry.clone(),
+                naming.view(),
                 list_cache.clone(),
                 settings.naming.cache_millis,
             )

@@ -86,8 +86,7 @@ impl DnsTarget {
     /// A dispatcher over services `stock` (IPv4, IPv6 and host-name instances) and
     /// `big` (40 instances), and the static zones of `zones_dir`.
     pub fn new(zones_dir: &std::path::Path) -> Self {
-        let registry = Arc::new(Registry::new());
-        let naming = NamingService::new(registry.clone());
+        let naming = NamingService::new(Arc::new(Registry::new()));
         let spec = |ip: &str| InstanceSpec {
             ip: ip.into(),
             host: Host::parse(ip).unwrap_or(Host::Name("invalid".into())),
@@ -116,7 +115,7 @@ impl DnsTarget {
             .build()
             .expect("a runtime");
         let dispatcher = runtime
-            .block_on(async { crate::dns::dispatcher(&settings, registry) })
+            .block_on(async { crate::dns::dispatcher(&settings, naming.view()) })
             .expect("a dispatcher");
         Self {
             runtime,

@@ -190,7 +190,7 @@ pub struct AuthService {
 }
 
 fn now_secs() -> u64 {
-    crate::naming::registry::now_millis() / 1000
+    crate::model::now_millis() / 1000
 }
 
 /// A bcrypt hash in Nacos's `$2a$` form.

@@ -245,7 +245,7 @@ mod tests {
     use super::*;
 
     fn now() -> u64 {
-        crate::naming::registry::now_millis() / 1000
+        crate::model::now_millis() / 1000
     }
 
     #[test]

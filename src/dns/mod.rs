@@ -31,7 +31,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::naming::registry::Registry;
+use crate::naming::registry::RegistryView;
 use crate::settings::DnsSettings;
 use server::Dispatcher;
 use zone::ServiceZone;
@@ -77,7 +77,7 @@ const PRIVILEGE_HINT: &str = " (ports below 1024 need root or the capability: ru
 /// The query handling of a DNS server with `settings` over `registry`, without its
 /// sockets: the service zone, the static zones of `dns.zones_dir` and, with
 /// `dns.forwarders`, the forwarder. (The fuzzers drive it directly.)
-pub fn dispatcher(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Dispatcher, DnsError> {
+pub fn dispatcher(settings: &DnsSettings, registry: RegistryView) -> Result<Dispatcher, DnsError> {
     let zone =
         ServiceZone::new(registry, settings).map_err(|e| DnsError::ZoneName(e.to_string()))?;
     let mut catalog = Catalog::new();
@@ -145,7 +145,7 @@ pub struct DnsServer {
 impl DnsServer {
     /// Binds UDP and TCP on `settings.addr` (port 0: a free port shared by both), loads
     /// the static zones and starts serving.
-    pub async fn start(settings: &DnsSettings, registry: Arc<Registry>) -> Result<Self, DnsError> {
+    pub async fn start(settings: &DnsSettings, registry: RegistryView) -> Result<Self, DnsError> {
         let dispatcher = Arc::new(dispatcher(settings, registry)?);
         if settings.name_server_addresses().is_empty() {
             tracing::warn!(

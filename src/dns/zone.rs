@@ -63,7 +63,7 @@ use parking_lot::RwLock;
 use super::locality::Locality;
 use super::wire::{self, Prepared, QueryView, Reply, Sample, SrvTarget, Weighted};
 use crate::model::{DEFAULT_NAMESPACE, FoldedKey, Instance, ServiceKey};
-use crate::naming::registry::{Registry, RevisionWatch, ServiceSnapshot};
+use crate::naming::registry::{RegistryView, RevisionWatch, ServiceSnapshot};
 use crate::naming::selection::{prefer_cluster, select_for_dns};
 use crate::settings::DnsSettings;
 use crate::settings::MAX_CLUSTER_NAME;
@@ -153,7 +153,7 @@ struct Cached {
 pub struct ServiceZone {
     origin: Name,
     origin_wire: Vec<u8>,
-    registry: Arc<Registry>,
+    registry: RegistryView,
     ttl: u32,
     max_answers: usize,
     max_srv_answers: usize,
@@ -176,7 +176,7 @@ impl ServiceZone {
     /// A zone over `registry` with the `[dns]` settings. Errors when `dns.zone` is not
     /// a valid name (settings validation already checks this).
     pub fn new(
-        registry: Arc<Registry>,
+        registry: RegistryView,
         settings: &DnsSettings,
     ) -> Result<Self, hickory_proto::ProtoError> {
         let origin = Name::from_ascii(&settings.zone)?.to_lowercase();

@@ -365,9 +365,11 @@ pub fn http_headers(raw: &str) -> Result<Vec<(String, String)>, String> {
 }
 
 /// The settings of one cluster of a service.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClusterMeta {
-    /// The probe for its persistent instances. Default TCP (as Nacos).
+    /// The probe for its persistent instances. Default TCP (as Nacos). Serialized as
+    /// its JSON text (its own serde form is internally tagged, JSON only).
+    #[serde(with = "super::json_text")]
     pub health_checker: HealthChecker,
     /// Port probed when `use_instance_port` is off. Default 80.
     pub check_port: u16,

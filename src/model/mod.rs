@@ -13,6 +13,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
+
 pub use health::{ClusterMeta, HealthChecker};
 
 /// Nacos's default naming namespace id (`Constants.DEFAULT_NAMESPACE_ID`).
@@ -49,7 +51,7 @@ pub const MAX_WEIGHT: f64 = 10_000.0;
 ///
 /// Nacos names are case-sensitive; so is this key. DNS lookups fold case separately
 /// (see [`ServiceKey::folded`]).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ServiceKey {
     /// Namespace id; `public` for the default namespace.
     pub namespace: String,
@@ -255,7 +257,7 @@ pub fn validate_cluster(cluster: &str) -> Result<(), String> {
 
 /// The host of an instance: an IP address (answered as A/AAAA in DNS) or a host name
 /// (Nacos accepts both; DNS answers host names only as SRV targets).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Host {
     /// An IPv4 or IPv6 literal.
     Ip(IpAddr),
@@ -435,7 +437,7 @@ pub fn validate_beat_metadata(metadata: &BTreeMap<String, String>) -> Result<(),
 
 /// The identity of an instance inside a service: its client's `ip:port`, as Nacos
 /// 2.x keys it (one instance per client per service, whatever its cluster).
-#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct InstanceKey {
     /// The `ip` parameter as registered.
     pub ip: Arc<str>,
@@ -569,6 +571,35 @@ fn parse_metadata_map(raw: &str) -> Result<BTreeMap<String, String>, String> {
         }
     }
     Ok(out)
+}
+
+/// Milliseconds since the Unix epoch, the clock of beats, tokens and `lastRefTime`.
+pub fn now_millis() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Serde for a value whose own serde form is JSON-only (internally tagged, or
+/// `serde_json::Value`): it travels as its JSON text.
+pub mod json_text {
+    use serde::de::DeserializeOwned;
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    /// Writes `value` as its JSON text.
+    pub fn serialize<T: Serialize, S: Serializer>(value: &T, s: S) -> Result<S::Ok, S::Error> {
+        let text = serde_json::to_string(value).map_err(serde::ser::Error::custom)?;
+        s.serialize_str(&text)
+    }
+
+    /// Reads a value from its JSON text.
+    pub fn deserialize<'de, T: DeserializeOwned, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<T, D::Error> {
+        let text = String::deserialize(d)?;
+        serde_json::from_str(&text).map_err(serde::de::Error::custom)
+    }
 }
 
 #[cfg(test)]

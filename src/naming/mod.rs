@@ -5,6 +5,7 @@
 //! write goes through the registry so that readers see one consistent snapshot and
 //! subscribers get one change event per visible change.
 
+pub mod command;
 pub mod ids;
 pub mod registry;
 pub mod selection;
@@ -13,10 +14,12 @@ pub mod service_info;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
 use crate::model::{ClusterMeta, Host, Instance, InstanceKey, ServiceKey, ServiceMeta};
-use registry::{Outcome, Overlay, Registry, ServiceSnapshot, Slot};
+use command::{Applied, NamingCommand, Origin};
+use registry::{Outcome, Overlay, Registry, ServiceSnapshot, Slot, now_millis};
 
 /// Errors of the naming use cases. Each carries what a caller needs to render Nacos's
 /// message.
@@ -83,7 +86,7 @@ fn kind(ephemeral: bool) -> &'static str {
 }
 
 /// A registration or an update, fully validated by the caller.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct InstanceSpec {
     /// The `ip` parameter.
     pub ip: String,
@@ -107,7 +110,7 @@ pub struct InstanceSpec {
 
 /// What `PUT` / `PATCH /ns/instance` lays over a registration; `None` keeps the
 /// instance's current value (weight, enabled) or the earlier update's metadata.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct InstanceUpdate {
     /// Weight, `0.0..=10000.0`.
     pub weight: Option<f64>,
@@ -118,7 +121,7 @@ pub struct InstanceUpdate {
 }
 
 /// What a beat found (as Nacos `InstanceController#beat`).
-#[derive(Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub enum BeatOutcome {
     /// The beat was recorded; the client should beat again after `interval_ms`.
     Recorded {
@@ -130,13 +133,14 @@ pub enum BeatOutcome {
 }
 
 /// Service settings given to create or update a service.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ServiceSpec {
     /// Protect threshold, 0.0..=1.0.
     pub protect_threshold: f32,
     /// Service metadata.
     pub metadata: BTreeMap<String, String>,
-    /// Selector JSON.
+    /// Selector JSON (serialized as its JSON text).
+    #[serde(with = "crate::model::json_text")]
     pub selector: Option<serde_json::Value>,
     /// The kind of instance a service created with this spec holds (ignored by
     /// updates, which keep the service's kind).
@@ -200,6 +204,11 @@ impl NamingService {
         &self.registry
     }
 
+    /// A read-only view of the registry, for readers (DNS, push, lists).
+    pub fn view(&self) -> registry::RegistryView {
+        registry::RegistryView::new(self.registry.clone())
+    }
+
     /// Registers (or re-registers) an instance, creating the service if needed (as Nacos
     /// `InstanceController#register`). An instance is its client's `ip:port`, one per
     /// service (as Nacos 2.x): registering it in another cluster moves it there. A
@@ -213,104 +222,190 @@ impl NamingService {
     /// of instance, [`NamingError::PersistentLimit`] for a new persistent instance in a
     /// full namespace.
     pub fn register(&self, key: &ServiceKey, spec: InstanceSpec) -> Result<(), NamingError> {
-        let registered = self
-            .registry
-            .update(key, Some(spec.ephemeral), |state, ctx| {
-                if state.meta.ephemeral != spec.ephemeral {
-                    return Outcome::Unchanged(Err(NamingError::KindMismatch {
-                        key: key.clone(),
-                        service_ephemeral: state.meta.ephemeral,
-                    }));
-                }
-                let now = ctx.now;
-                let ikey = InstanceKey {
-                    ip: Arc::from(spec.ip.as_str()),
-                    port: spec.port,
-                };
-                let healthy = spec.healthy;
-                let mut instance = Instance {
-                    ip: ikey.ip.clone(),
-                    addr: spec.host.ip(),
-                    port: spec.port,
-                    weight: spec.weight,
-                    healthy,
-                    enabled: spec.enabled,
-                    ephemeral: spec.ephemeral,
-                    cluster: state.intern_cluster(&spec.cluster),
-                    metadata: spec.metadata,
-                    id: None,
-                };
-                let ephemeral = instance.ephemeral;
-                let (slot, changed) = match state.instances.get_mut(&ikey) {
-                    Some(slot) => {
-                        // Share the key's text instead of keeping a second copy.
-                        instance.ip = slot.instance.ip.clone();
-                        let previous = slot.registered();
-                        let same_cluster = previous.cluster == instance.cluster;
-                        if instance.wants_snowflake_id() {
-                            instance.id = previous
-                                .id
-                                .clone()
-                                .filter(|_| same_cluster)
-                                .or_else(|| Some(self.snowflake_id(now, &instance, key)));
-                        }
-                        if !same_cluster {
-                            slot.overlay = None;
-                        }
-                        let instance = Arc::new(instance);
-                        let merged = slot.overlay.as_mut().and_then(|overlay| {
-                            overlay.registered = instance.clone();
-                            let visible = overlay.apply(healthy);
-                            // An update that breaks the beat rules or the size limit
-                            // over the new registration's metadata goes.
-                            crate::model::validate_beat_metadata(&visible.metadata)
-                                .and_then(|_| crate::model::check_metadata_size(&visible.metadata))
-                                .is_ok()
-                                .then_some(visible)
-                        });
-                        if merged.is_none() {
-                            slot.overlay = None;
-                        }
-                        let visible = merged.unwrap_or_else(|| Arc::unwrap_or_clone(instance));
-                        let changed = *slot.instance != visible;
-                        if changed {
-                            slot.instance = Arc::new(visible);
-                        }
-                        slot.last_beat_ms = now;
-                        (slot, changed)
+        self.register_at(key, spec, &Origin::Local, now_millis())
+    }
+
+    /// Applies a command from `origin` at `now_ms` (milliseconds since the epoch): the
+    /// one deterministic write function (DESIGN §1). The same commands applied to
+    /// registries in the same state at the same times leave them the same. Errors as
+    /// the method of the same name ([`NamingService::register`], …).
+    pub fn apply(
+        &self,
+        command: NamingCommand,
+        origin: Origin,
+        now_ms: u64,
+    ) -> Result<Applied, NamingError> {
+        let origin = &origin;
+        match command {
+            NamingCommand::Register { service, instance } => self
+                .register_at(&service, instance, origin, now_ms)
+                .map(|()| Applied::Done),
+            NamingCommand::Deregister {
+                service,
+                client,
+                ephemeral,
+            } => {
+                self.deregister_at(&service, &client, ephemeral, origin, now_ms);
+                Ok(Applied::Done)
+            }
+            NamingCommand::UpdateInstance {
+                service,
+                client,
+                cluster,
+                update,
+            } => self
+                .update_at(&service, &client, &cluster, update, origin, now_ms)
+                .map(|()| Applied::Done),
+            NamingCommand::Beat {
+                service,
+                client,
+                full,
+            } => self
+                .beat_at(&service, &client, full, origin, now_ms)
+                .map(Applied::Beat),
+            NamingCommand::SetProbedHealth {
+                service,
+                client,
+                cluster,
+                checker,
+                healthy,
+            } => Ok(Applied::Health(self.set_probed_health_at(
+                &service, &client, &cluster, &checker, healthy, origin, now_ms,
+            ))),
+            NamingCommand::SetManualHealth {
+                service,
+                client,
+                cluster,
+                healthy,
+            } => self
+                .set_manual_health_at(&service, &client, &cluster, healthy, origin, now_ms)
+                .map(|()| Applied::Done),
+            NamingCommand::UpdateCluster {
+                service,
+                cluster,
+                meta,
+            } => self
+                .update_cluster_at(&service, &cluster, meta, origin, now_ms)
+                .map(|()| Applied::Done),
+            NamingCommand::CreateService { service, spec } => self
+                .create_service_at(&service, spec, origin, now_ms)
+                .map(|()| Applied::Done),
+            NamingCommand::UpdateService { service, spec } => self
+                .update_service_at(&service, spec, origin, now_ms)
+                .map(|()| Applied::Done),
+            NamingCommand::RemoveService { service } => self
+                .remove_service_at(&service, origin)
+                .map(|()| Applied::Done),
+        }
+    }
+
+    fn register_at(
+        &self,
+        key: &ServiceKey,
+        spec: InstanceSpec,
+        origin: &Origin,
+        now: u64,
+    ) -> Result<(), NamingError> {
+        let registered =
+            self.registry
+                .update(key, Some(spec.ephemeral), origin, now, |state, ctx| {
+                    if state.meta.ephemeral != spec.ephemeral {
+                        return Outcome::Unchanged(Err(NamingError::KindMismatch {
+                            key: key.clone(),
+                            service_ephemeral: state.meta.ephemeral,
+                        }));
                     }
-                    None => {
-                        if !ephemeral
-                            && let Err(hit) = ctx.reserve_persistent(
-                                &key.namespace,
-                                self.max_persistent_per_namespace,
-                                self.max_persistent,
-                            )
-                        {
-                            return Outcome::Unchanged(Err(self.persistent_limit(key, hit)));
+                    let now = ctx.now;
+                    let ikey = InstanceKey {
+                        ip: Arc::from(spec.ip.as_str()),
+                        port: spec.port,
+                    };
+                    let healthy = spec.healthy;
+                    let mut instance = Instance {
+                        ip: ikey.ip.clone(),
+                        addr: spec.host.ip(),
+                        port: spec.port,
+                        weight: spec.weight,
+                        healthy,
+                        enabled: spec.enabled,
+                        ephemeral: spec.ephemeral,
+                        cluster: state.intern_cluster(&spec.cluster),
+                        metadata: spec.metadata,
+                        id: None,
+                    };
+                    let ephemeral = instance.ephemeral;
+                    let (slot, changed) = match state.instances.get_mut(&ikey) {
+                        Some(slot) => {
+                            // Share the key's text instead of keeping a second copy.
+                            instance.ip = slot.instance.ip.clone();
+                            let previous = slot.registered();
+                            let same_cluster = previous.cluster == instance.cluster;
+                            if instance.wants_snowflake_id() {
+                                instance.id = previous
+                                    .id
+                                    .clone()
+                                    .filter(|_| same_cluster)
+                                    .or_else(|| Some(self.snowflake_id(now, &instance, key)));
+                            }
+                            if !same_cluster {
+                                slot.overlay = None;
+                            }
+                            let instance = Arc::new(instance);
+                            let merged = slot.overlay.as_mut().and_then(|overlay| {
+                                overlay.registered = instance.clone();
+                                let visible = overlay.apply(healthy);
+                                // An update that breaks the beat rules or the size limit
+                                // over the new registration's metadata goes.
+                                crate::model::validate_beat_metadata(&visible.metadata)
+                                    .and_then(|_| {
+                                        crate::model::check_metadata_size(&visible.metadata)
+                                    })
+                                    .is_ok()
+                                    .then_some(visible)
+                            });
+                            if merged.is_none() {
+                                slot.overlay = None;
+                            }
+                            let visible = merged.unwrap_or_else(|| Arc::unwrap_or_clone(instance));
+                            let changed = *slot.instance != visible;
+                            if changed {
+                                slot.instance = Arc::new(visible);
+                            }
+                            slot.last_beat_ms = now;
+                            (slot, changed)
                         }
-                        if instance.wants_snowflake_id() {
-                            instance.id = Some(self.snowflake_id(now, &instance, key));
+                        None => {
+                            if !ephemeral
+                                && let Err(hit) = ctx.reserve_persistent(
+                                    &key.namespace,
+                                    self.max_persistent_per_namespace,
+                                    self.max_persistent,
+                                )
+                            {
+                                return Outcome::Unchanged(Err(self.persistent_limit(key, hit)));
+                            }
+                            if instance.wants_snowflake_id() {
+                                instance.id = Some(self.snowflake_id(now, &instance, key));
+                            }
+                            let slot = state.instances.entry(ikey).or_insert(Slot {
+                                instance: Arc::new(instance),
+                                overlay: None,
+                                last_beat_ms: now,
+                                due: None,
+                            });
+                            (slot, true)
                         }
-                        let slot = state.instances.entry(ikey).or_insert(Slot {
-                            instance: Arc::new(instance),
-                            overlay: None,
-                            last_beat_ms: now,
-                            due: None,
-                        });
-                        (slot, true)
+                    };
+                    if ephemeral {
+                        let timeout = slot.instance.beat_timeout_ms();
+                        ctx.schedule_expiry(slot, now.saturating_add(timeout).saturating_add(1));
                     }
-                };
-                if ephemeral {
-                    let timeout = slot.instance.beat_timeout_ms();
-                    ctx.schedule_expiry(slot, now.saturating_add(timeout).saturating_add(1));
-                }
-                if changed {
-                    Outcome::Changed(Ok(()))
-                } else {
-                    Outcome::Unchanged(Ok(()))
-                }
-            });
+                    if changed {
+                        Outcome::Changed(Ok(()))
+                    } else {
+                        Outcome::Unchanged(Ok(()))
+                    }
+                });
         // `update` with `create` always finds or makes the service.
         registered.unwrap_or(Ok(()))
     }
@@ -338,7 +433,18 @@ impl NamingService {
     /// (as Nacos 2.x). Succeeds when it does not exist, or is of the other kind, which
     /// stays (as Nacos 2.x, where the two kinds live in different clients).
     pub fn deregister(&self, key: &ServiceKey, ikey: &InstanceKey, ephemeral: bool) {
-        self.registry.update(key, None, |state, ctx| {
+        self.deregister_at(key, ikey, ephemeral, &Origin::Local, now_millis());
+    }
+
+    fn deregister_at(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        ephemeral: bool,
+        origin: &Origin,
+        now: u64,
+    ) {
+        self.registry.update(key, None, origin, now, |state, ctx| {
             if state
                 .instances
                 .get(ikey)
@@ -375,6 +481,18 @@ impl NamingService {
         cluster: &str,
         update: InstanceUpdate,
     ) -> Result<(), NamingError> {
+        self.update_at(key, ikey, cluster, update, &Origin::Local, now_millis())
+    }
+
+    fn update_at(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        cluster: &str,
+        update: InstanceUpdate,
+        origin: &Origin,
+        now: u64,
+    ) -> Result<(), NamingError> {
         let not_found = || NamingError::InstanceNotFound {
             key: key.clone(),
             ip: ikey.ip.to_string(),
@@ -382,7 +500,7 @@ impl NamingService {
             cluster: cluster.to_string(),
         };
         self.registry
-            .update(key, None, |state, _| {
+            .update(key, None, origin, now, |state, _| {
                 let Some(slot) = state
                     .instances
                     .get_mut(ikey)
@@ -432,7 +550,18 @@ impl NamingService {
         ikey: &InstanceKey,
         full: Option<InstanceSpec>,
     ) -> Result<BeatOutcome, NamingError> {
-        let found = self.registry.update(key, None, |state, ctx| {
+        self.beat_at(key, ikey, full, &Origin::Local, now_millis())
+    }
+
+    fn beat_at(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        full: Option<InstanceSpec>,
+        origin: &Origin,
+        now: u64,
+    ) -> Result<BeatOutcome, NamingError> {
+        let found = self.registry.update(key, None, origin, now, |state, ctx| {
             let now = ctx.now;
             let Some(slot) = state
                 .instances
@@ -458,8 +587,8 @@ impl NamingService {
         match (found.flatten(), full) {
             (Some(interval_ms), _) => Ok(BeatOutcome::Recorded { interval_ms }),
             (None, Some(spec)) => {
-                self.register(key, spec)?;
-                self.beat(key, ikey, None)
+                self.register_at(key, spec, origin, now)?;
+                self.beat_at(key, ikey, None, origin, now)
             }
             (None, None) => Ok(BeatOutcome::NotFound),
         }
@@ -479,8 +608,30 @@ impl NamingService {
         checker: &crate::model::HealthChecker,
         healthy: bool,
     ) -> bool {
+        self.set_probed_health_at(
+            key,
+            ikey,
+            cluster,
+            checker,
+            healthy,
+            &Origin::Local,
+            now_millis(),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn set_probed_health_at(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        cluster: &str,
+        checker: &crate::model::HealthChecker,
+        healthy: bool,
+        origin: &Origin,
+        now: u64,
+    ) -> bool {
         self.registry
-            .update(key, None, |state, _| {
+            .update(key, None, origin, now, |state, _| {
                 let probed = state.instances.get(ikey).is_some_and(|slot| {
                     *slot.instance.cluster == *cluster
                         && state.meta.cluster(cluster).health_checker == *checker
@@ -505,12 +656,24 @@ impl NamingService {
         cluster: &str,
         healthy: bool,
     ) -> Result<(), NamingError> {
+        self.set_manual_health_at(key, ikey, cluster, healthy, &Origin::Local, now_millis())
+    }
+
+    fn set_manual_health_at(
+        &self,
+        key: &ServiceKey,
+        ikey: &InstanceKey,
+        cluster: &str,
+        healthy: bool,
+        origin: &Origin,
+        now: u64,
+    ) -> Result<(), NamingError> {
         let running = || NamingError::HealthCheckRunning {
             key: key.clone(),
             cluster: cluster.to_string(),
         };
         self.registry
-            .update(key, None, |state, _| {
+            .update(key, None, origin, now, |state, _| {
                 let manual = state
                     .meta
                     .clusters
@@ -543,8 +706,19 @@ impl NamingService {
         cluster: &str,
         meta: ClusterMeta,
     ) -> Result<(), NamingError> {
+        self.update_cluster_at(key, cluster, meta, &Origin::Local, now_millis())
+    }
+
+    fn update_cluster_at(
+        &self,
+        key: &ServiceKey,
+        cluster: &str,
+        meta: ClusterMeta,
+        origin: &Origin,
+        now: u64,
+    ) -> Result<(), NamingError> {
         self.registry
-            .update(key, None, |state, _| {
+            .update(key, None, origin, now, |state, _| {
                 if state.meta.clusters.get(cluster).map(|c| &**c) == Some(&meta) {
                     return Outcome::Unchanged(());
                 }
@@ -589,16 +763,28 @@ impl NamingService {
     /// Creates a service through the service API (`POST /ns/service`). Errors when it
     /// exists already, also when registration created it (Nacos 2.x).
     pub fn create_service(&self, key: &ServiceKey, spec: ServiceSpec) -> Result<(), NamingError> {
+        self.create_service_at(key, spec, &Origin::Local, now_millis())
+    }
+
+    fn create_service_at(
+        &self,
+        key: &ServiceKey,
+        spec: ServiceSpec,
+        origin: &Origin,
+        now: u64,
+    ) -> Result<(), NamingError> {
         if self.registry.snapshot(key).is_some() {
             return Err(NamingError::ServiceExists(key.clone()));
         }
-        let created = self.registry.update(key, Some(spec.ephemeral), |state, _| {
-            if state.meta.explicit {
-                return Outcome::Unchanged(false);
-            }
-            state.meta = meta_from(spec, &state.meta);
-            Outcome::Changed(true)
-        });
+        let created = self
+            .registry
+            .update(key, Some(spec.ephemeral), origin, now, |state, _| {
+                if state.meta.explicit {
+                    return Outcome::Unchanged(false);
+                }
+                state.meta = meta_from(spec, &state.meta);
+                Outcome::Changed(true)
+            });
         match created {
             Some(true) => Ok(()),
             _ => Err(NamingError::ServiceExists(key.clone())),
@@ -607,8 +793,18 @@ impl NamingService {
 
     /// Updates a service's settings (`PUT /ns/service`); metadata is replaced.
     pub fn update_service(&self, key: &ServiceKey, spec: ServiceSpec) -> Result<(), NamingError> {
+        self.update_service_at(key, spec, &Origin::Local, now_millis())
+    }
+
+    fn update_service_at(
+        &self,
+        key: &ServiceKey,
+        spec: ServiceSpec,
+        origin: &Origin,
+        now: u64,
+    ) -> Result<(), NamingError> {
         self.registry
-            .update(key, None, |state, _| {
+            .update(key, None, origin, now, |state, _| {
                 let next = meta_from(spec, &state.meta);
                 if next == state.meta {
                     return Outcome::Unchanged(());
@@ -621,7 +817,11 @@ impl NamingService {
 
     /// Removes a service that has no instances (as Nacos 2.x).
     pub fn remove_service(&self, key: &ServiceKey) -> Result<(), NamingError> {
-        let removed = self.registry.remove_service(key, |state| {
+        self.remove_service_at(key, &Origin::Local)
+    }
+
+    fn remove_service_at(&self, key: &ServiceKey, origin: &Origin) -> Result<(), NamingError> {
+        let removed = self.registry.remove_service(key, origin, |state| {
             if state.instances.is_empty() {
                 Ok(())
             } else {

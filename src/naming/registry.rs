@@ -20,21 +20,15 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use parking_lot::{Mutex, RwLock};
 use tokio::sync::broadcast;
 
+use super::command::Origin;
 use crate::model::{FoldedKey, Instance, InstanceKey, ServiceKey, ServiceMeta};
 
-/// Milliseconds since the Unix epoch, the clock of beats and `lastRefTime`.
-pub fn now_millis() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
+pub use crate::model::now_millis;
 
 /// A change to one service, sent to every subscriber (DNS, push, replication).
 #[derive(Clone, Debug, PartialEq)]
@@ -44,6 +38,8 @@ pub struct ChangeEvent {
     /// Its revision after the change (registry-wide, increasing); 0 when the service
     /// was removed.
     pub revision: u64,
+    /// Where the change came from.
+    pub origin: Origin,
 }
 
 /// An immutable view of one service at one revision. Cheap to share.
@@ -186,7 +182,8 @@ type ExpiryQueue = BTreeMap<(u64, u64), Due>;
 /// What a write closure gets besides the state: the time of the write and the means to
 /// queue an instance for expiry.
 pub(crate) struct WriteCtx<'a> {
-    /// Milliseconds since the epoch at the start of the write.
+    /// Milliseconds since the epoch: the time the write was given (never read from the
+    /// clock here).
     pub(crate) now: u64,
     registry: &'a Registry,
     cell: &'a Arc<ServiceCell>,
@@ -483,24 +480,27 @@ impl Registry {
         cell.snapshot.load_full()
     }
 
-    /// Runs `f` on the state of service `key` under its lock. With `create =
-    /// Some(ephemeral)`, a missing service is created first, with default settings and
-    /// holding instances of that kind; with `None`, a missing service gives `None`. A
-    /// `Changed` outcome bumps the revision and emits an event.
+    /// Runs `f` on the state of service `key` under its lock, as a write from `origin`
+    /// at `now` (milliseconds since the epoch). With `create = Some(ephemeral)`, a
+    /// missing service is created first, with default settings and holding instances of
+    /// that kind; with `None`, a missing service gives `None`. A `Changed` outcome
+    /// bumps the revision and emits an event.
     pub(crate) fn update<R>(
         &self,
         key: &ServiceKey,
         create: Option<bool>,
+        origin: &Origin,
+        now: u64,
         f: impl FnOnce(&mut ServiceState, &WriteCtx<'_>) -> Outcome<R>,
     ) -> Option<R> {
         loop {
-            let cell = self.cell(key, create)?;
+            let cell = self.cell(key, create, origin, now)?;
             let state = cell.state.lock();
             if state.removed {
                 // Lost a race with remove_service; look the service up again.
                 continue;
             }
-            return Some(self.apply(&cell, state, f));
+            return Some(self.apply(&cell, state, origin, now, f));
         }
     }
 
@@ -509,23 +509,27 @@ impl Registry {
     fn update_cell<R>(
         &self,
         cell: &Arc<ServiceCell>,
+        origin: &Origin,
+        now: u64,
         f: impl FnOnce(&mut ServiceState, &WriteCtx<'_>) -> Outcome<R>,
     ) -> Option<R> {
         let state = cell.state.lock();
         if state.removed {
             return None;
         }
-        Some(self.apply(cell, state, f))
+        Some(self.apply(cell, state, origin, now, f))
     }
 
     fn apply<R>(
         &self,
         cell: &Arc<ServiceCell>,
         mut state: parking_lot::MutexGuard<'_, CellState>,
+        origin: &Origin,
+        now: u64,
         f: impl FnOnce(&mut ServiceState, &WriteCtx<'_>) -> Outcome<R>,
     ) -> R {
         let ctx = WriteCtx {
-            now: now_millis(),
+            now,
             registry: self,
             cell,
         };
@@ -557,7 +561,7 @@ impl Registry {
                 cell.dirty.store(true, Ordering::Release);
                 cell.latest.store(revision, Ordering::Release);
                 drop(state);
-                self.notify(&cell.key, revision);
+                self.notify(&cell.key, revision, origin);
                 r
             }
         }
@@ -568,11 +572,12 @@ impl Registry {
     }
 
     /// Sends a change event, without building one when nobody listens.
-    fn notify(&self, key: &ServiceKey, revision: u64) {
+    fn notify(&self, key: &ServiceKey, revision: u64, origin: &Origin) {
         if self.events.receiver_count() > 0 {
             let _ = self.events.send(ChangeEvent {
                 key: key.clone(),
                 revision,
+                origin: origin.clone(),
             });
         }
     }
@@ -587,7 +592,13 @@ impl Registry {
         }
     }
 
-    fn cell(&self, key: &ServiceKey, create: Option<bool>) -> Option<Arc<ServiceCell>> {
+    fn cell(
+        &self,
+        key: &ServiceKey,
+        create: Option<bool>,
+        origin: &Origin,
+        now: u64,
+    ) -> Option<Arc<ServiceCell>> {
         if let Some(cell) = self.tables.read().services.get(key) {
             return Some(cell.clone());
         }
@@ -599,7 +610,6 @@ impl Registry {
         let revision = self.next_revision();
         // Created empty: if nothing lands in it (a refused registration), it goes
         // after its empty-service TTL like any emptied service.
-        let now = now_millis();
         let empty_due = (
             now.saturating_add(self.empty_service_ttl_ms),
             self.expiry_seq.fetch_add(1, Ordering::Relaxed),
@@ -647,18 +657,19 @@ impl Registry {
         if let Some(why) = key.dns_unreachable() {
             tracing::info!(service = %key, "service has no DNS name: {why}");
         }
-        self.notify(key, revision);
+        self.notify(key, revision, origin);
         Some(cell)
     }
 
-    /// Removes a service. `check` sees its state first and may refuse with an error.
-    /// Returns `Ok(false)` when the service does not exist.
+    /// Removes a service, as a write from `origin`. `check` sees its state first and
+    /// may refuse with an error. Returns `Ok(false)` when the service does not exist.
     pub(crate) fn remove_service<E>(
         &self,
         key: &ServiceKey,
+        origin: &Origin,
         check: impl FnOnce(&ServiceState) -> Result<(), E>,
     ) -> Result<bool, E> {
-        self.remove_cell(key, None, check)
+        self.remove_cell(key, None, origin, check)
     }
 
     /// Removes service `key` if it is still `expected` (any cell with `None`) and
@@ -667,6 +678,7 @@ impl Registry {
         &self,
         key: &ServiceKey,
         expected: Option<&Arc<ServiceCell>>,
+        origin: &Origin,
         check: impl FnOnce(&ServiceState) -> Result<(), E>,
     ) -> Result<bool, E> {
         let mut tables = self.tables.write();
@@ -704,7 +716,7 @@ impl Registry {
             }
         }
         drop(tables);
-        self.notify(key, 0);
+        self.notify(key, 0, origin);
         Ok(true)
     }
 
@@ -726,7 +738,7 @@ impl Registry {
                     <= now_ms
         };
         if self
-            .remove_cell(&cell.key, Some(cell), |state| {
+            .remove_cell(&cell.key, Some(cell), &Origin::Local, |state| {
                 if removable(state) { Ok(()) } else { Err(()) }
             })
             .unwrap_or(false)
@@ -738,7 +750,8 @@ impl Registry {
     /// Pops every expiry deadline that has passed at `now_ms` and applies the beat
     /// rules (as Nacos `ClientBeatCheckTask`): past the beat timeout an instance turns
     /// unhealthy, past the delete timeout it is removed; otherwise it is queued again at
-    /// its next deadline. Only ephemeral instances are ever queued.
+    /// its next deadline. Only ephemeral instances are ever queued. Its changes are
+    /// local ones ([`Origin::Local`]).
     pub fn sweep_expired(&self, now_ms: u64) -> SweepReport {
         let mut report = SweepReport::default();
         // Take this sweep's batch first: entries re-queued while processing it wait for
@@ -762,7 +775,7 @@ impl Registry {
                 continue;
             };
             let service = due.cell.key.clone();
-            self.update_cell(&due.cell, |state, ctx| {
+            self.update_cell(&due.cell, &Origin::Local, now_ms, |state, ctx| {
                 let Some(slot) = state.instances.get_mut(&instance_key) else {
                     return Outcome::Unchanged(());
                 };
@@ -812,6 +825,64 @@ impl Registry {
             });
         }
         report
+    }
+}
+
+/// A read-only handle on the registry for its readers (DNS, push, HTTP reads):
+/// snapshots, lookups and change events, and nothing that can change the table
+/// (DESIGN §1). Cheap to clone. Each method is the [`Registry`] method of the same name.
+#[derive(Clone)]
+pub struct RegistryView(Arc<Registry>);
+
+impl RegistryView {
+    /// A view of `registry`.
+    pub fn new(registry: Arc<Registry>) -> Self {
+        Self(registry)
+    }
+
+    /// See [`Registry::subscribe`].
+    pub fn subscribe(&self) -> broadcast::Receiver<ChangeEvent> {
+        self.0.subscribe()
+    }
+
+    /// See [`Registry::snapshot`].
+    pub fn snapshot(&self, key: &ServiceKey) -> Option<Arc<ServiceSnapshot>> {
+        self.0.snapshot(key)
+    }
+
+    /// See [`Registry::find_folded`].
+    pub fn find_folded(&self, folded: &FoldedKey) -> Vec<Arc<ServiceSnapshot>> {
+        self.0.find_folded(folded)
+    }
+
+    /// See [`Registry::is_dns_empty_non_terminal`].
+    pub fn is_dns_empty_non_terminal(&self, folded: &str) -> bool {
+        self.0.is_dns_empty_non_terminal(folded)
+    }
+
+    /// See [`Registry::service_keys`].
+    pub fn service_keys(&self, namespace: Option<&str>) -> Vec<ServiceKey> {
+        self.0.service_keys(namespace)
+    }
+
+    /// See [`Registry::service_count`].
+    pub fn service_count(&self) -> usize {
+        self.0.service_count()
+    }
+
+    /// See [`Registry::instance_count`].
+    pub fn instance_count(&self) -> u64 {
+        self.0.instance_count()
+    }
+
+    /// See [`Registry::generation`].
+    pub fn generation(&self) -> u64 {
+        self.0.generation()
+    }
+
+    /// See [`Registry::watch`].
+    pub fn watch(&self, key: &ServiceKey) -> Option<RevisionWatch> {
+        self.0.watch(key)
     }
 }
 

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
 use crate::model::ServiceKey;
-use crate::naming::registry::{ChangeEvent, Registry, now_millis};
+use crate::naming::registry::{ChangeEvent, RegistryView, now_millis};
 use crate::naming::service_info::{self, ListCache};
 use crate::settings::PushSettings;
 
@@ -187,7 +187,7 @@ pub struct PushService {
     settings: PushSettings,
     socket: UdpSocket,
     ipv4_socket: bool,
-    registry: Arc<Registry>,
+    registry: RegistryView,
     list_cache: Arc<ListCache>,
     cache_millis: u64,
     subscribers: Mutex<SubscriberTable>,
@@ -232,7 +232,7 @@ impl PushService {
     /// list would answer.
     pub async fn start(
         settings: &PushSettings,
-        registry: Arc<Registry>,
+        registry: RegistryView,
         list_cache: Arc<ListCache>,
         cache_millis: u64,
     ) -> Result<(Arc<Self>, PushWorker), PushError> {
@@ -693,7 +693,7 @@ mod tests {
     async fn service(settings: PushSettings) -> Arc<PushService> {
         let (push, _worker) = PushService::start(
             &settings,
-            Arc::new(Registry::new()),
+            RegistryView::new(Arc::new(crate::naming::registry::Registry::new())),
             Arc::new(ListCache::default()),
             10_000,
         )

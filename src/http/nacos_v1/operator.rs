@@ -32,7 +32,7 @@ pub struct MetricsJson {
 
 /// `GET /nacos/v1/ns/operator/metrics`.
 pub async fn metrics(State(state): State<AppState>, p: Params) -> Json<MetricsJson> {
-    let registry = state.naming.registry();
+    let registry = state.naming.view();
     if p.boolean("onlyStatus", true) {
         return Json(MetricsJson {
             status: "UP",
