@@ -1,6 +1,7 @@
 //! One integration binary (faster linking): every test starts real servers in-process on
 //! 127.0.0.1 port 0 and talks to them over real sockets.
 
+mod architecture;
 mod auth;
 mod beats;
 mod binary;
