@@ -7,6 +7,10 @@
 //! are listeners woken. Writes to one key are serialized by a striped lock held across
 //! the transaction and the cache update, so the cache always ends on the version the
 //! database committed last.
+//!
+//! Every change is then told to the [`ConfigSubscriber`]s as a [`ConfigChange`]: the
+//! long-poll [`ListenerHub`] is the first, and in a cluster the peer notifier joins
+//! them (DESIGN §4); the use cases wake no listener themselves.
 
 pub mod archive;
 pub mod listen;
@@ -162,6 +166,31 @@ pub struct PublishCommand {
     pub tag: Option<String>,
 }
 
+/// A change to one config, as every [`ConfigSubscriber`] sees it.
+#[derive(Clone, Debug)]
+pub struct ConfigChange {
+    /// The config.
+    pub key: ConfigKey,
+    /// Which of its versions changed (formal, a beta for some IPs, or a tag).
+    pub scope: ChangeScope,
+}
+
+/// What is told of every config change, after the database committed it and the cache
+/// took it, before the write returns: the long-poll hub, and in a cluster the peer
+/// notifier. Called under the key's write lock, so changes of one key arrive in commit
+/// order; it must not block.
+pub trait ConfigSubscriber: Send + Sync {
+    /// One change.
+    fn changed(&self, change: &ConfigChange);
+}
+
+impl ConfigSubscriber for ListenerHub {
+    /// Answers the held listeners the change concerns.
+    fn changed(&self, change: &ConfigChange) {
+        self.notify(&change.key, &change.scope);
+    }
+}
+
 /// Number of stripes of the per-key write lock.
 const WRITE_STRIPES: usize = 256;
 
@@ -169,7 +198,10 @@ const WRITE_STRIPES: usize = 256;
 pub struct ConfigService {
     store: ConfigStore,
     cache: RwLock<HashMap<ConfigKey, CacheItem>>,
-    hub: ListenerHub,
+    hub: Arc<ListenerHub>,
+    /// Told of every change: the hub first, then those added by
+    /// [`ConfigService::subscribe`].
+    subscribers: RwLock<Vec<Arc<dyn ConfigSubscriber>>>,
     stripes: Vec<tokio::sync::Mutex<()>>,
     hasher: std::collections::hash_map::RandomState,
 }
@@ -196,10 +228,12 @@ impl ConfigService {
             let item = cache.entry(t.key.clone()).or_default();
             item.tags.push((t.tag.clone(), Arc::new(tag_version(&t))));
         }
+        let hub = Arc::new(ListenerHub::default());
         Ok(Self {
             store,
             cache: RwLock::new(cache),
-            hub: ListenerHub::default(),
+            subscribers: RwLock::new(vec![hub.clone() as Arc<dyn ConfigSubscriber>]),
+            hub,
             stripes: (0..WRITE_STRIPES)
                 .map(|_| tokio::sync::Mutex::new(()))
                 .collect(),
@@ -215,6 +249,22 @@ impl ConfigService {
     /// The held listeners.
     pub fn hub(&self) -> &ListenerHub {
         &self.hub
+    }
+
+    /// Adds a subscriber, told of every change from now on.
+    pub fn subscribe(&self, subscriber: Arc<dyn ConfigSubscriber>) {
+        self.subscribers.write().push(subscriber);
+    }
+
+    /// Tells every subscriber of a change.
+    fn changed(&self, key: &ConfigKey, scope: ChangeScope) {
+        let change = ConfigChange {
+            key: key.clone(),
+            scope,
+        };
+        for subscriber in self.subscribers.read().iter() {
+            subscriber.changed(&change);
+        }
     }
 
     fn stripe(&self, key: &ConfigKey) -> &tokio::sync::Mutex<()> {
@@ -331,7 +381,7 @@ impl ConfigService {
                 ips: ips.clone(),
             });
             self.cache.write().entry(key.clone()).or_default().beta = Some(version);
-            self.hub.notify(&key, &ChangeScope::Beta(ips));
+            self.changed(&key, ChangeScope::Beta(ips));
             return Ok(());
         }
         if let Some(tag) = cmd.tag {
@@ -367,7 +417,7 @@ impl ConfigService {
                 item.tags.retain(|(t, _)| *t != tag);
                 item.tags.push((tag.clone(), version));
             }
-            self.hub.notify(&key, &ChangeScope::Tag(tag));
+            self.changed(&key, ChangeScope::Tag(tag));
             return Ok(());
         }
         let done = self.store.publish(rec.clone()).await?;
@@ -380,7 +430,7 @@ impl ConfigService {
             &rec.encrypted_data_key,
         ));
         self.cache.write().entry(key.clone()).or_default().formal = Some(version);
-        self.hub.notify(&key, &ChangeScope::Formal);
+        self.changed(&key, ChangeScope::Formal);
         Ok(())
     }
 
@@ -398,13 +448,13 @@ impl ConfigService {
             Some(tag) => {
                 let existed = self.store.remove_tag(key, tag).await?;
                 self.update_item(key, |item| item.tags.retain(|(t, _)| t != tag));
-                self.hub.notify(key, &ChangeScope::Tag(tag.to_string()));
+                self.changed(key, ChangeScope::Tag(tag.to_string()));
                 existed
             }
             None => {
                 let existed = self.store.remove(key, src_ip, src_user).await?;
                 self.update_item(key, |item| item.formal = None);
-                self.hub.notify(key, &ChangeScope::Formal);
+                self.changed(key, ChangeScope::Formal);
                 existed
             }
         };
@@ -422,7 +472,7 @@ impl ConfigService {
             }
         });
         if !ips.is_empty() {
-            self.hub.notify(key, &ChangeScope::Beta(ips));
+            self.changed(key, ChangeScope::Beta(ips));
         }
         Ok(existed)
     }
@@ -566,4 +616,91 @@ pub fn split_ips(raw: &str) -> Vec<String> {
 
 fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::ConfigStoreSettings;
+
+    /// Records every change it is told of.
+    #[derive(Default)]
+    struct Recorder(parking_lot::Mutex<Vec<String>>);
+
+    impl ConfigSubscriber for Recorder {
+        fn changed(&self, change: &ConfigChange) {
+            self.0
+                .lock()
+                .push(format!("{} {:?}", change.key.data_id, change.scope));
+        }
+    }
+
+    fn record(data_id: &str, content: &str) -> PublishRecord {
+        PublishRecord {
+            key: ConfigKey::new(data_id, "DEFAULT_GROUP", ""),
+            content: content.into(),
+            md5: crate::model::config::content_md5(content),
+            config_type: "text".into(),
+            app_name: None,
+            src_user: None,
+            src_ip: "127.0.0.1".into(),
+            desc: None,
+            usage: None,
+            effect: None,
+            schema: None,
+            config_tags: None,
+            encrypted_data_key: String::new(),
+            cas_md5: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn every_committed_change_reaches_every_subscriber_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ConfigStore::open(&ConfigStoreSettings::default(), dir.path())
+            .await
+            .unwrap();
+        let config = ConfigService::load(store).await.unwrap();
+        let recorder = Arc::new(Recorder::default());
+        config.subscribe(recorder.clone());
+        let publish = |beta_ips: Option<Vec<String>>, tag: Option<String>| PublishCommand {
+            record: record("app.yaml", "a: 1"),
+            beta_ips,
+            tag,
+        };
+        config.publish(publish(None, None)).await.unwrap();
+        // A refused compare-and-set publish changes nothing and tells nobody.
+        let mut cas = publish(None, None);
+        cas.record.cas_md5 = Some("0".repeat(32));
+        assert!(matches!(
+            config.publish(cas).await,
+            Err(ConfigError::CasConflict)
+        ));
+        config
+            .publish(publish(Some(vec!["10.0.0.1".into()]), None))
+            .await
+            .unwrap();
+        config
+            .publish(publish(None, Some("canary".into())))
+            .await
+            .unwrap();
+        let key = ConfigKey::new("app.yaml", "DEFAULT_GROUP", "");
+        config.stop_beta(&key).await.unwrap();
+        config
+            .remove(&key, Some("canary"), "127.0.0.1", None)
+            .await
+            .unwrap();
+        config.remove(&key, None, "127.0.0.1", None).await.unwrap();
+        assert_eq!(
+            *recorder.0.lock(),
+            vec![
+                "app.yaml Formal",
+                "app.yaml Beta([\"10.0.0.1\"])",
+                "app.yaml Tag(\"canary\")",
+                "app.yaml Beta([\"10.0.0.1\"])",
+                "app.yaml Tag(\"canary\")",
+                "app.yaml Formal",
+            ]
+        );
+    }
 }
