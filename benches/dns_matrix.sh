@@ -9,6 +9,11 @@
 #   SHAPES              default "1000x10 20x2000"
 #   WORKER_COUNTS       default "1 2"
 #   NACRE_BIN, DNS_BENCH_DURATION  passed on to dns_vs_nsd.sh
+#   MODE                "servers" (default): pairs of Nacre and NSD at each worker
+#                       count, as above; "scaling": pairs of one server at the fewest and
+#                       the most workers, alternating (fewest then most, then most then
+#                       fewest, ...), per shape and server, so that drift of the machine
+#                       does not pass for a change with the worker count
 #
 # Output, per shape and worker count:
 #   <shape> w<N>: nacre <median q/CPU-s>  nsd <median>  ratio <median of pair ratios>
@@ -38,6 +43,43 @@ run() {
     echo "# $1 w$2 $3: $value"
     echo "$1 $2 $3 $value" >>"$RESULTS"
 }
+
+if [[ ${MODE:-servers} == scaling ]]; then
+    low=$(tr ' ' '\n' <<<"$WORKER_COUNTS" | sort -n | head -n 1)
+    high=$(tr ' ' '\n' <<<"$WORKER_COUNTS" | sort -n | tail -n 1)
+    for shape in $SHAPES; do
+        for server in nacre nsd; do
+            for pair in $(seq "$PAIRS"); do
+                if ((pair % 2)); then
+                    run "$shape" "$low" "$server"
+                    run "$shape" "$high" "$server"
+                else
+                    run "$shape" "$high" "$server"
+                    run "$shape" "$low" "$server"
+                fi
+            done
+        done
+    done
+    python3 - "$RESULTS" "$low" "$high" <<'EOF'
+import statistics
+import sys
+
+low, high = int(sys.argv[2]), int(sys.argv[3])
+figures = {}
+for shape, w, server, value in (line.split() for line in open(sys.argv[1])):
+    figures.setdefault((shape, server, int(w)), []).append(float(value))
+for (shape, server, w), values in sorted(figures.items()):
+    if w != low:
+        continue
+    ratios = [b / a for a, b in zip(values, figures[(shape, server, high)])]
+    print(
+        f"{server} {shape} w{high} over w{low}: {statistics.median(ratios):.3f}"
+        f"  (pair ratios {' '.join(f'{r:.3f}' for r in ratios)})"
+    )
+EOF
+    exit 0
+fi
+[[ ${MODE:-servers} == servers ]] || { echo "MODE must be servers or scaling" >&2; exit 2; }
 
 for shape in $SHAPES; do
     for workers in $WORKER_COUNTS; do
