@@ -18,6 +18,7 @@ use crate::health::BeatExpiryWorker;
 use crate::health::probe::{ProbeStats, ProbeWorker};
 use crate::http::{self, AppState, AppStateInner};
 use crate::naming::NamingService;
+use crate::naming::dispatch::NamingDispatcher;
 use crate::naming::registry::Registry;
 use crate::naming::service_info::ListCache;
 use crate::push::{PushError, PushService};
@@ -173,7 +174,8 @@ impl App {
         } else {
             None
         };
-        let probes = ProbeWorker::new(naming.clone(), settings.health.clone());
+        let dispatcher = Arc::new(NamingDispatcher::new(naming.clone()));
+        let probes = ProbeWorker::new(dispatcher.clone(), settings.health.clone());
         let probe_stats = probes.stats();
         if settings.health.enabled {
             tasks.push(tokio::spawn(probes.run(cancel.clone())));
@@ -181,6 +183,7 @@ impl App {
 
         let state = AppState::new(AppStateInner {
             naming: naming.clone(),
+            dispatcher: dispatcher.clone(),
             cache_millis: settings.naming.cache_millis,
             list_cache,
             push: push.clone(),

@@ -13,6 +13,7 @@
 //! every check; nobody holds the password `nacos` of Nacos's default admin.
 
 pub mod permission;
+pub mod proof;
 pub mod token;
 
 use std::collections::HashMap;

@@ -30,8 +30,11 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
+use crate::auth::proof::AccessProof;
 use crate::model::{HealthChecker, InstanceKey, ServiceKey, health::probe_headers};
-use crate::naming::{NamingService, ProbeTarget};
+use crate::naming::ProbeTarget;
+use crate::naming::command::{Applied, NamingCommand};
+use crate::naming::dispatch::NamingDispatcher;
 use crate::settings::HealthSettings;
 
 /// The outcome of one probe.
@@ -90,7 +93,7 @@ type Probing =
 
 /// Probes persistent instances and flips their health.
 pub struct ProbeWorker {
-    naming: Arc<NamingService>,
+    dispatcher: Arc<NamingDispatcher>,
     settings: Arc<HealthSettings>,
     stats: Arc<ProbeStats>,
     streaks: HashMap<ServiceKey, HashMap<InstanceKey, Streak>>,
@@ -102,10 +105,11 @@ pub struct ProbeWorker {
 }
 
 impl ProbeWorker {
-    /// A worker over `naming` with `settings`.
-    pub fn new(naming: Arc<NamingService>, settings: HealthSettings) -> Self {
+    /// A worker that reads its targets from the dispatcher's naming service and
+    /// submits its verdicts through the dispatcher, with `settings`.
+    pub fn new(dispatcher: Arc<NamingDispatcher>, settings: HealthSettings) -> Self {
         Self {
-            naming,
+            dispatcher,
             settings: Arc::new(settings),
             stats: Arc::default(),
             streaks: HashMap::new(),
@@ -141,7 +145,7 @@ impl ProbeWorker {
                 }
                 Some((r, target, verdict)) = in_flight.next(), if !in_flight.is_empty() => {
                     self.busy.remove(&(target.service.clone(), target.instance.key()));
-                    self.apply(&target, verdict);
+                    self.apply(&target, verdict).await;
                     self.probe_ended(r);
                 }
             }
@@ -157,7 +161,7 @@ impl ProbeWorker {
     /// Queues a probe of every target that is not still being probed, and drops the
     /// streaks of instances that are gone.
     fn start_round(&mut self, round: u64) {
-        let targets = self.naming.probe_targets();
+        let targets = self.dispatcher.naming().probe_targets();
         let mut queued = 0;
         for target in targets {
             let ikey = target.instance.key();
@@ -222,7 +226,7 @@ impl ProbeWorker {
     }
 
     /// Counts one result and flips the instance when its streak is long enough.
-    fn apply(&mut self, target: &ProbeTarget, verdict: Verdict) {
+    async fn apply(&mut self, target: &ProbeTarget, verdict: Verdict) {
         let check_times = self.settings.check_times;
         let Some(streak) = self
             .streaks
@@ -273,14 +277,15 @@ impl ProbeWorker {
         let Some((to, reason)) = flip else {
             return;
         };
-        let ikey = target.instance.key();
-        if self.naming.set_probed_health(
-            &target.service,
-            &ikey,
-            &target.instance.cluster,
-            checker,
-            to,
-        ) {
+        let command = NamingCommand::SetProbedHealth {
+            service: target.service.clone(),
+            client: target.instance.key(),
+            cluster: target.instance.cluster.to_string(),
+            checker: checker.clone(),
+            healthy: to,
+        };
+        let proof = AccessProof::system("probe");
+        if let Ok(Applied::Health(true)) = self.dispatcher.submit(command, &proof).await {
             info!(
                 service = %target.service,
                 instance = %target.instance.instance_id(&target.service),

@@ -34,6 +34,7 @@ use super::error::ApiError;
 use super::nacos_v1::config::listening_entries;
 use super::params::Params;
 use crate::auth::permission::{Action, config_resource, naming_resource};
+use crate::auth::proof::AccessProof;
 use crate::auth::{AuthError, AuthService, Credentials, Principal};
 use crate::model::{DEFAULT_GROUP, GROUP_SEPARATOR};
 
@@ -205,6 +206,16 @@ impl Caller {
             Caller::User(p) => p.admin,
             Caller::AuthOff => true,
             Caller::Anonymous => false,
+        }
+    }
+
+    /// The proof of the gate's check that write doors ask for (see
+    /// [`crate::auth::proof`]).
+    pub fn proof(&self) -> AccessProof {
+        match self {
+            Caller::User(p) => AccessProof::user(p.clone()),
+            Caller::AuthOff => AccessProof::auth_off(),
+            Caller::Anonymous => AccessProof::anonymous(),
         }
     }
 

@@ -119,6 +119,7 @@ impl From<NamingError> for ApiError {
             | NamingError::BadMetadata(_)
             | NamingError::HealthCheckRunning { .. } => StatusCode::BAD_REQUEST,
             NamingError::InstanceNotFound { .. } => StatusCode::NOT_FOUND,
+            NamingError::AccessDenied { .. } => StatusCode::FORBIDDEN,
         };
         Self {
             status,

@@ -42,8 +42,10 @@ impl std::ops::Deref for AppState {
 
 /// The parts of [`AppState`].
 pub struct AppStateInner {
-    /// The naming use cases.
+    /// The naming use cases (reads).
     pub naming: Arc<NamingService>,
+    /// The naming write door: every naming write of a handler goes through it.
+    pub dispatcher: Arc<crate::naming::dispatch::NamingDispatcher>,
     /// `cacheMillis` of list answers, milliseconds.
     pub cache_millis: u64,
     /// Encoded `hosts` of list answers.

@@ -6,6 +6,7 @@
 //! subscribers get one change event per visible change.
 
 pub mod command;
+pub mod dispatch;
 pub mod ids;
 pub mod registry;
 pub mod selection;
@@ -70,6 +71,15 @@ pub enum NamingError {
     /// [`crate::model::validate_beat_metadata`]); the text names the key.
     #[error("{0}")]
     BadMetadata(String),
+    /// A command whose access proof does not allow writing its service (checked by
+    /// the dispatcher against the service the command writes).
+    #[error("user {who} has no write permission on service {} of namespace {}", key.grouped_name(), key.namespace)]
+    AccessDenied {
+        /// Who the proof was for.
+        who: String,
+        /// The service.
+        key: ServiceKey,
+    },
     /// Manual health for a cluster whose instances are probed (as Nacos
     /// `HealthOperatorV2Impl`): only clusters with the `NONE` checker take it.
     #[error("health check is still working, service: {}, cluster: {cluster}", key.grouped_name())]

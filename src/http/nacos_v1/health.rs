@@ -12,6 +12,7 @@ use super::super::error::ApiError;
 use super::super::params::Params;
 use super::instance::instance_key;
 use crate::model::{ClusterMeta, DEFAULT_CLUSTER, HealthChecker, parse_metadata, validate_cluster};
+use crate::naming::command::NamingCommand;
 
 /// `PUT /nacos/v1/ns/cluster`: replaces the health-check settings of one cluster of an
 /// existing service (as Nacos `ClusterController#update`). Parameters `clusterName`,
@@ -47,16 +48,17 @@ pub async fn update_cluster(
     }
     let metadata =
         parse_metadata(p.optional("metadata").unwrap_or("")).map_err(ApiError::bad_request)?;
-    state.naming.update_cluster(
-        &key,
-        cluster,
-        ClusterMeta {
+    let command = NamingCommand::UpdateCluster {
+        service: key,
+        cluster: cluster.to_string(),
+        meta: ClusterMeta {
             health_checker,
             check_port,
             use_instance_port,
             metadata,
         },
-    )?;
+    };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 
@@ -66,6 +68,7 @@ pub async fn update_cluster(
 /// …`; a missing instance is no error (as Nacos 2.x). Answers `ok`.
 pub async fn update_health(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
@@ -80,9 +83,13 @@ pub async fn update_health(
         "healthy"
     };
     let healthy = p.strict_boolean(name)?;
-    state
-        .naming
-        .set_manual_health(&key, &ikey, cluster, healthy)?;
+    let command = NamingCommand::SetManualHealth {
+        service: key,
+        client: ikey,
+        cluster: cluster.to_string(),
+        healthy,
+    };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 

@@ -12,10 +12,12 @@ use super::super::AppState;
 use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::Params;
+use crate::auth::proof::AccessProof;
 use crate::model::{
     DEFAULT_BEAT_INTERVAL_MS, DEFAULT_CLUSTER, Host, Instance, InstanceKey, MAX_WEIGHT, ServiceKey,
     check_metadata_size, parse_metadata, validate_beat_metadata, validate_cluster,
 };
+use crate::naming::command::{Applied, NamingCommand};
 use crate::naming::registry::now_millis;
 use crate::naming::service_info::{self, CachedHosts};
 use crate::naming::{BeatOutcome, InstanceSpec, InstanceUpdate, NamingError};
@@ -104,7 +106,11 @@ pub async fn register_instance(
             "only an admin may register an instance in a cluster with a MYSQL health checker",
         ));
     }
-    state.naming.register(&key, spec)?;
+    let command = NamingCommand::Register {
+        service: key,
+        instance: spec,
+    };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 
@@ -112,13 +118,15 @@ pub async fn register_instance(
 /// says (default true, as Nacos 2.x); `ok` also when nothing matched.
 pub async fn deregister_instance(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
-    let key = p.service_key()?;
-    let ikey = instance_key(&p)?;
-    state
-        .naming
-        .deregister(&key, &ikey, p.boolean("ephemeral", true));
+    let command = NamingCommand::Deregister {
+        service: p.service_key()?,
+        client: instance_key(&p)?,
+        ephemeral: p.boolean("ephemeral", true),
+    };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 
@@ -128,6 +136,7 @@ pub async fn deregister_instance(
 /// not exist, 404 when the instance is not registered in `clusterName`. Answers `ok`.
 pub async fn update_instance(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
@@ -138,7 +147,13 @@ pub async fn update_instance(
         enabled: Some(enabled(&p, true)),
         metadata: Some(metadata(p.optional("metadata"))?),
     };
-    state.naming.update(&key, &ikey, &cluster, update)?;
+    let command = NamingCommand::UpdateInstance {
+        service: key,
+        client: ikey,
+        cluster,
+        update,
+    };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 
@@ -146,6 +161,7 @@ pub async fn update_instance(
 /// enabled) of the instance in `clusterName`; 404 when it is not registered there.
 pub async fn patch_instance(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
@@ -160,7 +176,13 @@ pub async fn patch_instance(
             .map(|m| metadata(Some(m)))
             .transpose()?,
     };
-    state.naming.update(&key, &ikey, &cluster, update)?;
+    let command = NamingCommand::UpdateInstance {
+        service: key,
+        client: ikey,
+        cluster,
+        update,
+    };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 
@@ -432,6 +454,7 @@ pub struct BeatReply {
 /// JSON an unknown instance is registered from it.
 pub async fn beat_instance(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<Json<BeatReply>, ApiError> {
     let key = p.service_key()?;
@@ -440,10 +463,16 @@ pub async fn beat_instance(
     // for a beat with its JSON) is built only when the instance is gone, so an ordinary
     // beat parses no host and builds no metadata map.
     let (ikey, cluster) = beat_key(beat_raw, &p)?;
-    let outcome = match (state.naming.beat(&key, &ikey, None)?, beat_raw) {
+    let proof = caller.proof();
+    let beat = |full| NamingCommand::Beat {
+        service: key.clone(),
+        client: ikey.clone(),
+        full,
+    };
+    let outcome = match (beat_outcome(&state, beat(None), &proof).await?, beat_raw) {
         (BeatOutcome::NotFound, Some(raw)) => {
             let spec = beat_registration(raw, &ikey, &cluster)?;
-            state.naming.beat(&key, &ikey, Some(spec))?
+            beat_outcome(&state, beat(Some(spec)), &proof).await?
         }
         (outcome, _) => outcome,
     };
@@ -460,4 +489,19 @@ pub async fn beat_instance(
         },
     };
     Ok(Json(reply))
+}
+
+/// Submits a beat command and returns what it found.
+async fn beat_outcome(
+    state: &AppState,
+    command: NamingCommand,
+    proof: &AccessProof,
+) -> Result<BeatOutcome, ApiError> {
+    match state.dispatcher.submit(command, proof).await? {
+        Applied::Beat(outcome) => Ok(outcome),
+        other => Err(ApiError::caused(
+            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
+            format!("a beat was answered with {other:?}"),
+        )),
+    }
 }

@@ -8,9 +8,11 @@ use axum::extract::State;
 use serde::Serialize;
 
 use super::super::AppState;
+use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::Params;
 use crate::model::{DEFAULT_GROUP, parse_metadata, validate_group};
+use crate::naming::command::NamingCommand;
 use crate::naming::{NamingError, ServiceSpec};
 
 fn threshold(raw: Option<&str>) -> Result<f32, ApiError> {
@@ -54,11 +56,13 @@ fn spec(p: &Params, threshold_value: f32) -> Result<ServiceSpec, ApiError> {
 /// 400 when it exists.
 pub async fn create_service(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
     let spec = spec(&p, threshold(p.optional("protectThreshold"))?)?;
-    state.naming.create_service(&key, spec)?;
+    let command = NamingCommand::CreateService { service: key, spec };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 
@@ -66,10 +70,12 @@ pub async fn create_service(
 /// empty.
 pub async fn remove_service(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
-    state.naming.remove_service(&key)?;
+    let command = NamingCommand::RemoveService { service: key };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 
@@ -77,11 +83,16 @@ pub async fn remove_service(
 /// selector; 400 when the service is missing.
 pub async fn update_service(
     State(state): State<AppState>,
+    caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
     let key = p.service_key()?;
     let t = threshold(Some(p.required("protectThreshold")?))?;
-    state.naming.update_service(&key, spec(&p, t)?)?;
+    let command = NamingCommand::UpdateService {
+        service: key,
+        spec: spec(&p, t)?,
+    };
+    state.dispatcher.submit(command, &caller.proof()).await?;
     Ok("ok")
 }
 

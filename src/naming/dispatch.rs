@@ -1,0 +1,99 @@
+//! The one write door of naming (DESIGN §1): HTTP, the health workers, and later gRPC
+//! and the console submit [`NamingCommand`]s here with an [`AccessProof`]. The
+//! dispatcher checks the proof against the service the command writes, then decides
+//! where the command goes. On a single node it is applied here and now; in a cluster
+//! it will be queued for Distro (ephemeral), forwarded to the responsible node, or
+//! proposed to Raft (persistent data), and the caller's answer waits for the real
+//! outcome, which is why [`NamingDispatcher::submit`] is async.
+
+use std::sync::Arc;
+
+use super::command::{Applied, NamingCommand, Origin};
+use super::registry::now_millis;
+use super::{NamingError, NamingService};
+use crate::auth::permission::Action;
+use crate::auth::proof::AccessProof;
+
+/// Takes naming writes from every front door. Share it in an `Arc`.
+pub struct NamingDispatcher {
+    naming: Arc<NamingService>,
+}
+
+impl NamingDispatcher {
+    /// A dispatcher that applies commands to `naming` (a single node).
+    pub fn new(naming: Arc<NamingService>) -> Self {
+        Self { naming }
+    }
+
+    /// The naming use cases behind the door, for reads.
+    pub fn naming(&self) -> &Arc<NamingService> {
+        &self.naming
+    }
+
+    /// Submits one command for the holder of `proof`, stamped with this node's clock.
+    ///
+    /// Errors with [`NamingError::AccessDenied`] when the proof does not allow writing
+    /// the command's service (nothing is applied), else as
+    /// [`NamingService::apply`].
+    pub async fn submit(
+        &self,
+        command: NamingCommand,
+        proof: &AccessProof,
+    ) -> Result<Applied, NamingError> {
+        let service = command.service();
+        if !proof.allows_naming(
+            &service.namespace,
+            &service.group,
+            &service.service,
+            Action::Write,
+        ) {
+            return Err(NamingError::AccessDenied {
+                who: proof.who(),
+                key: service.clone(),
+            });
+        }
+        self.naming.apply(command, Origin::Local, now_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DEFAULT_CLUSTER, Host, ServiceKey};
+    use crate::naming::InstanceSpec;
+    use crate::naming::registry::Registry;
+
+    #[tokio::test]
+    async fn a_command_without_the_right_is_refused_and_changes_nothing() {
+        let naming = Arc::new(NamingService::new(Arc::new(Registry::new())));
+        let dispatcher = NamingDispatcher::new(naming.clone());
+        let key = ServiceKey::new("dev", "g", "stock");
+        let register = NamingCommand::Register {
+            service: key.clone(),
+            instance: InstanceSpec {
+                ip: "10.0.0.1".into(),
+                host: Host::parse("10.0.0.1").unwrap(),
+                port: 80,
+                cluster: DEFAULT_CLUSTER.into(),
+                weight: 1.0,
+                enabled: true,
+                healthy: true,
+                ephemeral: true,
+                metadata: Default::default(),
+            },
+        };
+        let refused = dispatcher
+            .submit(register.clone(), &AccessProof::anonymous())
+            .await;
+        assert!(
+            matches!(&refused, Err(NamingError::AccessDenied { who, .. }) if who == "anonymous"),
+            "{refused:?}"
+        );
+        assert!(naming.service(&key).is_none(), "nothing was applied");
+        dispatcher
+            .submit(register, &AccessProof::system("test"))
+            .await
+            .unwrap();
+        assert_eq!(naming.service(&key).unwrap().instances.len(), 1);
+    }
+}
