@@ -139,22 +139,13 @@ pub async fn update_instance(
     caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
-    let key = p.service_key()?;
-    let ikey = instance_key(&p)?;
-    let cluster = cluster(&p)?;
+    let target = update_target(&p)?;
     let update = InstanceUpdate {
         weight: Some(weight(p.optional("weight"))?),
         enabled: Some(enabled(&p, true)),
         metadata: Some(metadata(p.optional("metadata"))?),
     };
-    let command = NamingCommand::UpdateInstance {
-        service: key,
-        client: ikey,
-        cluster,
-        update,
-    };
-    state.dispatcher.submit(command, &caller.proof()).await?;
-    Ok("ok")
+    submit_update(&state, &caller, target, update).await
 }
 
 /// `PATCH /nacos/v1/ns/instance`: changes only the given fields (metadata, weight,
@@ -164,9 +155,7 @@ pub async fn patch_instance(
     caller: Caller,
     p: Params,
 ) -> Result<&'static str, ApiError> {
-    let key = p.service_key()?;
-    let ikey = instance_key(&p)?;
-    let cluster = cluster(&p)?;
+    let target = update_target(&p)?;
     let update = InstanceUpdate {
         weight: p.optional("weight").map(|w| weight(Some(w))).transpose()?,
         enabled: (p.optional("enabled").is_some() || p.optional("enable").is_some())
@@ -176,9 +165,24 @@ pub async fn patch_instance(
             .map(|m| metadata(Some(m)))
             .transpose()?,
     };
+    submit_update(&state, &caller, target, update).await
+}
+
+/// The instance an update names: `serviceName`, `ip` and `port`, `clusterName`.
+fn update_target(p: &Params) -> Result<(ServiceKey, InstanceKey, String), ApiError> {
+    Ok((p.service_key()?, instance_key(p)?, cluster(p)?))
+}
+
+/// Submits `update` for the instance `target`; answers `ok`.
+async fn submit_update(
+    state: &AppState,
+    caller: &Caller,
+    (service, client, cluster): (ServiceKey, InstanceKey, String),
+    update: InstanceUpdate,
+) -> Result<&'static str, ApiError> {
     let command = NamingCommand::UpdateInstance {
-        service: key,
-        client: ikey,
+        service,
+        client,
         cluster,
         update,
     };
