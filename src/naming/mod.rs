@@ -2,8 +2,12 @@
 //! management, with Nacos's semantics (see `shared/nacos-api.md` §1–3).
 //!
 //! Owns the [`registry::Registry`]; never imports HTTP, DNS or storage types. Every
-//! write goes through the registry so that readers see one consistent snapshot and
-//! subscribers get one change event per visible change.
+//! write is a [`command::NamingCommand`], submitted by the front doors to the
+//! [`dispatch::NamingDispatcher`] and applied by [`NamingService::apply`] with its origin
+//! and time; the methods named after each write (`register`, `beat`, …) apply one from
+//! this node at the clock's time, for tests and tools. Every write goes through the
+//! registry so that readers see one consistent snapshot and subscribers get one change
+//! event per visible change.
 
 pub mod command;
 pub mod dispatch;
