@@ -20,7 +20,7 @@ pub const BATCH: usize = 32;
 /// Largest query read, bytes; a longer datagram is cut (and then fails to parse).
 const MAX_QUERY: usize = 4096;
 
-/// Received packets: up to [`BATCH`] buffers of [`MAX_QUERY`] bytes.
+/// Received packets: up to [`BATCH`] buffers of 4,096 bytes (a longer query is cut).
 pub struct Inbox {
     bufs: Box<[[u8; MAX_QUERY]; BATCH]>,
     /// Length and sender of each packet of the last receive; a sender whose address
