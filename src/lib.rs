@@ -12,18 +12,22 @@
 //!
 //! ```text
 //! app, main
-//! dns, http, health,    front doors and drivers
-//! push
+//! dns, http             front doors
+//! health, push          drivers
 //! naming, config         use cases
 //! auth                   users, roles, permissions, tokens
+//! cluster                members, responsibility
 //! storage                sqlx repositories
-//! model, settings, telemetry
+//! model, settings, telemetry, net
 //! ```
+//!
+//! `tests/it/architecture.rs` checks it on the source.
 //!
 //! `naming` never imports axum or hickory; `dns` never writes to the registry.
 
 pub mod app;
 pub mod auth;
+pub mod cluster;
 pub mod config;
 pub mod dns;
 pub mod fuzz;

@@ -455,6 +455,24 @@ impl InstanceKey {
     }
 }
 
+/// The owner of ephemeral instances (Nacos 2.x `Client`): an HTTP (1.x) client is
+/// `ip:port#true`, as Nacos's `IpPortBasedClient`; a gRPC connection will be its
+/// connection id. Cheap to clone.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct ClientId(Arc<str>);
+
+impl ClientId {
+    /// The client of an HTTP registration from `ip` (the `ip` parameter) and `port`.
+    pub fn http(ip: &str, port: u16) -> Self {
+        Self(Arc::from(format!("{ip}:{port}#true")))
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
 /// Service-level settings, as Nacos's `ServiceMetadata`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ServiceMeta {
