@@ -226,7 +226,7 @@ impl App {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
-        self.config.store().close().await;
+        self.config.close().await;
         info!("stopped");
     }
 }

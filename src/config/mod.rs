@@ -241,11 +241,6 @@ impl ConfigService {
         })
     }
 
-    /// The database.
-    pub fn store(&self) -> &ConfigStore {
-        &self.store
-    }
-
     /// The held listeners.
     pub fn hub(&self) -> &ListenerHub {
         &self.hub
@@ -561,6 +556,55 @@ impl ConfigService {
     /// Custom namespaces.
     pub async fn namespaces(&self) -> Result<Vec<NamespaceRow>, ConfigError> {
         Ok(self.store.namespaces().await?)
+    }
+
+    /// One custom namespace by id.
+    pub async fn namespace(&self, id: &str) -> Result<Option<NamespaceRow>, ConfigError> {
+        Ok(self.store.namespace(id).await?)
+    }
+
+    /// Creates a namespace; `false` when the id is taken.
+    pub async fn create_namespace(&self, namespace: &NamespaceRow) -> Result<bool, ConfigError> {
+        Ok(self.store.create_namespace(namespace).await?)
+    }
+
+    /// Renames a namespace and sets its description; `false` when it does not exist.
+    pub async fn update_namespace(&self, namespace: &NamespaceRow) -> Result<bool, ConfigError> {
+        Ok(self.store.update_namespace(namespace).await?)
+    }
+
+    /// Deletes a namespace (its configs stay, as Nacos); `false` when it did not exist.
+    pub async fn delete_namespace(&self, id: &str) -> Result<bool, ConfigError> {
+        Ok(self.store.delete_namespace(id).await?)
+    }
+
+    /// One history entry by its `nid`.
+    pub async fn history_detail(&self, nid: i64) -> Result<Option<HistoryRow>, ConfigError> {
+        Ok(self.store.history_detail(nid).await?)
+    }
+
+    /// The history entry before entry `id` of the same config.
+    pub async fn history_previous(&self, id: i64) -> Result<Option<HistoryRow>, ConfigError> {
+        Ok(self.store.history_previous(id).await?)
+    }
+
+    /// The configs an export takes: those `filter` matches, or with `ids`, those rows.
+    pub async fn export_rows(
+        &self,
+        filter: &SearchFilter,
+        ids: &[i64],
+    ) -> Result<Vec<ConfigRow>, ConfigError> {
+        Ok(self.store.export_rows(filter, ids).await?)
+    }
+
+    /// The keys of the configs with row ids `ids` (those that exist).
+    pub async fn keys_by_ids(&self, ids: &[i64]) -> Result<Vec<ConfigKey>, ConfigError> {
+        Ok(self.store.keys_by_ids(ids).await?)
+    }
+
+    /// Closes the database (at shutdown, after the last write).
+    pub async fn close(&self) {
+        self.store.close().await;
     }
 }
 

@@ -81,12 +81,6 @@ impl From<crate::config::ConfigError> for ApiError {
     }
 }
 
-impl From<crate::storage::StoreError> for ApiError {
-    fn from(e: crate::storage::StoreError) -> Self {
-        crate::config::ConfigError::from(e).into()
-    }
-}
-
 impl From<crate::auth::AuthError> for ApiError {
     fn from(e: crate::auth::AuthError) -> Self {
         use crate::auth::AuthError;

@@ -310,7 +310,7 @@ async fn export(state: &AppState, p: &Params, v2: bool) -> Result<Response, ApiE
         app_name: p.optional("appName").unwrap_or("").to_string(),
         tags: Vec::new(),
     };
-    let mut rows = state.config.store().export_rows(&filter, &ids).await?;
+    let mut rows = state.config.export_rows(&filter, &ids).await?;
     // Rows picked by id stay inside the namespace the request names (and was allowed).
     rows.retain(|r| r.key.tenant == filter.tenant);
     let zip = archive::export(&rows, v2)
@@ -457,7 +457,7 @@ async fn import(state: AppState, ip: IpAddr, req: Request) -> Result<Response, A
             "invalid policy {policy:?}: ABORT, SKIP or OVERWRITE"
         )));
     }
-    if !tenant.is_empty() && state.config.store().namespace(&tenant).await?.is_none() {
+    if !tenant.is_empty() && state.config.namespace(&tenant).await?.is_none() {
         return Ok(import_error(100001, "namespace does not exist"));
     }
     let mut multipart = Multipart::from_request(req, &state)
@@ -619,7 +619,6 @@ pub async fn delete_configs(
         let tenant = tenant_param(&p, "tenant")?;
         for key in state
             .config
-            .store()
             .keys_by_ids(&ids)
             .await?
             .into_iter()

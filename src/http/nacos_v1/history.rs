@@ -70,7 +70,7 @@ pub async fn history(State(state): State<AppState>, p: Params) -> Result<Respons
         let nid: i64 = raw.parse().map_err(|_| {
             ApiError::config_bad_request(format!("invalid nid {raw:?}: a number is expected"))
         })?;
-        let Some(row) = state.config.store().history_detail(nid).await? else {
+        let Some(row) = state.config.history_detail(nid).await? else {
             return Ok(json_ok(Value::Null));
         };
         the_named_config(&row, &p)?;
@@ -96,7 +96,7 @@ pub async fn previous(State(state): State<AppState>, p: Params) -> Result<Respon
     let id: i64 = raw.parse().map_err(|_| {
         ApiError::config_bad_request(format!("invalid id {raw:?}: a number is expected"))
     })?;
-    let Some(row) = state.config.store().history_previous(id).await? else {
+    let Some(row) = state.config.history_previous(id).await? else {
         return Ok(json_ok(Value::Null));
     };
     the_named_config(&row, &p)?;
@@ -112,7 +112,7 @@ pub async fn configs_of_namespace(
         tenant: normalize_tenant(p.optional("tenant").unwrap_or("")).to_string(),
         ..Default::default()
     };
-    let rows = state.config.store().export_rows(&filter, &[]).await?;
+    let rows = state.config.export_rows(&filter, &[]).await?;
     let items: Vec<Value> = rows
         .iter()
         .map(|r| {

@@ -68,8 +68,7 @@ pub async fn get_namespaces(
             return Ok(json_ok(Value::Bool(false)));
         };
         // A namespace the caller may not see is one that does not exist.
-        let exists =
-            caller.sees_namespace(id) && state.config.store().namespace(id).await?.is_some();
+        let exists = caller.sees_namespace(id) && state.config.namespace(id).await?.is_some();
         return Ok(json_ok(Value::Bool(exists)));
     }
     let counts = state.config.count_by_tenant();
@@ -91,7 +90,7 @@ pub async fn get_namespaces(
                 0,
             )));
         }
-        return match state.config.store().namespace(id).await? {
+        return match state.config.namespace(id).await? {
             Some(ns) => {
                 let count = counts.get(id).copied().unwrap_or(0);
                 Ok(json_ok(item(
@@ -150,7 +149,6 @@ pub async fn create_namespace(
     }
     let created = state
         .config
-        .store()
         .create_namespace(&NamespaceRow {
             id,
             name: name.to_string(),
@@ -178,7 +176,6 @@ pub async fn update_namespace(
     }
     let updated = state
         .config
-        .store()
         .update_namespace(&NamespaceRow {
             id: id.to_string(),
             name: name.to_string(),
@@ -196,6 +193,6 @@ pub async fn delete_namespace(
     let id = p
         .optional("namespaceId")
         .ok_or_else(|| ApiError::config_bad_request("Param 'namespaceId' is required."))?;
-    state.config.store().delete_namespace(id).await?;
+    state.config.delete_namespace(id).await?;
     Ok(json_ok(Value::Bool(true)))
 }
