@@ -599,6 +599,48 @@ pub fn now_millis() -> u64 {
         .unwrap_or(0)
 }
 
+/// A page request: 1-based page number and page size, both at least 1.
+#[derive(Clone, Copy, Debug)]
+pub struct PageRequest {
+    /// Page number, from 1.
+    pub number: u32,
+    /// Items per page.
+    pub size: u32,
+}
+
+impl PageRequest {
+    pub(crate) fn offset(&self) -> i64 {
+        i64::from(self.number.saturating_sub(1)) * i64::from(self.size)
+    }
+
+    pub(crate) fn limit(&self) -> i64 {
+        i64::from(self.size)
+    }
+}
+
+/// One page of results and the total count (Nacos `Page`).
+#[derive(Clone, Debug)]
+pub struct Page<T> {
+    /// Matching rows in all pages.
+    pub total: i64,
+    /// The request.
+    pub request: PageRequest,
+    /// This page's rows.
+    pub items: Vec<T>,
+}
+
+/// A `permissions` row: `role` may do `action` (`r`, `w` or `rw`) on `resource`
+/// (`<namespace>:<group>:<type>/<name>`, `*` as a wildcard).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub struct PermissionRow {
+    /// The role.
+    pub role: String,
+    /// The resource pattern.
+    pub resource: String,
+    /// `r`, `w` or `rw`.
+    pub action: String,
+}
+
 /// Serde for a value whose own serde form is JSON-only (internally tagged, or
 /// `serde_json::Value`): it travels as its JSON text.
 pub mod json_text {

@@ -3,6 +3,7 @@
 //! bcrypt hashes the caller gives; nothing here checks them or decides who may do what.
 
 use super::{ConfigStore, StoreError, opt_text, with_pool};
+pub use crate::model::PermissionRow;
 
 /// A `users` row.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -22,18 +23,6 @@ pub struct RoleRow {
     pub role: String,
     /// The user holding it.
     pub username: String,
-}
-
-/// A `permissions` row: `role` may do `action` (`r`, `w` or `rw`) on `resource`
-/// (`<namespace>:<group>:<type>/<name>`, `*` as a wildcard).
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub struct PermissionRow {
-    /// The role.
-    pub role: String,
-    /// The resource pattern.
-    pub resource: String,
-    /// `r`, `w` or `rw`.
-    pub action: String,
 }
 
 /// Everything of the three tables, as loaded at start.

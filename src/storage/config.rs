@@ -15,6 +15,7 @@ use super::{
     with_pool,
 };
 use crate::model::config::ConfigKey;
+pub use crate::model::config::{HistoryRow, PublishRecord, SearchFilter};
 
 /// A config as loaded into the cache.
 #[derive(Clone, Debug)]
@@ -112,41 +113,6 @@ pub struct ConfigDetail {
     pub encrypted_data_key: String,
 }
 
-/// A formal publish, validated by the caller.
-#[derive(Clone, Debug, Default)]
-pub struct PublishRecord {
-    /// Identity.
-    pub key: ConfigKey,
-    /// New content.
-    pub content: String,
-    /// Its MD5.
-    pub md5: String,
-    /// Type (already normalized).
-    pub config_type: String,
-    /// App name; `None` keeps the stored one on update.
-    pub app_name: Option<String>,
-    /// `src_user`.
-    pub src_user: Option<String>,
-    /// `src_ip`.
-    pub src_ip: String,
-    /// `c_desc`.
-    pub desc: Option<String>,
-    /// `c_use`.
-    pub usage: Option<String>,
-    /// `effect`.
-    pub effect: Option<String>,
-    /// `c_schema`.
-    pub schema: Option<String>,
-    /// New tags; `None` keeps the stored ones.
-    pub config_tags: Option<Vec<String>>,
-    /// `encrypted_data_key`.
-    pub encrypted_data_key: String,
-    /// Compare-and-set (`casMd5` header, Nacos 2.x): publish only if the stored
-    /// version's MD5 is this one (or it has none); a missing config is created
-    /// whatever it says.
-    pub cas_md5: Option<String>,
-}
-
 /// The outcome of a formal publish.
 #[derive(Clone, Copy, Debug)]
 pub struct Published {
@@ -154,52 +120,6 @@ pub struct Published {
     pub id: i64,
     /// The stored modification time, ms since the epoch.
     pub modified_ms: i64,
-}
-
-/// A `his_config_info` row.
-#[derive(Clone, Debug)]
-pub struct HistoryRow {
-    /// `nid`, the history id.
-    pub nid: i64,
-    /// `id`, the config id.
-    pub id: i64,
-    /// Identity.
-    pub key: ConfigKey,
-    /// App name.
-    pub app_name: Option<String>,
-    /// Content (only in detail queries).
-    pub content: Option<String>,
-    /// MD5 (only in detail queries).
-    pub md5: Option<String>,
-    /// Source IP.
-    pub src_ip: Option<String>,
-    /// Source user.
-    pub src_user: Option<String>,
-    /// `I`, `U` or `D`.
-    pub op_type: String,
-    /// Creation, ms since the epoch.
-    pub created_ms: i64,
-    /// Modification, ms since the epoch.
-    pub modified_ms: i64,
-    /// `encrypted_data_key`.
-    pub encrypted_data_key: String,
-}
-
-/// Filter of a config search.
-#[derive(Clone, Debug, Default)]
-pub struct SearchFilter {
-    /// `LIKE` patterns (`*` → `%`) instead of equality.
-    pub blur: bool,
-    /// dataId; empty = any.
-    pub data_id: String,
-    /// group; empty = any.
-    pub group: String,
-    /// tenant (exact).
-    pub tenant: String,
-    /// appName; empty = any.
-    pub app_name: String,
-    /// Any of these tags; empty = any.
-    pub tags: Vec<String>,
 }
 
 /// A search result row (`ConfigInfo`).

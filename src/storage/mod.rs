@@ -31,6 +31,7 @@ use sqlx::sqlite::{
 };
 use thiserror::Error;
 
+pub use crate::model::{Page, PageRequest};
 use crate::settings::ConfigStoreSettings;
 
 /// Errors of the store. Every one is a server-side failure (HTTP 500).
@@ -315,34 +316,4 @@ impl MillisPrecision for NaiveDateTime {
 /// Milliseconds since the epoch of a stored UTC time.
 pub fn millis(t: NaiveDateTime) -> i64 {
     t.and_utc().timestamp_millis()
-}
-
-/// A page request: 1-based page number and page size, both at least 1.
-#[derive(Clone, Copy, Debug)]
-pub struct PageRequest {
-    /// Page number, from 1.
-    pub number: u32,
-    /// Items per page.
-    pub size: u32,
-}
-
-impl PageRequest {
-    pub(crate) fn offset(&self) -> i64 {
-        i64::from(self.number.saturating_sub(1)) * i64::from(self.size)
-    }
-
-    pub(crate) fn limit(&self) -> i64 {
-        i64::from(self.size)
-    }
-}
-
-/// One page of results and the total count (Nacos `Page`).
-#[derive(Clone, Debug)]
-pub struct Page<T> {
-    /// Matching rows in all pages.
-    pub total: i64,
-    /// The request.
-    pub request: PageRequest,
-    /// This page's rows.
-    pub items: Vec<T>,
 }

@@ -2,17 +2,7 @@
 //! Nacos `ExternalOtherPersistServiceImpl`). The public namespace is not stored.
 
 use super::{ConfigStore, StoreError, opt_text, with_pool};
-
-/// A custom namespace.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct NamespaceRow {
-    /// The namespace id (`tenant_id`).
-    pub id: String,
-    /// Display name (`tenant_name`).
-    pub name: String,
-    /// Description (`tenant_desc`).
-    pub desc: Option<String>,
-}
+pub use crate::model::config::NamespaceRow;
 
 impl ConfigStore {
     /// Every custom namespace, oldest first.

@@ -12,7 +12,7 @@ use super::super::error::ApiError;
 use super::super::params::Params;
 use super::config::{json_ok, page_json, page_request, rest_result};
 use crate::auth::AuthError;
-use crate::storage::auth::PermissionRow;
+use crate::model::PermissionRow;
 
 /// `POST /nacos/v1/auth/login` and `/nacos/v1/auth/users/login`: `username` and
 /// `password` → `{"accessToken","tokenTtl","globalAdmin","username"}` (`tokenTtl` in

@@ -20,12 +20,12 @@ use super::super::params::{Params, percent_decode};
 use crate::config::archive::{self, ArchiveError};
 use crate::config::listen::{ListenEntry, parse_listening_configs};
 use crate::config::{PublishCommand, Requester, split_ips};
+use crate::model::PageRequest;
 use crate::model::config::{
     ConfigKey, DEFAULT_CONFIG_GROUP, content_md5, content_type_of, normalize_tenant,
     normalize_type, validate_config_group, validate_data_id, validate_tag, validate_tenant,
 };
-use crate::storage::PageRequest;
-use crate::storage::config::{PublishRecord, SearchFilter};
+use crate::model::config::{PublishRecord, SearchFilter};
 
 /// `Expires` of answers that must not be cached.
 const EPOCH_HTTP_DATE: &str = "Thu, 01 Jan 1970 00:00:00 GMT";

@@ -12,7 +12,7 @@ use super::super::error::ApiError;
 use super::super::params::Params;
 use super::config::{json_ok, page_json};
 use crate::model::config::{ConfigKey, normalize_tenant};
-use crate::storage::config::{HistoryRow, SearchFilter};
+use crate::model::config::{HistoryRow, SearchFilter};
 
 /// Jackson's default rendering of a `java.sql.Timestamp`: `2020-12-05T01:48:03.380+0000`.
 pub fn java_time(ms: i64) -> String {

@@ -13,7 +13,7 @@ use super::super::auth::Caller;
 use super::super::error::ApiError;
 use super::super::params::Params;
 use super::config::{json_ok, rest_result};
-use crate::storage::namespace::NamespaceRow;
+use crate::model::config::NamespaceRow;
 
 /// Configs a namespace may hold (Nacos's default quota).
 const DEFAULT_QUOTA: u32 = 200;
