@@ -204,52 +204,20 @@ async fn locality_uses_client_subnet_from_trusted_resolvers_with_its_scope() {
     }
     let name = "stock.DEFAULT_GROUP.svc.";
     let subnet = |s: &str| Some(s.parse::<ClientSubnet>().unwrap());
+    // The A addresses seen by a query from the trusted resolver with `s` as its subnet.
+    let via_resolver = |s: &str| seen_from(&server, "127.0.0.1", name, RecordType::A, subnet(s));
     let all = vec!["10.21.1.1", "10.21.2.1", "10.21.2.2", "10.21.3.1"];
+    assert_eq!(via_resolver("10.1.7.0/24").await, vec!["10.21.1.1"]);
     assert_eq!(
-        seen_from(
-            &server,
-            "127.0.0.1",
-            name,
-            RecordType::A,
-            subnet("10.1.7.0/24")
-        )
-        .await,
-        vec!["10.21.1.1"]
-    );
-    assert_eq!(
-        seen_from(
-            &server,
-            "127.0.0.1",
-            name,
-            RecordType::A,
-            subnet("10.2.0.0/16")
-        )
-        .await,
+        via_resolver("10.2.0.0/16").await,
         vec!["10.21.2.1", "10.21.2.2"]
     );
     assert_eq!(
-        seen_from(
-            &server,
-            "127.0.0.1",
-            name,
-            RecordType::A,
-            subnet("2001:db8:1:5::/64")
-        )
-        .await,
+        via_resolver("2001:db8:1:5::/64").await,
         vec!["10.21.1.1"],
         "an IPv6 client subnet places an A query too"
     );
-    assert_eq!(
-        seen_from(
-            &server,
-            "127.0.0.1",
-            name,
-            RecordType::A,
-            subnet("192.0.2.0/24")
-        )
-        .await,
-        all
-    );
+    assert_eq!(via_resolver("192.0.2.0/24").await, all);
     // From a resolver that is not trusted, the option is ignored (placed by the
     // source, which is in no network) and not sent back.
     assert_eq!(

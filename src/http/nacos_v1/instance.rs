@@ -468,15 +468,22 @@ pub async fn beat_instance(
     // beat parses no host and builds no metadata map.
     let (ikey, cluster) = beat_key(beat_raw, &p)?;
     let proof = caller.proof();
-    let beat = |full| NamingCommand::Beat {
-        service: key.clone(),
-        client: ikey.clone(),
-        full,
+    // The key is kept for a second command only when the beat carries the instance.
+    let retry = beat_raw.map(|raw| (key.clone(), ikey.clone(), raw));
+    let light = NamingCommand::Beat {
+        service: key,
+        client: ikey,
+        full: None,
     };
-    let outcome = match (beat_outcome(&state, beat(None), &proof).await?, beat_raw) {
-        (BeatOutcome::NotFound, Some(raw)) => {
-            let spec = beat_registration(raw, &ikey, &cluster)?;
-            beat_outcome(&state, beat(Some(spec)), &proof).await?
+    let outcome = match (beat_outcome(&state, light, &proof).await?, retry) {
+        (BeatOutcome::NotFound, Some((service, client, raw))) => {
+            let spec = beat_registration(raw, &client, &cluster)?;
+            let full = NamingCommand::Beat {
+                service,
+                client,
+                full: Some(spec),
+            };
+            beat_outcome(&state, full, &proof).await?
         }
         (outcome, _) => outcome,
     };
