@@ -44,6 +44,14 @@ enum Command {
         /// Default: SQLite in the data directory.
         #[arg(long, env = "NACRE_DB_URL")]
         db_url: Option<String>,
+        /// Cluster members in Nacos's `cluster.conf` format (`host[:port]` a line, `#`
+        /// comments); replaces `[cluster] members`. The peers' secret comes from
+        /// `NACRE_CLUSTER_SECRET` or `<data dir>/cluster.secret`.
+        #[arg(long, env = "NACRE_CLUSTER_CONF")]
+        cluster_conf: Option<PathBuf>,
+        /// This node's address exactly as the members list names it, e.g. 10.0.0.1:8848.
+        #[arg(long, env = "NACRE_NODE_ADDR")]
+        node_addr: Option<String>,
     },
 }
 
@@ -66,6 +74,8 @@ fn run() -> anyhow::Result<()> {
         dns_addr,
         data_dir,
         db_url,
+        cluster_conf,
+        node_addr,
     } = Cli::parse().command;
     let default_file = PathBuf::from("conf/nacre.toml");
     let mut settings = match config {
@@ -85,7 +95,22 @@ fn run() -> anyhow::Result<()> {
     if let Some(url) = db_url {
         settings.config_store.url = url;
     }
+    if let Some(path) = cluster_conf {
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("cannot read the cluster file {}", path.display()))?;
+        settings.cluster.members =
+            nacre::settings::ClusterSettings::parse_cluster_conf(&text, settings.http.addr.port());
+        if settings.cluster.members.is_empty() {
+            anyhow::bail!("the cluster file {} names no member", path.display());
+        }
+    }
+    if let Some(addr) = node_addr {
+        settings.cluster.node_addr = addr;
+    }
     // Secrets come from the environment only (never a flag, which `ps` shows).
+    settings.cluster.secret = std::env::var("NACRE_CLUSTER_SECRET")
+        .ok()
+        .filter(|s| !s.trim().is_empty());
     if let Some(key) = std::env::var("NACRE_AUTH_TOKEN_KEY")
         .ok()
         .filter(|k| !k.trim().is_empty())

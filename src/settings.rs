@@ -60,6 +60,130 @@ pub struct Settings {
     pub push: PushSettings,
     /// Users, tokens and permissions.
     pub auth: AuthSettings,
+    /// The other members of a cluster; none means standalone.
+    pub cluster: ClusterSettings,
+}
+
+/// `[cluster]`: the members of a cluster and the timings of Distro (DESIGN §5). With no
+/// members the node is standalone, exactly as without this section.
+#[derive(Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ClusterSettings {
+    /// Every member's address `host:port` (its HTTP address as the others reach it),
+    /// this node's among them; a missing port means this node's HTTP port. Also
+    /// `--cluster-conf FILE` (Nacos's `cluster.conf`: one or more `host[:port]` a line,
+    /// comma separated, `#` comments), which replaces this list. Default: none.
+    pub members: Vec<String>,
+    /// This node's address as the members list names it. Default: the member whose
+    /// address is `http.addr`, else the one whose port is `http.addr`'s port and whose
+    /// host is a local address. Also `--node-addr`.
+    pub node_addr: String,
+    /// Milliseconds between two probes of each peer. Default 1000.
+    pub probe_interval_ms: u64,
+    /// Milliseconds of failed probes after which a peer is DOWN (its clients move to
+    /// other members). Default 3000.
+    pub down_after_ms: u64,
+    /// Milliseconds a change waits before it is sent to the peers, so a burst goes as
+    /// one batch (Nacos waits 1000). Default 10.
+    pub sync_delay_ms: u64,
+    /// Milliseconds between two checksum rounds (Distro verify), each one message per
+    /// peer. Default 5000.
+    pub verify_interval_ms: u64,
+    /// Milliseconds the new owner of a DOWN member's clients waits for them to beat
+    /// again before it expires them. Default 30000.
+    pub owner_grace_ms: u64,
+    /// Milliseconds between two checks of config rows changed in the shared database
+    /// (catches a missed notice from a peer). Default 10000.
+    pub config_check_interval_ms: u64,
+    /// The secret every peer call carries: `NACRE_CLUSTER_SECRET` or the file
+    /// `<data.dir>/cluster.secret`, never the config file. Members refuse to start
+    /// without one.
+    #[serde(skip)]
+    pub secret: Option<String>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        Self {
+            members: Vec::new(),
+            node_addr: String::new(),
+            probe_interval_ms: 1_000,
+            down_after_ms: 3_000,
+            sync_delay_ms: 10,
+            verify_interval_ms: 5_000,
+            owner_grace_ms: 30_000,
+            config_check_interval_ms: 10_000,
+            secret: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for ClusterSettings {
+    /// Never prints the secret.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ClusterSettings")
+            .field("members", &self.members)
+            .field("node_addr", &self.node_addr)
+            .field("probe_interval_ms", &self.probe_interval_ms)
+            .field("down_after_ms", &self.down_after_ms)
+            .field("sync_delay_ms", &self.sync_delay_ms)
+            .field("verify_interval_ms", &self.verify_interval_ms)
+            .field("owner_grace_ms", &self.owner_grace_ms)
+            .field("config_check_interval_ms", &self.config_check_interval_ms)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .finish()
+    }
+}
+
+impl ClusterSettings {
+    /// Whether members are configured (a cluster, not a standalone node).
+    pub fn is_cluster(&self) -> bool {
+        !self.members.is_empty()
+    }
+
+    /// Parses Nacos's `cluster.conf`: each line trimmed, text after `#` dropped,
+    /// entries separated by commas, each `host[:port]` (a missing port is
+    /// `default_port`). Returns the members in file order, without duplicates.
+    pub fn parse_cluster_conf(text: &str, default_port: u16) -> Vec<String> {
+        let mut members: Vec<String> = Vec::new();
+        for line in text.lines() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            for entry in line.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+                let member = with_port(entry, default_port);
+                if !members.contains(&member) {
+                    members.push(member);
+                }
+            }
+        }
+        members
+    }
+
+    /// The members with their ports filled in (`default_port` where missing).
+    pub fn normalized_members(&self, default_port: u16) -> Vec<String> {
+        let mut members: Vec<String> = Vec::new();
+        for m in &self.members {
+            let member = with_port(m.trim(), default_port);
+            if !members.contains(&member) {
+                members.push(member);
+            }
+        }
+        members
+    }
+}
+
+/// `host` with `:default_port` appended unless it has a port (`[v6]:port` and a bare
+/// IPv6 literal understood).
+fn with_port(entry: &str, default_port: u16) -> String {
+    if entry.parse::<SocketAddr>().is_ok() {
+        return entry.to_string();
+    }
+    if let Ok(ip) = entry.trim_matches(['[', ']']).parse::<std::net::IpAddr>() {
+        return SocketAddr::new(ip, default_port).to_string();
+    }
+    match entry.rsplit_once(':') {
+        Some((_, port)) if port.parse::<u16>().is_ok() => entry.to_string(),
+        _ => format!("{entry}:{default_port}"),
+    }
 }
 
 /// `[auth]`: who may use the HTTP API. On by default; no secret ships with Nacre.
@@ -773,6 +897,9 @@ impl Settings {
         if self.health.max_concurrency == 0 {
             return invalid("health.max_concurrency", "must be at least 1");
         }
+        if self.cluster.is_cluster() {
+            self.validate_cluster()?;
+        }
         if self.push.ack_timeout_ms == 0 {
             return invalid("push.ack_timeout_ms", "must be at least 1");
         }
@@ -787,9 +914,137 @@ impl Settings {
     }
 }
 
+impl Settings {
+    /// The rules for members of a cluster (DESIGN §5): a shared config database (not
+    /// SQLite), a shared token key (not one generated per node), sane timings, and
+    /// this node among the members. Part of [`Settings::validate`]; `App::start` checks
+    /// it again for settings built in code.
+    pub fn validate_cluster(&self) -> Result<(), SettingsError> {
+        let invalid = |field, reason: &str| {
+            Err(SettingsError::Invalid {
+                field,
+                reason: reason.to_string(),
+            })
+        };
+        let url = &self.config_store.url;
+        if url.is_empty() || url.starts_with("sqlite:") {
+            return invalid(
+                "config_store.url",
+                "a cluster needs one config database shared by every member, and SQLite is \
+                 one file per node: set config_store.url (or --db-url / NACRE_DB_URL) to the \
+                 same mysql://user:password@host:3306/db on every member, or remove \
+                 [cluster] members to run standalone on SQLite",
+            );
+        }
+        if self.auth.enabled && self.auth.token_key.trim().is_empty() {
+            return invalid(
+                "auth.token_key",
+                "cluster members must sign tokens with the same key, and a key generated \
+                 at first start differs on every node: set NACRE_AUTH_TOKEN_KEY (or \
+                 auth.token_key) to the same base64 key of at least 32 bytes on every \
+                 member, e.g. the output of `openssl rand -base64 32`",
+            );
+        }
+        if self.cluster.probe_interval_ms == 0 {
+            return invalid("cluster.probe_interval_ms", "must be at least 1");
+        }
+        if self.cluster.down_after_ms < self.cluster.probe_interval_ms {
+            return invalid(
+                "cluster.down_after_ms",
+                "must be at least cluster.probe_interval_ms",
+            );
+        }
+        if self.cluster.verify_interval_ms == 0 {
+            return invalid("cluster.verify_interval_ms", "must be at least 1");
+        }
+        if self.cluster.config_check_interval_ms == 0 {
+            return invalid("cluster.config_check_interval_ms", "must be at least 1");
+        }
+        if self.cluster.sync_delay_ms > 1_000 {
+            return invalid("cluster.sync_delay_ms", "must be at most 1000");
+        }
+        if self.node_addr().is_none() {
+            return invalid(
+                "cluster.node_addr",
+                "names no member: set --node-addr (or cluster.node_addr) to this node's \
+                 address exactly as the members list names it",
+            );
+        }
+        Ok(())
+    }
+
+    /// This node's address among the members (see [`ClusterSettings::node_addr`]);
+    /// `None` when it names no member or none can be found.
+    pub fn node_addr(&self) -> Option<String> {
+        let port = self.http.addr.port();
+        let members = self.cluster.normalized_members(port);
+        if !self.cluster.node_addr.trim().is_empty() {
+            let addr = with_port(self.cluster.node_addr.trim(), port);
+            return members.contains(&addr).then_some(addr);
+        }
+        let own = self.http.addr.to_string();
+        if members.contains(&own) {
+            return Some(own);
+        }
+        let local = |host: &str| {
+            host.trim_matches(['[', ']'])
+                .parse::<std::net::IpAddr>()
+                .is_ok_and(|ip| {
+                    ip.is_loopback()
+                        || ip == self.http.addr.ip()
+                        || std::net::UdpSocket::bind(SocketAddr::new(ip, 0)).is_ok()
+                })
+        };
+        let mut candidates = members.iter().filter(|m| {
+            m.rsplit_once(':')
+                .is_some_and(|(host, p)| p.parse() == Ok(port) && local(host))
+        });
+        let first = candidates.next()?.clone();
+        // Two candidates (two members on this host with this port) is a guess: refuse.
+        candidates.next().is_none().then_some(first)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cluster_conf_is_read_as_nacos_reads_it() {
+        let text = "#2026-12-04\n10.0.0.1:8848\n 10.0.0.2 # the second\n10.0.0.3:9000,10.0.0.1:8848\n\n[::1]:8848\n";
+        assert_eq!(
+            ClusterSettings::parse_cluster_conf(text, 8848),
+            [
+                "10.0.0.1:8848",
+                "10.0.0.2:8848",
+                "10.0.0.3:9000",
+                "[::1]:8848"
+            ]
+        );
+    }
+
+    #[test]
+    fn members_need_a_shared_database_and_key_and_must_name_this_node() {
+        let mut s = Settings::default();
+        s.http.addr = "127.0.0.1:8848".parse().unwrap();
+        s.cluster.members = vec!["127.0.0.1:8848".into(), "127.0.0.1:8849".into()];
+        let field = |s: &Settings| match s.validate() {
+            Err(SettingsError::Invalid { field, .. }) => field,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(field(&s), "config_store.url");
+        s.config_store.url = "sqlite:/tmp/x.db".into();
+        assert_eq!(field(&s), "config_store.url");
+        s.config_store.url = "mysql://root@127.0.0.1:3306/test".into();
+        assert_eq!(field(&s), "auth.token_key");
+        s.auth.token_key = "c2VjcmV0LXNlY3JldC1zZWNyZXQtc2VjcmV0LXNlY3JldA==".into();
+        s.validate().expect("valid");
+        assert_eq!(s.node_addr().as_deref(), Some("127.0.0.1:8848"));
+        s.cluster.node_addr = "127.0.0.1:8850".into();
+        assert_eq!(field(&s), "cluster.node_addr");
+        s.cluster.node_addr = "127.0.0.1:8849".into();
+        assert_eq!(s.node_addr().as_deref(), Some("127.0.0.1:8849"));
+    }
 
     #[test]
     fn shipped_config_parses() {

@@ -21,6 +21,12 @@ use crate::model::ClientId;
 pub trait Responsibility: Send + Sync {
     /// `true` when this node is responsible for `client`.
     fn is_responsible(&self, client: &ClientId) -> bool;
+
+    /// When the set of responsible members last changed, milliseconds since the
+    /// epoch (0: never). Clients that moved then get a grace to beat their new owner.
+    fn moved_at_ms(&self) -> u64 {
+        0
+    }
 }
 
 /// A node without peers: responsible for every client.
