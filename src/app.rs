@@ -12,6 +12,8 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
+use crate::cluster::members::Membership;
+use crate::cluster::peer::PeerClient;
 use crate::config::{ConfigError, ConfigService};
 use crate::dns::{DnsError, DnsServer};
 use crate::health::BeatExpiryWorker;
@@ -19,6 +21,7 @@ use crate::health::probe::{ProbeStats, ProbeWorker};
 use crate::http::{self, AppState, AppStateInner};
 use crate::naming::NamingService;
 use crate::naming::dispatch::NamingDispatcher;
+use crate::naming::distro::{Distro, DistroSettings};
 use crate::naming::registry::Registry;
 use crate::naming::service_info::ListCache;
 use crate::push::{PushError, PushService};
@@ -51,6 +54,17 @@ pub enum AppError {
     /// The config cache could not be loaded.
     #[error("cannot load configs")]
     Config(#[from] ConfigError),
+    /// The settings are refused (a cluster member without a shared database or key).
+    #[error(transparent)]
+    Settings(#[from] crate::settings::SettingsError),
+    /// A cluster member without a cluster secret.
+    #[error(
+        "cluster members need a secret for peer calls: set NACRE_CLUSTER_SECRET, or write it to {path}, with the same value on every member"
+    )]
+    NoClusterSecret {
+        /// The secret file looked for.
+        path: String,
+    },
     /// The data directory could not be created.
     #[error("cannot create data directory {path}")]
     DataDir {
@@ -105,27 +119,85 @@ pub struct App {
 
 impl App {
     /// Starts a node: config database and cache, registry, naming, beat expiry,
-    /// probes, push, DNS and HTTP.
+    /// probes, push, DNS and HTTP (bound on `http.addr`).
     pub async fn start(settings: Settings) -> Result<Self, AppError> {
+        let listener = TcpListener::bind(settings.http.addr)
+            .await
+            .map_err(|source| AppError::HttpBind {
+                addr: settings.http.addr,
+                source,
+            })?;
+        Self::start_on(settings, listener).await
+    }
+
+    /// [`App::start`] with the HTTP listener already bound (tests bind a cluster's
+    /// listeners on port 0 first, to name the members).
+    pub async fn start_on(mut settings: Settings, listener: TcpListener) -> Result<Self, AppError> {
         owner_only_dir(&settings.data.dir).map_err(|source| AppError::DataDir {
             path: settings.data.dir.display().to_string(),
             source,
         })?;
+        let cluster = if settings.cluster.is_cluster() {
+            settings.validate_cluster()?;
+            let secret = match settings.cluster.secret.clone() {
+                Some(s) => s,
+                None => {
+                    let path = settings.data.dir.join("cluster.secret");
+                    match std::fs::read_to_string(&path) {
+                        Ok(s) if !s.trim().is_empty() => s.trim().to_string(),
+                        _ => {
+                            return Err(AppError::NoClusterSecret {
+                                path: path.display().to_string(),
+                            });
+                        }
+                    }
+                }
+            };
+            settings.cluster.secret = Some(secret.clone());
+            // validate_cluster found this node among the members.
+            let node = settings.node_addr().unwrap_or_default();
+            let members = settings
+                .cluster
+                .normalized_members(settings.http.addr.port());
+            let membership = Arc::new(Membership::new(
+                &node,
+                &members,
+                settings.cluster.down_after_ms,
+                crate::model::now_millis(),
+            ));
+            info!(node = %node, members = ?members, "cluster member");
+            Some((node, secret, membership))
+        } else {
+            None
+        };
         let registry = Arc::new(Registry::with_empty_service_ttl(
             settings.naming.empty_service_ttl_ms,
         ));
-        let naming = Arc::new(
-            NamingService::new(registry.clone())
-                .with_max_persistent_per_namespace(
-                    settings.naming.max_persistent_instances_per_namespace,
-                )
-                .with_max_persistent(settings.naming.max_persistent_instances)
-                // As Nacos: the worker id of snowflake instance ids from the node's
-                // address (0 for an unspecified one).
-                .with_snowflake_worker(crate::naming::ids::SnowflakeIds::worker_of(
-                    settings.http.addr.ip(),
-                )),
-        );
+        let naming = NamingService::new(registry.clone())
+            .with_max_persistent_per_namespace(
+                settings.naming.max_persistent_instances_per_namespace,
+            )
+            .with_max_persistent(settings.naming.max_persistent_instances)
+            // As Nacos: the worker id of snowflake instance ids from the node's
+            // address (0 for an unspecified one).
+            .with_snowflake_worker(crate::naming::ids::SnowflakeIds::worker_of(
+                settings.http.addr.ip(),
+            ));
+        let distro_settings = DistroSettings {
+            sync_delay_ms: settings.cluster.sync_delay_ms,
+            verify_interval_ms: settings.cluster.verify_interval_ms,
+            owner_grace_ms: settings.cluster.owner_grace_ms,
+        };
+        let (naming, distro_changes) = match &cluster {
+            Some((node, _, membership)) => {
+                let (naming, rx) = naming.with_distro(node, membership.clone(), &distro_settings);
+                // Not ready until a peer's snapshot is in (DNS: SERVFAIL; readiness: 503).
+                registry.set_ready(false);
+                (naming, Some(rx))
+            }
+            None => (naming, None),
+        };
+        let naming = Arc::new(naming);
         let store = ConfigStore::open(&settings.config_store, &settings.data.dir).await?;
         info!(database = store.kind(), "config store open");
         let (auth, _bootstrap) =
@@ -144,12 +216,6 @@ impl App {
         let dns = DnsServer::start(&settings.dns, naming.view()).await?;
         info!(addr = %dns.local_addr, "DNS listening (UDP and TCP)");
 
-        let listener = TcpListener::bind(settings.http.addr)
-            .await
-            .map_err(|source| AppError::HttpBind {
-                addr: settings.http.addr,
-                source,
-            })?;
         let http_addr = listener.local_addr().map_err(|source| AppError::HttpBind {
             addr: settings.http.addr,
             source,
@@ -174,7 +240,31 @@ impl App {
         } else {
             None
         };
-        let dispatcher = Arc::new(NamingDispatcher::new(naming.clone()));
+        let distro = match (&cluster, distro_changes) {
+            (Some((node, secret, membership)), Some(changes)) => {
+                let client = PeerClient::new(node, secret);
+                let distro = Distro::new(
+                    naming.clone(),
+                    membership.clone(),
+                    client.clone(),
+                    distro_settings,
+                );
+                tasks.push(tokio::spawn(crate::cluster::run_probes(
+                    membership.clone(),
+                    client,
+                    Duration::from_millis(settings.cluster.probe_interval_ms),
+                    cancel.clone(),
+                )));
+                tasks.push(tokio::spawn(distro.clone().run(changes, cancel.clone())));
+                Some(distro)
+            }
+            _ => None,
+        };
+        let mut dispatcher = NamingDispatcher::new(naming.clone());
+        if let Some(distro) = &distro {
+            dispatcher = dispatcher.with_distro(distro.clone());
+        }
+        let dispatcher = Arc::new(dispatcher);
         let probes = ProbeWorker::new(dispatcher.clone(), settings.health.clone());
         let probe_stats = probes.stats();
         if settings.health.enabled {
@@ -191,6 +281,11 @@ impl App {
             auth,
             config: config.clone(),
             config_settings: Arc::new(settings.config.clone()),
+            node_addr: cluster
+                .as_ref()
+                .map(|(node, _, _)| node.clone())
+                .unwrap_or_else(|| http_addr.to_string()),
+            distro: distro.clone(),
         });
         let (router, gate) = http::router(state, &settings);
         let http_cancel = cancel.clone();
@@ -201,7 +296,7 @@ impl App {
             }
         }));
         let worker = BeatExpiryWorker::new(
-            registry,
+            naming.clone(),
             Duration::from_millis(settings.naming.expiry_tick_ms),
         );
         tasks.push(tokio::spawn(worker.run(cancel.clone())));

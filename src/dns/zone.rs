@@ -235,7 +235,8 @@ impl ServiceZone {
     /// With `[dns.locality]`, a service's instances are those of the client's cluster
     /// when it has healthy ones (see [`super::locality`]). Answers are looked up in
     /// `local` first (when given), then in the zone's shared cache, and built on a
-    /// miss.
+    /// miss. Every name gets SERVFAIL while the registry is not ready (a cluster member
+    /// before its snapshot).
     pub fn respond(
         &self,
         query: &QueryView<'_>,
@@ -245,6 +246,15 @@ impl ServiceZone {
         local: Option<&mut LocalCache>,
         out: &mut Vec<u8>,
     ) {
+        if !self.registry.is_ready() {
+            // A cluster member that has not loaded a peer's snapshot: SERVFAIL, so a
+            // resolver asks the next server instead of caching an empty answer.
+            out.clear();
+            if let Some(resp) = wire::error_response(query.packet(), query.question(), 2) {
+                out.extend_from_slice(&resp);
+            }
+            return;
+        }
         let placement = if self.locality.is_empty() {
             None
         } else {

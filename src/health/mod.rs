@@ -1,6 +1,7 @@
-//! Health workers: the beat expiry worker for ephemeral instances, which asks the
-//! registry to apply the beat rules to instances whose deadline passed (the registry
-//! keeps a deadline queue, so a tick touches only those), and the probe worker for
+//! Health workers: the beat expiry worker for ephemeral instances, which asks naming
+//! to apply the beat rules to instances whose deadline passed (the registry keeps a
+//! deadline queue, so a tick touches only those; the client manager says which are
+//! this member's to expire), and the probe worker for
 //! persistent instances ([`probe`]).
 
 pub mod probe;
@@ -11,19 +12,21 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use crate::naming::registry::{Registry, now_millis};
+use crate::naming::NamingService;
+use crate::naming::registry::now_millis;
 
 /// Turns silent ephemeral instances unhealthy, then removes them (as Nacos
 /// `ClientBeatCheckTask`), every `tick`.
 pub struct BeatExpiryWorker {
-    registry: Arc<Registry>,
+    naming: Arc<NamingService>,
     tick: Duration,
 }
 
 impl BeatExpiryWorker {
-    /// A worker over `registry` waking every `tick`.
-    pub fn new(registry: Arc<Registry>, tick: Duration) -> Self {
-        Self { registry, tick }
+    /// A worker over `naming` waking every `tick`; in a cluster it expires only the
+    /// clients this member is responsible for (see [`crate::naming::distro`]).
+    pub fn new(naming: Arc<NamingService>, tick: Duration) -> Self {
+        Self { naming, tick }
     }
 
     /// Runs until `shutdown` fires.
@@ -35,7 +38,7 @@ impl BeatExpiryWorker {
                 _ = shutdown.cancelled() => return,
                 _ = interval.tick() => {}
             }
-            let report = self.registry.sweep_expired(now_millis());
+            let report = self.naming.sweep_expired(now_millis());
             for (service, id) in &report.unhealthy {
                 info!(%service, instance = %id, "instance unhealthy: no beat within its beat timeout");
             }

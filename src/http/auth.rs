@@ -62,6 +62,10 @@ pub enum Access {
     /// Read on the config of every line of the request's `Listening-Configs` (each
     /// line names its own tenant; the Java client sends no `tenant` parameter).
     ConfigListen,
+    /// Another cluster member: the cluster secret in the
+    /// [`crate::cluster::peer::SECRET_HEADER`] header, whether auth is on or off;
+    /// no user passes. A node without members refuses every such call.
+    Peer,
 }
 
 /// One registered route, for tests and docs.
@@ -255,6 +259,10 @@ pub struct Gate {
     enabled: bool,
     /// Paths served without credentials, matched exactly.
     public: HashSet<&'static str>,
+    /// Paths of peer calls (see [`Access::Peer`]).
+    peer: HashSet<&'static str>,
+    /// The cluster secret; `None` standalone.
+    cluster_secret: Option<String>,
     /// The access of each path's methods, from the route table.
     access: HashMap<&'static str, Vec<(Method, Access)>>,
     /// Largest form body read once the caller is known (`http.max_body_bytes`).
@@ -275,6 +283,7 @@ impl Gate {
         enabled: bool,
         table: &[RouteEntry],
         body_limit: usize,
+        cluster_secret: Option<String>,
     ) -> Self {
         let mut access: HashMap<&'static str, Vec<(Method, Access)>> = HashMap::new();
         for e in table {
@@ -288,10 +297,17 @@ impl Gate {
             .filter(|(_, methods)| methods.iter().all(|(_, a)| *a == Access::Public))
             .map(|(path, _)| *path)
             .collect();
+        let peer = access
+            .iter()
+            .filter(|(_, methods)| methods.iter().any(|(_, a)| *a == Access::Peer))
+            .map(|(path, _)| *path)
+            .collect();
         Self {
             auth,
             enabled,
             public,
+            peer,
+            cluster_secret,
             access,
             body_limit,
             anonymous_body_limit: body_limit.min(ANONYMOUS_BODY_LIMIT),
@@ -375,6 +391,20 @@ impl Gate {
     /// handler runs (a middleware future holds a clone of the inner service for every
     /// request: 5,000 held long polls would hold it 5,000 times).
     pub async fn check(&self, mut req: Request) -> Result<Request, Response> {
+        if self.peer.contains(req.uri().path()) {
+            let given = req
+                .headers()
+                .get(crate::cluster::peer::SECRET_HEADER)
+                .map(|v| v.as_bytes());
+            return match (given, &self.cluster_secret) {
+                (Some(given), Some(secret))
+                    if crate::cluster::peer::secret_matches(given, secret.as_bytes()) =>
+                {
+                    Ok(req)
+                }
+                _ => Err(refuse(AuthError::UserNotFound)),
+            };
+        }
         if !self.enabled {
             req.extensions_mut().insert(AuthIsOff);
             return Ok(req);
@@ -487,7 +517,7 @@ fn allows(user: &Principal, access: Access, params: &Params) -> bool {
     }
     match access {
         Access::Public | Access::User => true,
-        Access::Admin => false,
+        Access::Admin | Access::Peer => false,
         Access::SelfOrAdmin => params.optional("username") == Some(user.username.as_str()),
         Access::Naming(action) => user.may(&naming_of(params), action),
         Access::Config(action) => user.may(&config_of(params), action),

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod conn;
 pub mod error;
+pub mod internal;
 pub mod nacos_v1;
 pub mod params;
 
@@ -60,6 +61,11 @@ pub struct AppStateInner {
     pub auth: Arc<crate::auth::AuthService>,
     /// The config center's limits.
     pub config_settings: Arc<ConfigSettings>,
+    /// This node's address: its member address in a cluster, else the bound HTTP
+    /// address.
+    pub node_addr: String,
+    /// Distro and the membership of a cluster member; `None` standalone.
+    pub distro: Option<Arc<crate::naming::distro::Distro>>,
 }
 
 /// The whole router, under the body limit, and the auth gate built from its route
@@ -71,6 +77,7 @@ pub fn router(state: AppState, settings: &Settings) -> (Router, Arc<auth::Gate>)
         settings.auth.enabled,
         &table,
         settings.http.max_body_bytes,
+        settings.cluster.secret.clone(),
     ));
     let router = router
         .layer(DefaultBodyLimit::max(settings.http.max_body_bytes))

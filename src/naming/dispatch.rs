@@ -1,14 +1,17 @@
 //! The one write door of naming (DESIGN §1): HTTP, the health workers, and later gRPC
 //! and the console submit [`NamingCommand`]s here with an [`AccessProof`]. The
 //! dispatcher checks the proof against the service the command writes, then decides
-//! where the command goes. On a single node it is applied here and now; in a cluster
-//! it will be queued for Distro (ephemeral), forwarded to the responsible node, or
-//! proposed to Raft (persistent data), and the caller's answer waits for the real
-//! outcome, which is why [`NamingDispatcher::submit`] is async.
+//! where the command goes. On a single node it is applied here and now. In a cluster,
+//! a write to an ephemeral client goes to [`Distro::submit`]: applied here when this
+//! member is responsible for the client (and sent to the peers), else forwarded to the
+//! responsible member, and the caller's answer waits for the real outcome, which is
+//! why [`NamingDispatcher::submit`] is async. Persistent data will be proposed to Raft
+//! (the next stage); until then it is applied on the member that takes the write.
 
 use std::sync::Arc;
 
 use super::command::{Applied, NamingCommand, Origin};
+use super::distro::Distro;
 use super::registry::now_millis;
 use super::{NamingError, NamingService};
 use crate::auth::permission::Action;
@@ -17,12 +20,22 @@ use crate::auth::proof::AccessProof;
 /// Takes naming writes from every front door. Share it in an `Arc`.
 pub struct NamingDispatcher {
     naming: Arc<NamingService>,
+    distro: Option<Arc<Distro>>,
 }
 
 impl NamingDispatcher {
     /// A dispatcher that applies commands to `naming` (a single node).
     pub fn new(naming: Arc<NamingService>) -> Self {
-        Self { naming }
+        Self {
+            naming,
+            distro: None,
+        }
+    }
+
+    /// A dispatcher of a cluster member: writes go through `distro`.
+    pub fn with_distro(mut self, distro: Arc<Distro>) -> Self {
+        self.distro = Some(distro);
+        self
     }
 
     /// The naming use cases behind the door, for reads.
@@ -52,7 +65,10 @@ impl NamingDispatcher {
                 key: service.clone(),
             });
         }
-        self.naming.apply(command, Origin::Local, now_millis())
+        match &self.distro {
+            Some(distro) => distro.submit(command).await,
+            None => self.naming.apply(command, Origin::Local, now_millis()),
+        }
     }
 }
 

@@ -11,6 +11,7 @@
 
 pub mod command;
 pub mod dispatch;
+pub mod distro;
 pub mod ids;
 pub mod registry;
 pub mod selection;
@@ -83,6 +84,15 @@ pub enum NamingError {
         who: String,
         /// The service.
         key: ServiceKey,
+    },
+    /// Refused by the member a write was forwarded to (Distro), with its status and
+    /// message.
+    #[error("{message}")]
+    Remote {
+        /// The HTTP status the member answered with.
+        status: u16,
+        /// Its message.
+        message: String,
     },
     /// Manual health for a cluster whose instances are probed (as Nacos
     /// `HealthOperatorV2Impl`): only clusters with the `NONE` checker take it.
@@ -178,6 +188,8 @@ pub struct NamingService {
     max_persistent_per_namespace: usize,
     max_persistent: usize,
     snowflake: ids::SnowflakeIds,
+    /// The client manager of a cluster member (see [`distro`]); `None` standalone.
+    clients: Option<Arc<distro::Clients>>,
 }
 
 impl NamingService {
@@ -189,6 +201,7 @@ impl NamingService {
             max_persistent_per_namespace: usize::MAX,
             max_persistent: usize::MAX,
             snowflake: ids::SnowflakeIds::new(0),
+            clients: None,
         }
     }
 
@@ -320,6 +333,8 @@ impl NamingService {
         origin: &Origin,
         now: u64,
     ) -> Result<(), NamingError> {
+        let ikey_ip = spec.ip.clone();
+        let port = spec.port;
         let registered =
             self.registry
                 .update(key, Some(spec.ephemeral), origin, now, |state, ctx| {
@@ -415,13 +430,16 @@ impl NamingService {
                         ctx.schedule_expiry(slot, now.saturating_add(timeout).saturating_add(1));
                     }
                     if changed {
-                        Outcome::Changed(Ok(()))
+                        Outcome::Changed(Ok(ephemeral))
                     } else {
-                        Outcome::Unchanged(Ok(()))
+                        Outcome::Unchanged(Ok(false))
                     }
                 });
         // `update` with `create` always finds or makes the service.
-        registered.unwrap_or(Ok(()))
+        if registered.unwrap_or(Ok(false))? {
+            self.client_changed(origin, key, &InstanceKey::new(&ikey_ip, port), now);
+        }
+        Ok(())
     }
 
     fn persistent_limit(&self, key: &ServiceKey, hit: registry::PersistentLimitHit) -> NamingError {
@@ -458,7 +476,7 @@ impl NamingService {
         origin: &Origin,
         now: u64,
     ) {
-        self.registry.update(key, None, origin, now, |state, ctx| {
+        let removed = self.registry.update(key, None, origin, now, |state, ctx| {
             if state
                 .instances
                 .get(ikey)
@@ -470,11 +488,14 @@ impl NamingService {
                 if !ephemeral {
                     ctx.release_persistent(&key.namespace);
                 }
-                Outcome::Changed(())
+                Outcome::Changed(true)
             } else {
-                Outcome::Unchanged(())
+                Outcome::Unchanged(false)
             }
         });
+        if ephemeral && removed == Some(true) {
+            self.client_changed(origin, key, ikey, now);
+        }
     }
 
     /// `PUT` and `PATCH /nacos/v1/ns/instance`: lays `update` over the registration of
@@ -513,7 +534,8 @@ impl NamingService {
             port: ikey.port,
             cluster: cluster.to_string(),
         };
-        self.registry
+        let changed = self
+            .registry
             .update(key, None, origin, now, |state, _| {
                 let Some(slot) = state
                     .instances
@@ -543,12 +565,17 @@ impl NamingService {
                 }
                 slot.overlay = Some(Box::new(overlay));
                 if visible == *slot.instance {
-                    return Outcome::Unchanged(Ok(()));
+                    return Outcome::Unchanged(Ok(false));
                 }
+                let ephemeral = visible.ephemeral;
                 slot.instance = Arc::new(visible);
-                Outcome::Changed(Ok(()))
+                Outcome::Changed(Ok(ephemeral))
             })
-            .unwrap_or_else(|| Err(NamingError::ServiceNotFound(key.clone())))
+            .unwrap_or_else(|| Err(NamingError::ServiceNotFound(key.clone())))?;
+        if changed {
+            self.client_changed(origin, key, ikey, now);
+        }
+        Ok(())
     }
 
     /// Records a beat (as Nacos `InstanceController#beat`): refreshes the beat clock and
@@ -591,15 +618,20 @@ impl NamingService {
                 .saturating_add(1);
             ctx.schedule_expiry(slot, at);
             if slot.instance.healthy {
-                return Outcome::Unchanged(Some(interval_ms));
+                return Outcome::Unchanged(Some((interval_ms, false)));
             }
             let mut next = (*slot.instance).clone();
             next.healthy = true;
             slot.instance = Arc::new(next);
-            Outcome::Changed(Some(interval_ms))
+            Outcome::Changed(Some((interval_ms, true)))
         });
         match (found.flatten(), full) {
-            (Some(interval_ms), _) => Ok(BeatOutcome::Recorded { interval_ms }),
+            (Some((interval_ms, revived)), _) => {
+                if revived {
+                    self.client_changed(origin, key, ikey, now);
+                }
+                Ok(BeatOutcome::Recorded { interval_ms })
+            }
             (None, Some(spec)) => {
                 self.register_at(key, spec, origin, now)?;
                 self.beat_at(key, ikey, None, origin, now)

@@ -305,6 +305,23 @@ pub struct SweepReport {
     pub unhealthy: Vec<(ServiceKey, String)>,
     /// Instances removed, `(service, instance id)`.
     pub removed: Vec<(ServiceKey, String)>,
+    /// The clients of every instance that turned unhealthy or was removed (what
+    /// Distro sends to the peers).
+    pub changed: Vec<(ServiceKey, InstanceKey)>,
+}
+
+/// What the owner of the expiry rules says about one due instance (see
+/// [`Registry::sweep_expired_with`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Hold {
+    /// Apply the beat rules, counting silence from `last_beat_ms`.
+    Proceed {
+        /// The latest sign of life, milliseconds since the epoch.
+        last_beat_ms: u64,
+    },
+    /// Not now: look again at this time, milliseconds since the epoch (this node is
+    /// not responsible for the client, or its grace runs).
+    Until(u64),
 }
 
 /// How many services that differ only by case (case twins, one DNS name) DNS
@@ -331,6 +348,9 @@ pub struct Registry {
     /// Persistent instances per namespace and in all (see
     /// `naming.max_persistent_instances_per_namespace`).
     persistent: Mutex<PersistentCounts>,
+    /// Whether the table holds what the cluster holds (a joining member is not ready
+    /// until it loaded a peer's snapshot): DNS answers SERVFAIL meanwhile.
+    ready: AtomicBool,
 }
 
 impl Default for Registry {
@@ -363,7 +383,20 @@ impl Registry {
             events,
             instance_count: AtomicU64::new(0),
             persistent: Mutex::new(PersistentCounts::default()),
+            ready: AtomicBool::new(true),
         }
+    }
+
+    /// Whether the table is loaded (always on a single node; in a cluster once a
+    /// peer's snapshot is in). Readers that would answer authoritatively from an
+    /// unloaded table (DNS, readiness) must refuse instead.
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    /// Marks the table loaded or not (see [`Registry::is_ready`]).
+    pub fn set_ready(&self, ready: bool) {
+        self.ready.store(ready, Ordering::Release);
     }
 
     /// Subscribes to change events. A subscriber that falls more than 4096 events behind
@@ -753,6 +786,17 @@ impl Registry {
     /// its next deadline. Only ephemeral instances are ever queued. Its changes are
     /// local ones ([`Origin::Local`]).
     pub fn sweep_expired(&self, now_ms: u64) -> SweepReport {
+        self.sweep_expired_with(now_ms, &|_, last_beat_ms| Hold::Proceed { last_beat_ms })
+    }
+
+    /// [`Registry::sweep_expired`], asking `hold` first about each due instance (its
+    /// client and last beat): the client manager's say on who expires what and from
+    /// when (DESIGN §2).
+    pub fn sweep_expired_with(
+        &self,
+        now_ms: u64,
+        hold: &dyn Fn(&InstanceKey, u64) -> Hold,
+    ) -> SweepReport {
         let mut report = SweepReport::default();
         // Take this sweep's batch first: entries re-queued while processing it wait for
         // the next sweep, so a deadline that saturates at `u64::MAX` cannot spin here.
@@ -788,16 +832,23 @@ impl Registry {
                 if !inst.ephemeral {
                     return Outcome::Unchanged(());
                 }
-                let silent = now_ms.saturating_sub(slot.last_beat_ms);
+                let last_beat_ms = match hold(&instance_key, slot.last_beat_ms) {
+                    Hold::Proceed { last_beat_ms } => last_beat_ms,
+                    Hold::Until(at) => {
+                        ctx.schedule_expiry(slot, at.max(now_ms.saturating_add(1)));
+                        return Outcome::Unchanged(());
+                    }
+                };
+                let silent = now_ms.saturating_sub(last_beat_ms);
                 if silent > inst.delete_timeout_ms() {
                     state.instances.remove(&instance_key);
                     report
                         .removed
                         .push((service.clone(), inst.instance_id(&service)));
+                    report.changed.push((service.clone(), instance_key.clone()));
                     return Outcome::Changed(());
                 }
-                let delete_at = slot
-                    .last_beat_ms
+                let delete_at = last_beat_ms
                     .saturating_add(inst.delete_timeout_ms())
                     .saturating_add(1);
                 if silent > inst.beat_timeout_ms() {
@@ -809,12 +860,13 @@ impl Registry {
                         report
                             .unhealthy
                             .push((service.clone(), inst.instance_id(&service)));
+                        report.changed.push((service.clone(), instance_key.clone()));
                         return Outcome::Changed(());
                     }
                     return Outcome::Unchanged(());
                 }
                 let next = if inst.healthy {
-                    slot.last_beat_ms
+                    last_beat_ms
                         .saturating_add(inst.beat_timeout_ms())
                         .saturating_add(1)
                 } else {
@@ -878,6 +930,11 @@ impl RegistryView {
     /// See [`Registry::generation`].
     pub fn generation(&self) -> u64 {
         self.0.generation()
+    }
+
+    /// See [`Registry::is_ready`].
+    pub fn is_ready(&self) -> bool {
+        self.0.is_ready()
     }
 
     /// See [`Registry::watch`].

@@ -29,6 +29,8 @@ enum Who {
     Bob,
     /// Nobody (public routes).
     Anyone,
+    /// Another cluster member, with the cluster secret: nobody on a standalone node.
+    Peer,
 }
 
 /// One request of the matrix: what the right user sends to get 2xx.
@@ -170,6 +172,14 @@ fn cases(alice_password: &str) -> Vec<Case> {
         ),
         case(M::GET, "/nacos/v1/ns/health/checkers", Bob, &[]),
         case(M::GET, "/nacos/v1/ns/operator/metrics", Bob, &[]),
+        case(M::GET, "/nacos/v1/core/cluster/nodes", Bob, &[]),
+        case(M::GET, "/nacos/v1/core/cluster/nodes/self", Bob, &[]),
+        case(M::GET, "/nacos/v1/core/cluster/self", Bob, &[]),
+        case(M::GET, "/nacos/internal/v1/cluster/ping", Peer, &[]),
+        case(M::POST, "/nacos/internal/v1/distro/sync", Peer, &[]),
+        case(M::POST, "/nacos/internal/v1/distro/verify", Peer, &[]),
+        case(M::GET, "/nacos/internal/v1/distro/snapshot", Peer, &[]),
+        case(M::POST, "/nacos/internal/v1/distro/forward", Peer, &[]),
         case(M::GET, "/nacos/v1/ns/ops/metrics", Bob, &[]),
         case(
             M::POST,
@@ -558,13 +568,25 @@ async fn every_route_refuses_bad_credentials_and_serves_the_right_user() {
         }
     }
 
-    // The right user, in order: every route answers 2xx.
+    // The right user, in order: every route answers 2xx; a standalone node has no
+    // peer, so its peer routes refuse even the admin (and any secret).
     for c in &cases {
         let client = match c.who {
             Who::Admin => admin,
             Who::Alice => &alice,
             Who::Bob => &bob,
             Who::Anyone => &plain,
+            Who::Peer => {
+                for extra in [&[][..], &[("x-nacre-cluster-secret", "")][..]] {
+                    let (status, body) = send(admin, &server.base, c, extra).await;
+                    assert_eq!(
+                        status, 403,
+                        "{} {} on a standalone node: {body}",
+                        c.method, c.path
+                    );
+                }
+                continue;
+            }
         };
         let (status, body) = send(client, &server.base, c, &[]).await;
         assert!(

@@ -5,6 +5,7 @@ mod architecture;
 mod auth;
 mod beats;
 mod binary;
+mod cluster;
 mod config;
 mod config_edges;
 mod connections;

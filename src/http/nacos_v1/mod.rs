@@ -19,7 +19,10 @@ use crate::auth::permission::Action::{Read, Write};
 /// management and namespace changes need an admin; only the health probes and login
 /// are public.
 pub fn routes() -> Routes {
-    use Access::{Admin, Config, ConfigListen, ConfigNamespace, Naming, Public, SelfOrAdmin, User};
+    use super::internal;
+    use Access::{
+        Admin, Config, ConfigListen, ConfigNamespace, Naming, Peer, Public, SelfOrAdmin, User,
+    };
     Routes::new()
         .at("/nacos/v1/ns/instance")
         .get(Naming(Read), instance::get_instance)
@@ -77,7 +80,23 @@ pub fn routes() -> Routes {
         .at("/nacos/v1/console/health/liveness")
         .get(Public, operator::health)
         .at("/nacos/v1/console/health/readiness")
-        .get(Public, operator::health)
+        .get(Public, operator::readiness)
+        .at("/nacos/v1/core/cluster/nodes")
+        .get(User, internal::cluster_nodes)
+        .at("/nacos/v1/core/cluster/nodes/self")
+        .get(User, internal::cluster_self)
+        .at("/nacos/v1/core/cluster/self")
+        .get(User, internal::cluster_self)
+        .at(crate::cluster::PING_PATH)
+        .get(Peer, internal::ping)
+        .at(crate::naming::distro::paths::SYNC)
+        .post(Peer, internal::distro_sync)
+        .at(crate::naming::distro::paths::VERIFY)
+        .post(Peer, internal::distro_verify)
+        .at(crate::naming::distro::paths::SNAPSHOT)
+        .get(Peer, internal::distro_snapshot)
+        .at(crate::naming::distro::paths::FORWARD)
+        .post(Peer, internal::distro_forward)
         .at("/nacos/v1/auth/login")
         .post(Public, auth::login)
         .at("/nacos/v1/auth/users/login")

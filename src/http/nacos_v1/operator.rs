@@ -62,7 +62,23 @@ pub async fn metrics(State(state): State<AppState>, p: Params) -> Json<MetricsJs
     })
 }
 
-/// `GET /nacos/v1/console/health/liveness` and `readiness`: `OK` once serving.
+/// `GET /nacos/v1/console/health/liveness`: `OK` once serving.
 pub async fn health() -> &'static str {
     "OK"
+}
+
+/// `GET /nacos/v1/console/health/readiness`: `OK` once the naming table is loaded;
+/// 503 before (a cluster member that has not loaded a peer's Distro snapshot), with
+/// Nacos's wording.
+pub async fn readiness(State(state): State<AppState>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if state.naming.registry().is_ready() {
+        "OK".into_response()
+    } else {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "server is DOWN now, detailed error message: Distro snapshot not loaded yet",
+        )
+            .into_response()
+    }
 }

@@ -1,0 +1,247 @@
+//! Peer endpoints under `/nacos/internal/` (the gate admits only calls with the
+//! cluster secret, see [`super::auth::Access::Peer`]), and the cluster view of
+//! `/nacos/v1/core/cluster/nodes` in Nacos's shape.
+//!
+//! Bodies are [`crate::cluster::peer::encode`]d messages; a body that does not decode
+//! gets 400 with the reason, and nothing is applied.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::AppState;
+use super::error::naming_status;
+use super::params::Params;
+use crate::cluster::members::MemberState;
+use crate::cluster::peer::{self, FROM_HEADER};
+use crate::model::now_millis;
+use crate::naming::command::{NamingCommand, Origin};
+use crate::naming::distro::{ClientRecord, Digest, Forwarded, Snapshot};
+
+fn binary(body: Vec<u8>) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/octet-stream")],
+        body,
+    )
+        .into_response()
+}
+
+fn bad_message(e: peer::PeerError) -> Response {
+    (StatusCode::BAD_REQUEST, e.to_string()).into_response()
+}
+
+fn not_a_member() -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        "this node has no cluster members",
+    )
+        .into_response()
+}
+
+/// The calling member, as it names itself.
+fn sender(headers: &HeaderMap) -> String {
+    headers
+        .get(FROM_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("peer")
+        .to_string()
+}
+
+/// `GET /nacos/internal/v1/cluster/ping`: a peer's probe.
+pub async fn ping() -> &'static str {
+    "UP"
+}
+
+/// `POST /nacos/internal/v1/distro/sync`: a batch of client records.
+pub async fn distro_sync(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let records: Vec<ClientRecord> = match peer::decode(&body) {
+        Ok(r) => r,
+        Err(e) => return bad_message(e),
+    };
+    let from = sender(&headers);
+    let now = now_millis();
+    for record in records {
+        state.naming.merge_client(record, &from, now);
+    }
+    "ok".into_response()
+}
+
+/// `POST /nacos/internal/v1/distro/verify`: a checksum round; answers the clients
+/// this member wants.
+pub async fn distro_verify(State(state): State<AppState>, body: Bytes) -> Response {
+    let digests: Vec<Digest> = match peer::decode(&body) {
+        Ok(d) => d,
+        Err(e) => return bad_message(e),
+    };
+    binary(peer::encode(
+        &state.naming.verify_digests(digests, now_millis()),
+    ))
+}
+
+/// `GET /nacos/internal/v1/distro/snapshot`: every client this member holds.
+pub async fn distro_snapshot(State(state): State<AppState>) -> Response {
+    if state.distro.is_none() {
+        return not_a_member();
+    }
+    let snapshot = Snapshot {
+        ready: state.naming.registry().is_ready(),
+        records: state.naming.snapshot_records(),
+    };
+    binary(peer::encode(&snapshot))
+}
+
+/// `POST /nacos/internal/v1/distro/forward`: a write for a client this member is
+/// responsible for, already checked by the member that took it. Applied here (never
+/// forwarded again); the answer is a [`Forwarded`] and the client's record after it.
+pub async fn distro_forward(State(state): State<AppState>, body: Bytes) -> Response {
+    let command: NamingCommand = match peer::decode(&body) {
+        Ok(c) => c,
+        Err(e) => return bad_message(e),
+    };
+    let client = state.distro.as_ref().and_then(|d| d.client_of(&command));
+    let result = state.naming.apply(command, Origin::Local, now_millis());
+    let answer = Forwarded::from_result(result, |e| naming_status(e).as_u16());
+    let record = client.and_then(|c| state.naming.client_record(&c));
+    binary(peer::encode(&(answer, record)))
+}
+
+/// A member in Nacos's shape (`Member.java`), with Nacre's figures in `extendInfo`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberJson {
+    ip: String,
+    port: u16,
+    state: String,
+    address: String,
+    fail_access_cnt: u32,
+    extend_info: ExtendInfo,
+    abilities: serde_json::Value,
+}
+
+/// `extendInfo` of a member.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ExtendInfo {
+    version: &'static str,
+    /// When this node last heard from the member, ms since the epoch (now for self).
+    last_refresh_time: Option<u64>,
+    /// How long the oldest Distro change not yet acknowledged by the member waits,
+    /// milliseconds.
+    distro_sync_lag_millis: u64,
+    /// Whether this is the node answering.
+    is_self: bool,
+}
+
+fn member_json(
+    address: &str,
+    state: MemberState,
+    fail_access_cnt: u32,
+    extend_info: ExtendInfo,
+) -> MemberJson {
+    let (ip, port) = match address.rsplit_once(':') {
+        Some((ip, port)) => (
+            ip.trim_matches(['[', ']']).to_string(),
+            port.parse().unwrap_or(0),
+        ),
+        None => (address.to_string(), 0),
+    };
+    MemberJson {
+        ip,
+        port,
+        state: state.to_string(),
+        address: address.to_string(),
+        fail_access_cnt,
+        extend_info,
+        abilities: serde_json::json!({
+            "remoteAbility": {"supportRemoteConnection": false, "grpcReportEnabled": false},
+            "configAbility": {"supportRemoteMetrics": false},
+            "namingAbility": {"supportJraft": false}
+        }),
+    }
+}
+
+/// Every member as this node sees it (self first is not promised: sorted by address).
+fn members(state: &AppState, self_addr: &str) -> Vec<MemberJson> {
+    let own = |address: &str| {
+        member_json(
+            address,
+            if state.naming.registry().is_ready() {
+                MemberState::Up
+            } else {
+                MemberState::Suspicious
+            },
+            0,
+            ExtendInfo {
+                version: env!("CARGO_PKG_VERSION"),
+                last_refresh_time: Some(now_millis()),
+                distro_sync_lag_millis: 0,
+                is_self: true,
+            },
+        )
+    };
+    let Some(distro) = &state.distro else {
+        return vec![own(self_addr)];
+    };
+    let membership = distro.membership();
+    let mut out: Vec<MemberJson> = membership
+        .status()
+        .into_iter()
+        .map(|p| {
+            let lag = distro.sync_lag_ms(&p.addr);
+            member_json(
+                &p.addr,
+                p.state,
+                p.fail_count,
+                ExtendInfo {
+                    version: env!("CARGO_PKG_VERSION"),
+                    last_refresh_time: p.last_contact_ms,
+                    distro_sync_lag_millis: lag,
+                    is_self: false,
+                },
+            )
+        })
+        .collect();
+    out.push(own(membership.this()));
+    out.sort_by(|a, b| a.address.cmp(&b.address));
+    out
+}
+
+/// This node's address for the cluster view: its member address, else `http.addr`.
+fn self_address(state: &AppState) -> String {
+    match &state.distro {
+        Some(d) => d.membership().this().to_string(),
+        None => state.node_addr.clone(),
+    }
+}
+
+/// `GET /nacos/v1/core/cluster/nodes[?keyword=]`: `{"code":200,"message":null,
+/// "data":[Member…]}`, sorted by address; `keyword` keeps the addresses that start
+/// with it (as Nacos `NacosClusterController#listNodes`).
+pub async fn cluster_nodes(
+    State(state): State<AppState>,
+    params: Params,
+) -> Json<serde_json::Value> {
+    let keyword = params.optional("keyword").unwrap_or("");
+    let list: Vec<MemberJson> = members(&state, &self_address(&state))
+        .into_iter()
+        .filter(|m| m.address.starts_with(keyword))
+        .collect();
+    Json(serde_json::json!({"code": 200, "message": null, "data": list}))
+}
+
+/// `GET /nacos/v1/core/cluster/nodes/self` (and Nacos's `/v1/core/cluster/self`):
+/// this node.
+pub async fn cluster_self(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let address = self_address(&state);
+    let me = members(&state, &address)
+        .into_iter()
+        .find(|m| m.address == address);
+    Json(serde_json::json!({"code": 200, "message": null, "data": me}))
+}
