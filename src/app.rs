@@ -256,6 +256,17 @@ impl App {
                     cancel.clone(),
                 )));
                 tasks.push(tokio::spawn(distro.clone().run(changes, cancel.clone())));
+                let notifier = crate::config::peers::PeerNotifier::new(
+                    PeerClient::new(node, secret),
+                    membership.peers(),
+                );
+                config.subscribe(notifier.clone());
+                tasks.push(tokio::spawn(notifier.run(cancel.clone())));
+                tasks.push(tokio::spawn(crate::config::peers::run_change_check(
+                    config.clone(),
+                    Duration::from_millis(settings.cluster.config_check_interval_ms),
+                    cancel.clone(),
+                )));
                 Some(distro)
             }
             _ => None,

@@ -14,6 +14,7 @@
 
 pub mod archive;
 pub mod listen;
+pub mod peers;
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
@@ -173,6 +174,9 @@ pub struct ConfigChange {
     pub key: ConfigKey,
     /// Which of its versions changed (formal, a beta for some IPs, or a tag).
     pub scope: ChangeScope,
+    /// Written on this node (`true`), or reloaded after a peer's notice or the check
+    /// of changed rows (`false`): the peer notifier tells peers only of the first.
+    pub local: bool,
 }
 
 /// What is told of every config change, after the database committed it and the cache
@@ -251,11 +255,16 @@ impl ConfigService {
         self.subscribers.write().push(subscriber);
     }
 
-    /// Tells every subscriber of a change.
+    /// Tells every subscriber of a change made here.
     fn changed(&self, key: &ConfigKey, scope: ChangeScope) {
+        self.tell(key, scope, true);
+    }
+
+    fn tell(&self, key: &ConfigKey, scope: ChangeScope, local: bool) {
         let change = ConfigChange {
             key: key.clone(),
             scope,
+            local,
         };
         for subscriber in self.subscribers.read().iter() {
             subscriber.changed(&change);
@@ -480,6 +489,99 @@ impl ConfigService {
             .await?
             .into_iter()
             .find(|b| b.key == *key))
+    }
+
+    /// Reloads one config (formal, beta and tag versions) from the database after
+    /// another cluster member changed it (as Nacos `DumpService#dump`), and tells the
+    /// subscribers of what differs from the cache (so listeners wake), marked not
+    /// local. Returns whether anything differed.
+    pub async fn reload(&self, key: &ConfigKey) -> Result<bool, ConfigError> {
+        let _guard = self.stripe(key).lock().await;
+        let formal = self.store.config_of(key).await?.into_iter().next();
+        let beta = self.store.beta_of(key).await?.into_iter().next();
+        let tags = self.store.tags_of(key).await?;
+        let fresh = CacheItem {
+            formal: formal.map(|c| {
+                Arc::new(Version::new(
+                    c.id,
+                    &c.content,
+                    &c.md5,
+                    &c.config_type,
+                    c.modified_ms,
+                    &c.encrypted_data_key,
+                ))
+            }),
+            beta: beta.as_ref().map(|b| Arc::new(beta_version(b))),
+            tags: tags
+                .iter()
+                .map(|t| (t.tag.clone(), Arc::new(tag_version(t))))
+                .collect(),
+        };
+        let same = |a: &Option<Arc<Version>>, b: &Option<Arc<Version>>| match (a, b) {
+            (Some(a), Some(b)) => a.md5 == b.md5 && a.id == b.id,
+            (None, None) => true,
+            _ => false,
+        };
+        let mut scopes = Vec::new();
+        {
+            let mut cache = self.cache.write();
+            let old = cache.remove(key).unwrap_or_default();
+            if !same(&old.formal, &fresh.formal) {
+                scopes.push(ChangeScope::Formal);
+            }
+            let old_beta = old
+                .beta
+                .as_ref()
+                .map(|b| (b.version.clone(), b.ips.clone()));
+            let new_beta = fresh
+                .beta
+                .as_ref()
+                .map(|b| (b.version.clone(), b.ips.clone()));
+            let beta_same = match (&old_beta, &new_beta) {
+                (Some((a, ai)), Some((b, bi))) => a.md5 == b.md5 && a.id == b.id && ai == bi,
+                (None, None) => true,
+                _ => false,
+            };
+            if !beta_same {
+                let mut ips: Vec<String> = old_beta.map(|(_, i)| i).unwrap_or_default();
+                for ip in new_beta.map(|(_, i)| i).unwrap_or_default() {
+                    if !ips.contains(&ip) {
+                        ips.push(ip);
+                    }
+                }
+                scopes.push(ChangeScope::Beta(ips));
+            }
+            let mut tag_names: Vec<&String> =
+                old.tags.iter().chain(&fresh.tags).map(|(t, _)| t).collect();
+            tag_names.sort();
+            tag_names.dedup();
+            for tag in tag_names {
+                if !same(&old.tag(tag).cloned(), &fresh.tag(tag).cloned()) {
+                    scopes.push(ChangeScope::Tag(tag.clone()));
+                }
+            }
+            if !fresh.is_empty() {
+                cache.insert(key.clone(), fresh);
+            }
+        }
+        let changed = !scopes.is_empty();
+        for scope in scopes {
+            self.tell(key, scope, false);
+        }
+        Ok(changed)
+    }
+
+    /// Reloads every config the database changed at or after `since_ms` (ms since the
+    /// epoch): the periodic check that catches a missed notice from a peer. Returns
+    /// how many differed from the cache.
+    pub async fn reload_changed_since(&self, since_ms: i64) -> Result<usize, ConfigError> {
+        let mut changed = 0;
+        for key in self.store.changed_since(since_ms).await? {
+            if self.reload(&key).await? {
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 
     fn update_item(&self, key: &ConfigKey, f: impl FnOnce(&mut CacheItem)) {

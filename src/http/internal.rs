@@ -112,6 +112,22 @@ pub async fn distro_forward(State(state): State<AppState>, body: Bytes) -> Respo
     binary(peer::encode(&(answer, record)))
 }
 
+/// `POST /nacos/internal/v1/cs/notify`: keys of configs a peer changed; each is
+/// reloaded from the shared database and its listeners woken before the answer.
+pub async fn config_notify(State(state): State<AppState>, body: Bytes) -> Response {
+    let keys = match crate::config::peers::decode_notice(&body) {
+        Ok(k) => k,
+        Err(e) => return bad_message(e),
+    };
+    for key in keys {
+        if let Err(e) = state.config.reload(&key).await {
+            tracing::warn!(error = %e, data_id = %key.data_id, "cannot reload a config a peer changed");
+            return (StatusCode::SERVICE_UNAVAILABLE, e.to_string()).into_response();
+        }
+    }
+    "ok".into_response()
+}
+
 /// A member in Nacos's shape (`Member.java`), with Nacre's figures in `extendInfo`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -163,6 +163,28 @@ where
     })
 }
 
+/// The WHERE clause that selects one config's rows, or none.
+fn key_clause(key: Option<&ConfigKey>) -> &'static str {
+    match key {
+        Some(_) => " WHERE data_id = ? AND group_id = ? AND tenant_id = ?",
+        None => "",
+    }
+}
+
+/// Binds `key`'s parts for [`key_clause`].
+fn bind_key<'q, DB: sqlx::Database>(
+    query: sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>,
+    key: Option<&'q ConfigKey>,
+) -> sqlx::query::Query<'q, DB, <DB as sqlx::Database>::Arguments<'q>>
+where
+    String: sqlx::Encode<'q, DB> + sqlx::Type<DB>,
+{
+    match key {
+        Some(k) => query.bind(&k.data_id).bind(&k.group).bind(&k.tenant),
+        None => query,
+    }
+}
+
 /// Appends the WHERE clause of a search and its bound values.
 fn search_clause(filter: &SearchFilter, sql: &mut String, binds: &mut Vec<String>) {
     sql.push_str(" WHERE tenant_id = ?");
@@ -195,9 +217,24 @@ fn search_clause(filter: &SearchFilter, sql: &mut String, binds: &mut Vec<String
 impl ConfigStore {
     /// Every formal config, for the cache at start.
     pub async fn load_configs(&self) -> Result<Vec<StoredConfig>, StoreError> {
-        let sql = format!("SELECT {FORMAL_COLUMNS} FROM config_info");
+        self.configs_where(None).await
+    }
+
+    /// The formal config of `key` (none or one), as [`ConfigStore::load_configs`].
+    pub async fn config_of(&self, key: &ConfigKey) -> Result<Vec<StoredConfig>, StoreError> {
+        self.configs_where(Some(key)).await
+    }
+
+    async fn configs_where(
+        &self,
+        key: Option<&ConfigKey>,
+    ) -> Result<Vec<StoredConfig>, StoreError> {
+        let sql = format!(
+            "SELECT {FORMAL_COLUMNS} FROM config_info{}",
+            key_clause(key)
+        );
         with_pool!(self, read, pool => {
-            let rows = sqlx::query(&sql).fetch_all(pool).await?;
+            let rows = bind_key(sqlx::query(&sql), key).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let md5: Option<String> = opt_text(&row, "md5")?;
@@ -220,13 +257,22 @@ impl ConfigStore {
 
     /// Every beta version, for the cache at start.
     pub async fn load_betas(&self) -> Result<Vec<StoredBeta>, StoreError> {
+        self.betas_where(None).await
+    }
+
+    /// The beta version of `key` (none or one).
+    pub async fn beta_of(&self, key: &ConfigKey) -> Result<Vec<StoredBeta>, StoreError> {
+        self.betas_where(Some(key)).await
+    }
+
+    async fn betas_where(&self, key: Option<&ConfigKey>) -> Result<Vec<StoredBeta>, StoreError> {
+        let sql = format!(
+            "SELECT id, data_id, group_id, tenant_id, content, md5, beta_ips, app_name, \
+             gmt_create, gmt_modified, encrypted_data_key FROM config_info_beta{}",
+            key_clause(key)
+        );
         with_pool!(self, read, pool => {
-            let rows = sqlx::query(
-                "SELECT id, data_id, group_id, tenant_id, content, md5, beta_ips, app_name, \
-                 gmt_create, gmt_modified, encrypted_data_key FROM config_info_beta",
-            )
-            .fetch_all(pool)
-            .await?;
+            let rows = bind_key(sqlx::query(&sql), key).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let md5: Option<String> = opt_text(&row, "md5")?;
@@ -252,13 +298,49 @@ impl ConfigStore {
 
     /// Every tag version, for the cache at start.
     pub async fn load_tags(&self) -> Result<Vec<StoredTag>, StoreError> {
+        self.tags_where(None).await
+    }
+
+    /// The tag versions of `key`.
+    pub async fn tags_of(&self, key: &ConfigKey) -> Result<Vec<StoredTag>, StoreError> {
+        self.tags_where(Some(key)).await
+    }
+
+    /// The keys of every config whose formal, beta or tag version changed at or after
+    /// `since_ms` (ms since the epoch), or that was deleted since (its history row):
+    /// what a cluster member reloads in case it missed a peer's notice.
+    pub async fn changed_since(&self, since_ms: i64) -> Result<Vec<ConfigKey>, StoreError> {
+        let since = chrono::DateTime::from_timestamp_millis(since_ms)
+            .map(|t| t.naive_utc())
+            .unwrap_or_default();
+        let sql = "SELECT data_id, group_id, tenant_id FROM config_info WHERE gmt_modified >= ? \
+                   UNION SELECT data_id, group_id, tenant_id FROM config_info_beta WHERE gmt_modified >= ? \
+                   UNION SELECT data_id, group_id, tenant_id FROM config_info_tag WHERE gmt_modified >= ? \
+                   UNION SELECT data_id, group_id, tenant_id FROM his_config_info WHERE gmt_modified >= ?";
         with_pool!(self, read, pool => {
-            let rows = sqlx::query(
-                "SELECT id, data_id, group_id, tenant_id, tag_id, content, md5, gmt_modified \
-                 FROM config_info_tag",
-            )
-            .fetch_all(pool)
-            .await?;
+            let rows = sqlx::query(sql)
+                .bind(since)
+                .bind(since)
+                .bind(since)
+                .bind(since)
+                .fetch_all(pool)
+                .await?;
+            let mut out = Vec::with_capacity(rows.len());
+            for row in rows {
+                out.push(key_of(&row)?);
+            }
+            Ok(out)
+        })
+    }
+
+    async fn tags_where(&self, key: Option<&ConfigKey>) -> Result<Vec<StoredTag>, StoreError> {
+        let sql = format!(
+            "SELECT id, data_id, group_id, tenant_id, tag_id, content, md5, gmt_modified \
+             FROM config_info_tag{}",
+            key_clause(key)
+        );
+        with_pool!(self, read, pool => {
+            let rows = bind_key(sqlx::query(&sql), key).fetch_all(pool).await?;
             let mut out = Vec::with_capacity(rows.len());
             for row in rows {
                 let md5: Option<String> = opt_text(&row, "md5")?;

@@ -180,6 +180,7 @@ fn cases(alice_password: &str) -> Vec<Case> {
         case(M::POST, "/nacos/internal/v1/distro/verify", Peer, &[]),
         case(M::GET, "/nacos/internal/v1/distro/snapshot", Peer, &[]),
         case(M::POST, "/nacos/internal/v1/distro/forward", Peer, &[]),
+        case(M::POST, "/nacos/internal/v1/cs/notify", Peer, &[]),
         case(M::GET, "/nacos/v1/ns/ops/metrics", Bob, &[]),
         case(
             M::POST,

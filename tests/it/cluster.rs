@@ -588,3 +588,96 @@ async fn members_refuse_to_start_on_sqlite_or_without_a_secret() {
     let err = App::start_on(s, listener).await.err().expect("refused");
     assert!(err.to_string().contains("NACRE_CLUSTER_SECRET"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_config_published_on_one_member_wakes_a_listener_on_another() {
+    let cluster = TestCluster::start(3).await;
+    let publish = |i: usize, content: &'static str| {
+        let cluster = &cluster;
+        async move {
+            let (status, body) = cluster
+                .call(
+                    i,
+                    Method::POST,
+                    "/nacos/v1/cs/configs",
+                    &[
+                        ("dataId", "app.yaml"),
+                        ("group", "DEFAULT_GROUP"),
+                        ("content", content),
+                    ],
+                )
+                .await;
+            assert_eq!((status, body.as_str()), (200, "true"));
+        }
+    };
+    publish(0, "v: 1").await;
+    let get = |i: usize| {
+        let cluster = &cluster;
+        async move {
+            cluster
+                .call(
+                    i,
+                    Method::GET,
+                    "/nacos/v1/cs/configs",
+                    &[("dataId", "app.yaml"), ("group", "DEFAULT_GROUP")],
+                )
+                .await
+        }
+    };
+    wait_until(Duration::from_secs(5), "member 2 has v1", || async {
+        get(2).await == (200, "v: 1".into())
+    })
+    .await;
+    // A listener on member 2 that holds v1's MD5, woken by a publish on member 0.
+    let md5 = nacre::model::config::content_md5("v: 1");
+    let listening = format!("app.yaml\u{2}DEFAULT_GROUP\u{2}{md5}\u{1}");
+    let listener = {
+        let request = cluster
+            .http
+            .post(format!("{}/nacos/v1/cs/configs/listener", cluster.base(2)))
+            .header("Long-Pulling-Timeout", "20000")
+            .form(&[("Listening-Configs", listening.as_str())]);
+        tokio::spawn(async move {
+            let started = Instant::now();
+            let resp = request.send().await.expect("listen");
+            (
+                resp.status().as_u16(),
+                resp.text().await.unwrap_or_default(),
+                started.elapsed(),
+            )
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    publish(0, "v: 2").await;
+    let (status, body, waited) = listener.await.unwrap();
+    assert_eq!(status, 200);
+    assert!(body.contains("app.yaml"), "woken with the key: {body:?}");
+    assert!(
+        waited < Duration::from_secs(10),
+        "woken by the notice, not the hold's end: {waited:?}"
+    );
+    assert_eq!(get(2).await, (200, "v: 2".into()));
+    assert_eq!(get(1).await, (200, "v: 2".into()));
+
+    // A change no member announced (written to the shared database by hand) is found
+    // by the periodic check of changed rows.
+    {
+        use sqlx::Connection;
+        let mut conn = sqlx::MySqlConnection::connect(&cluster.db.url())
+            .await
+            .unwrap();
+        sqlx::query("UPDATE config_info SET content = 'v: 3', md5 = ?, gmt_modified = UTC_TIMESTAMP(3) WHERE data_id = 'app.yaml'")
+            .bind(nacre::model::config::content_md5("v: 3"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+    for i in 0..3 {
+        wait_until(
+            Duration::from_secs(10),
+            "every member reloads the row",
+            || async { get(i).await == (200, "v: 3".into()) },
+        )
+        .await;
+    }
+}

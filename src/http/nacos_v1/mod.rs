@@ -97,6 +97,8 @@ pub fn routes() -> Routes {
         .get(Peer, internal::distro_snapshot)
         .at(crate::naming::distro::paths::FORWARD)
         .post(Peer, internal::distro_forward)
+        .at(crate::config::peers::NOTIFY_PATH)
+        .post(Peer, internal::config_notify)
         .at("/nacos/v1/auth/login")
         .post(Public, auth::login)
         .at("/nacos/v1/auth/users/login")
