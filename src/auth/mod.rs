@@ -382,6 +382,22 @@ impl AuthService {
             })
             .await?;
         if !created {
+            if let Some(path) = &file {
+                // Another member sharing the database created the admin at the same
+                // time: its generated password stands, and this one is discarded.
+                let _ = std::fs::remove_file(path);
+                info!(
+                    user = ADMIN_USER,
+                    "another member created the admin user first; its password is in that member's data directory"
+                );
+                self.store
+                    .bind_role(&RoleRow {
+                        role: ADMIN_ROLE.into(),
+                        username: ADMIN_USER.into(),
+                    })
+                    .await?;
+                return Ok(None);
+            }
             self.store.update_password(ADMIN_USER, &hash).await?;
         }
         self.store

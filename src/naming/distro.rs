@@ -29,7 +29,8 @@
 //! (a member goes DOWN or comes back), no client heard from before the change expires
 //! until `cluster.owner_grace_ms` after it, so the clients of a dead member have that
 //! long to beat their new owner. A replicated client that no owner vouched for in
-//! [`stale_after_ms`] is dropped locally (its owner lost it without telling).
+//! [`stale_after_ms`], counted from the later of its last renewal and the last change
+//! of the responsible set, is dropped locally (its owner lost it without telling).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
@@ -380,6 +381,9 @@ impl NamingService {
             return;
         }
         clients.last_cleanup_ms.store(now, Ordering::Relaxed);
+        // Silence counts from the last move too: after a partition heals or a member
+        // comes back, an owner needs a checksum round to vouch for its clients again.
+        let moved = clients.responsibility.moved_at_ms();
         let stale: Vec<(InstanceKey, Version)> = {
             let mut entries = clients.entries.lock();
             entries.retain(|_, e| {
@@ -389,7 +393,7 @@ impl NamingService {
                 .iter()
                 .filter(|(k, e)| {
                     !e.services.is_empty()
-                        && now.saturating_sub(e.renewed_ms) > clients.stale_after_ms
+                        && now.saturating_sub(e.renewed_ms.max(moved)) > clients.stale_after_ms
                         && !clients.is_responsible(k)
                 })
                 .map(|(k, e)| (k.clone(), e.version.clone()))
@@ -551,6 +555,13 @@ impl NamingService {
                         return match state.instances.remove(ikey) {
                             Some(mut slot) => {
                                 ctx.cancel_expiry(&mut slot);
+                                tracing::debug!(
+                                    client = %format!("{}:{}", ikey.ip, ikey.port),
+                                    service = %service,
+                                    ?origin,
+                                    version = ?record.version,
+                                    "Distro: instance removed by a client record"
+                                );
                                 Outcome::Changed(false)
                             }
                             None => Outcome::Unchanged(false),
@@ -1225,6 +1236,41 @@ mod tests {
                 .fold(&records[records.len() - 1], |acc, r| merge(acc, r));
             assert_eq!(max.version, max_rev.version);
         }
+    }
+
+    /// Responsible for nothing; the responsible set last changed at `.0`.
+    struct Elsewhere(AtomicU64);
+
+    impl Responsibility for Elsewhere {
+        fn is_responsible(&self, _: &ClientId) -> bool {
+            false
+        }
+
+        fn moved_at_ms(&self) -> u64 {
+            self.0.load(Ordering::Relaxed)
+        }
+    }
+
+    #[test]
+    fn a_replica_nobody_vouches_for_goes_but_not_right_after_a_move() {
+        let responsibility = Arc::new(Elsewhere(AtomicU64::new(0)));
+        let b = NamingService::new(Arc::new(Registry::new()))
+            .with_distro("b:1", responsibility.clone(), &settings())
+            .0;
+        let a = member("a:1", true);
+        let stock = ServiceKey::new("", "DEFAULT_GROUP", "stock");
+        a.register(&stock, spec("10.0.0.1", 1.0)).unwrap();
+        let ikey = InstanceKey::new("10.0.0.1", 8080);
+        let t0 = 1_800_000_000_000;
+        assert!(b.merge_client(a.client_record(&ikey).unwrap(), "a:1", t0));
+        let stale = stale_after_ms(1_000, 3_000);
+        // A partition healed just now: its owner gets a round to vouch for it first.
+        responsibility.0.store(t0 + stale, Ordering::Relaxed);
+        b.sweep_expired(t0 + stale + 10);
+        assert_eq!(b.service(&stock).unwrap().instances.len(), 1);
+        // Nobody vouched for it since: it goes.
+        b.sweep_expired(t0 + 2 * stale + 20);
+        assert!(b.service(&stock).unwrap().instances.is_empty());
     }
 
     #[test]
