@@ -215,14 +215,7 @@ impl ConfigService {
     pub async fn load(store: ConfigStore) -> Result<Self, ConfigError> {
         let mut cache: HashMap<ConfigKey, CacheItem> = HashMap::new();
         for c in store.load_configs().await? {
-            cache.entry(c.key.clone()).or_default().formal = Some(Arc::new(Version::new(
-                c.id,
-                &c.content,
-                &c.md5,
-                &c.config_type,
-                c.modified_ms,
-                &c.encrypted_data_key,
-            )));
+            cache.entry(c.key.clone()).or_default().formal = Some(Arc::new(formal_version(&c)));
         }
         for b in store.load_betas().await? {
             let item = cache.entry(b.key.clone()).or_default();
@@ -501,16 +494,7 @@ impl ConfigService {
         let beta = self.store.beta_of(key).await?.into_iter().next();
         let tags = self.store.tags_of(key).await?;
         let fresh = CacheItem {
-            formal: formal.map(|c| {
-                Arc::new(Version::new(
-                    c.id,
-                    &c.content,
-                    &c.md5,
-                    &c.config_type,
-                    c.modified_ms,
-                    &c.encrypted_data_key,
-                ))
-            }),
+            formal: formal.map(|c| Arc::new(formal_version(&c))),
             beta: beta.as_ref().map(|b| Arc::new(beta_version(b))),
             tags: tags
                 .iter()
@@ -731,6 +715,17 @@ fn md5_in(
         .as_ref()
         .map(|v| v.md5.clone())
         .unwrap_or_else(|| Arc::from(""))
+}
+
+fn formal_version(c: &crate::storage::config::StoredConfig) -> Version {
+    Version::new(
+        c.id,
+        &c.content,
+        &c.md5,
+        &c.config_type,
+        c.modified_ms,
+        &c.encrypted_data_key,
+    )
 }
 
 fn beta_version(b: &StoredBeta) -> BetaVersion {

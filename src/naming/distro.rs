@@ -426,11 +426,13 @@ impl NamingService {
         let mut instances = Vec::new();
         let mut gone = Vec::new();
         for service in services {
+            // A snapshot's instances are sorted by their key, (ip, port).
             let found = self.registry.snapshot(&service).and_then(|snap| {
                 snap.instances
-                    .iter()
-                    .find(|i| i.ephemeral && i.port == ikey.port && i.ip == ikey.ip)
-                    .cloned()
+                    .binary_search_by(|i| (&*i.ip, i.port).cmp(&(&*ikey.ip, ikey.port)))
+                    .ok()
+                    .map(|at| snap.instances[at].clone())
+                    .filter(|i| i.ephemeral)
             });
             match found {
                 Some(i) => instances.push(ReplicaInstance {
