@@ -99,16 +99,22 @@ pub async fn distro_snapshot(State(state): State<AppState>) -> Response {
 
 /// `POST /nacos/internal/v1/distro/forward`: a write for a client this member is
 /// responsible for, already checked by the member that took it. Applied here (never
-/// forwarded again); the answer is a [`Forwarded`] and the client's record after it.
+/// forwarded again); the answer is a [`Forwarded`] and, when the write changed the
+/// client, its record after it.
 pub async fn distro_forward(State(state): State<AppState>, body: Bytes) -> Response {
     let command: NamingCommand = match peer::decode(&body) {
         Ok(c) => c,
         Err(e) => return bad_message(e),
     };
     let client = state.distro.as_ref().and_then(|d| d.client_of(&command));
+    let before = client.as_ref().and_then(|c| state.naming.client_version(c));
     let result = state.naming.apply(command, Origin::Local, now_millis());
     let answer = Forwarded::from_result(result, |e| naming_status(e).as_u16());
-    let record = client.and_then(|c| state.naming.client_record(&c));
+    // The record only when the write changed the client (a plain beat changes
+    // nothing, and beats are most of what is forwarded).
+    let record = client
+        .filter(|c| state.naming.client_version(c) != before)
+        .and_then(|c| state.naming.client_record(&c));
     binary(peer::encode(&(answer, record)))
 }
 

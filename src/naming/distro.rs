@@ -59,7 +59,7 @@ pub mod paths {
     /// GET every client record this member holds ([`super::Snapshot`]).
     pub const SNAPSHOT: &str = "/nacos/internal/v1/distro/snapshot";
     /// POST a [`crate::naming::command::NamingCommand`] for a client this member owns;
-    /// answers a [`super::Forwarded`] and the client's record after it.
+    /// answers a [`super::Forwarded`] and the client's record when the write changed it.
     pub const FORWARD: &str = "/nacos/internal/v1/distro/forward";
 }
 
@@ -413,6 +413,16 @@ impl NamingService {
                 now,
             );
         }
+    }
+
+    /// The version of client `ikey`'s record here; `None` for a client this node never
+    /// held (or standalone).
+    pub fn client_version(&self, ikey: &InstanceKey) -> Option<Version> {
+        self.clients()?
+            .entries
+            .lock()
+            .get(ikey)
+            .map(|e| e.version.clone())
     }
 
     /// The current record of client `ikey`; `None` for a client this node never held.
