@@ -22,9 +22,11 @@ use crate::http::{self, AppState, AppStateInner};
 use crate::naming::NamingService;
 use crate::naming::dispatch::NamingDispatcher;
 use crate::naming::distro::{Distro, DistroSettings};
+use crate::naming::persistent::PersistentState;
 use crate::naming::registry::Registry;
 use crate::naming::service_info::ListCache;
 use crate::push::{PushError, PushService};
+use crate::replication::raft::{OpenError, RaftNode, RaftOptions};
 use crate::settings::Settings;
 use crate::storage::{ConfigStore, StoreError};
 
@@ -57,6 +59,9 @@ pub enum AppError {
     /// The settings are refused (a cluster member without a shared database or key).
     #[error(transparent)]
     Settings(#[from] crate::settings::SettingsError),
+    /// The Raft group (log, snapshot or node id in `<data>/raft`).
+    #[error("cannot open the raft group")]
+    Raft(#[from] OpenError),
     /// A cluster member without a cluster secret.
     #[error(
         "cluster members need a secret for peer calls: set NACRE_CLUSTER_SECRET, or write it to {path}, with the same value on every member"
@@ -115,6 +120,7 @@ pub struct App {
     cancel: CancellationToken,
     dns: DnsServer,
     tasks: Vec<JoinHandle<()>>,
+    raft: Option<Arc<RaftNode>>,
 }
 
 impl App {
@@ -198,6 +204,10 @@ impl App {
             None => (naming, None),
         };
         let naming = Arc::new(naming);
+        // A standalone node answers DNS once its CP data is restored (below).
+        if cluster.is_none() {
+            registry.set_ready(false);
+        }
         let store = ConfigStore::open(&settings.config_store, &settings.data.dir).await?;
         info!(database = store.kind(), "config store open");
         let (auth, _bootstrap) =
@@ -240,6 +250,29 @@ impl App {
         } else {
             None
         };
+        // CP data (persistent instances, service and cluster settings) goes through
+        // Raft, restored here after the last step that can fail (an open group holds
+        // its log file) and before HTTP serves: a standalone node is a one-member
+        // group, so its CP data survives restarts. DNS answered SERVFAIL until now.
+        // Members of a cluster keep applying CP writes locally until the group spans
+        // the cluster.
+        let raft = if cluster.is_none() {
+            let options = RaftOptions::new(
+                settings.data.dir.join("raft"),
+                listener
+                    .local_addr()
+                    .map(|a| a.to_string())
+                    .unwrap_or_else(|_| settings.http.addr.to_string()),
+                None,
+            );
+            let state = Arc::new(PersistentState::new(naming.clone()));
+            let raft = RaftNode::open(options, state).await?;
+            info!(node_id = raft.id(), "raft group open (this node alone)");
+            registry.set_ready(true);
+            Some(raft)
+        } else {
+            None
+        };
         let distro = match (&cluster, distro_changes) {
             (Some((node, secret, membership)), Some(changes)) => {
                 let client = PeerClient::new(node, secret);
@@ -274,6 +307,9 @@ impl App {
         let mut dispatcher = NamingDispatcher::new(naming.clone());
         if let Some(distro) = &distro {
             dispatcher = dispatcher.with_distro(distro.clone());
+        }
+        if let Some(raft) = &raft {
+            dispatcher = dispatcher.with_raft(raft.clone());
         }
         let dispatcher = Arc::new(dispatcher);
         let probes = ProbeWorker::new(dispatcher.clone(), settings.health.clone());
@@ -322,6 +358,7 @@ impl App {
             cancel,
             dns,
             tasks,
+            raft,
         })
     }
 
@@ -331,6 +368,9 @@ impl App {
         self.cancel.cancel();
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
+        }
+        if let Some(raft) = self.raft {
+            raft.shutdown().await;
         }
         self.config.close().await;
         info!("stopped");

@@ -16,6 +16,7 @@
 //! health, push          drivers
 //! naming, config         use cases
 //! auth                   users, roles, permissions, tokens
+//! replication            Raft (openraft), over bytes
 //! cluster                members, responsibility
 //! storage                sqlx repositories
 //! model, settings, telemetry, net
@@ -37,6 +38,7 @@ pub mod model;
 pub mod naming;
 pub mod net;
 pub mod push;
+pub mod replication;
 pub mod settings;
 pub mod storage;
 pub mod telemetry;

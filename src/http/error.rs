@@ -104,20 +104,7 @@ impl From<crate::auth::AuthError> for ApiError {
 
 /// The HTTP status of a naming error.
 pub fn naming_status(e: &NamingError) -> StatusCode {
-    match e {
-        NamingError::ServiceNotFound(_)
-        | NamingError::ServiceExists(_)
-        | NamingError::ServiceNotEmpty(_)
-        | NamingError::KindMismatch { .. }
-        | NamingError::PersistentLimit { .. }
-        | NamingError::BadMetadata(_)
-        | NamingError::HealthCheckRunning { .. } => StatusCode::BAD_REQUEST,
-        NamingError::InstanceNotFound { .. } => StatusCode::NOT_FOUND,
-        NamingError::AccessDenied { .. } => StatusCode::FORBIDDEN,
-        NamingError::Remote { status, .. } => {
-            StatusCode::from_u16(*status).unwrap_or(StatusCode::BAD_GATEWAY)
-        }
-    }
+    StatusCode::from_u16(e.status()).unwrap_or(StatusCode::BAD_GATEWAY)
 }
 
 impl From<NamingError> for ApiError {

@@ -5,22 +5,28 @@
 //! a write to an ephemeral client goes to [`Distro::submit`]: applied here when this
 //! member is responsible for the client (and sent to the peers), else forwarded to the
 //! responsible member, and the caller's answer waits for the real outcome, which is
-//! why [`NamingDispatcher::submit`] is async. Persistent data will be proposed to Raft
-//! (the next stage); until then it is applied on the member that takes the write.
+//! why [`NamingDispatcher::submit`] is async. CP data (persistent instances, service
+//! and cluster settings; see [`persistent::is_cp`]) is proposed to Raft when a group is
+//! attached, and answered once committed and applied; with no Raft leader the write is
+//! refused with a 503.
 
 use std::sync::Arc;
 
 use super::command::{Applied, NamingCommand, Origin};
 use super::distro::Distro;
+use super::persistent;
 use super::registry::now_millis;
 use super::{NamingError, NamingService};
 use crate::auth::permission::Action;
 use crate::auth::proof::AccessProof;
+use crate::cluster::peer;
+use crate::replication::raft::{RaftNode, WriteError};
 
 /// Takes naming writes from every front door. Share it in an `Arc`.
 pub struct NamingDispatcher {
     naming: Arc<NamingService>,
     distro: Option<Arc<Distro>>,
+    raft: Option<Arc<RaftNode>>,
 }
 
 impl NamingDispatcher {
@@ -29,7 +35,14 @@ impl NamingDispatcher {
         Self {
             naming,
             distro: None,
+            raft: None,
         }
+    }
+
+    /// A dispatcher whose CP writes go through the Raft group `raft`.
+    pub fn with_raft(mut self, raft: Arc<RaftNode>) -> Self {
+        self.raft = Some(raft);
+        self
     }
 
     /// A dispatcher of a cluster member: writes go through `distro`.
@@ -46,7 +59,8 @@ impl NamingDispatcher {
     /// Submits one command for the holder of `proof`, stamped with this node's clock.
     ///
     /// Errors with [`NamingError::AccessDenied`] when the proof does not allow writing
-    /// the command's service (nothing is applied), else as
+    /// the command's service (nothing is applied); with [`NamingError::Remote`] 503
+    /// when a CP write finds no Raft leader (nothing is applied); else as
     /// [`NamingService::apply`].
     pub async fn submit(
         &self,
@@ -64,6 +78,21 @@ impl NamingDispatcher {
                 who: proof.who(),
                 key: service.clone(),
             });
+        }
+        if let Some(raft) = &self.raft
+            && persistent::is_cp(&command, &self.naming)
+        {
+            return match raft.write(peer::encode(&command), now_millis()).await {
+                Ok(answer) => persistent::decode_answer(&answer),
+                Err(e @ WriteError::NoLeader(_)) => Err(NamingError::Remote {
+                    status: 503,
+                    message: e.to_string(),
+                }),
+                Err(e @ WriteError::Stopped(_)) => Err(NamingError::Remote {
+                    status: 500,
+                    message: e.to_string(),
+                }),
+            };
         }
         match &self.distro {
             Some(distro) => distro.submit(command).await,

@@ -193,7 +193,8 @@ impl Forwarded {
         }
     }
 
-    fn into_result(self) -> Result<Applied, NamingError> {
+    /// The outcome a forwarded answer stands for.
+    pub(crate) fn into_result(self) -> Result<Applied, NamingError> {
         match self {
             Forwarded::Done => Ok(Applied::Done),
             Forwarded::Beat(Some(interval_ms)) => {

@@ -13,6 +13,7 @@ pub mod command;
 pub mod dispatch;
 pub mod distro;
 pub mod ids;
+pub mod persistent;
 pub mod registry;
 pub mod selection;
 pub mod service_info;
@@ -103,6 +104,26 @@ pub enum NamingError {
         /// The cluster.
         cluster: String,
     },
+}
+
+impl NamingError {
+    /// The HTTP status Nacos answers this error with: 400 for a refused request, 404
+    /// for a missing instance, 403 for a denied write, a member's own status for
+    /// [`NamingError::Remote`].
+    pub fn status(&self) -> u16 {
+        match self {
+            NamingError::ServiceNotFound(_)
+            | NamingError::ServiceExists(_)
+            | NamingError::ServiceNotEmpty(_)
+            | NamingError::KindMismatch { .. }
+            | NamingError::PersistentLimit { .. }
+            | NamingError::BadMetadata(_)
+            | NamingError::HealthCheckRunning { .. } => 400,
+            NamingError::InstanceNotFound { .. } => 404,
+            NamingError::AccessDenied { .. } => 403,
+            NamingError::Remote { status, .. } => *status,
+        }
+    }
 }
 
 fn kind(ephemeral: bool) -> &'static str {

@@ -20,6 +20,7 @@ mod health;
 mod limits;
 mod naming_http;
 mod naming_semantics;
+mod persistence;
 mod push;
 mod readme;
 mod security;

@@ -1,0 +1,739 @@
+//! Raft (openraft 0.9, storage v2) for the CP data of DESIGN §2: one group, a durable
+//! log ([`log_store`]) and snapshots ([`state_machine`]) in `<data>/raft/`, peer RPCs
+//! over the members' HTTP ports ([`network`]). Everything openraft is behind this
+//! module, so that an upgrade stays here; the domain sees only [`ReplicatedState`]
+//! and byte strings.
+//!
+//! * **Node ids** are random, non-zero `u64`s kept in `<data>/raft/node_id`: stable
+//!   across restarts and address changes (Nacos's JRaft keys peers by address and
+//!   restores stale ones, `research/cluster.md` §3.5).
+//! * **One node is a one-member group**, initialized at its first start.
+//! * **Writes** ([`RaftNode::write`]) are proposed on the leader, forwarded to it from
+//!   a follower, and answered only once committed and applied; with no leader, or when
+//!   a leader cannot reach a majority, they are refused with [`WriteError::NoLeader`].
+
+pub mod log_store;
+pub mod network;
+pub mod state_machine;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::error::{ClientWriteError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Config, Raft, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+
+use crate::cluster::peer::{self, PeerClient, PeerError};
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+/// A Raft node id.
+pub type NodeId = u64;
+/// A Raft node's address: its member address (`host:port` of the HTTP port).
+pub type Node = BasicNode;
+
+/// One proposal: an opaque command of the domain, stamped with the proposer's clock so
+/// that applying it is deterministic on every node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Proposal {
+    /// Milliseconds since the epoch on the node that proposed it.
+    pub at_ms: u64,
+    /// The domain's command, encoded by the domain.
+    pub command: Vec<u8>,
+}
+
+openraft::declare_raft_types!(
+    /// The Raft types of Nacre's CP group.
+    pub TypeConfig:
+        D = Proposal,
+        R = Vec<u8>,
+        NodeId = NodeId,
+        Node = Node,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// A log entry.
+pub type Entry = openraft::Entry<TypeConfig>;
+
+/// What a replicated domain gives the Raft engine. Implemented by naming for its CP
+/// data; the engine never looks inside the bytes.
+pub trait ReplicatedState: Send + Sync + 'static {
+    /// Applies the committed proposal at log index `index` and returns the answer for
+    /// the proposer (encoded by the domain). Must be deterministic: the same proposals
+    /// in the same order give the same state on every node.
+    fn apply(&self, index: u64, proposal: &Proposal) -> Vec<u8>;
+    /// The whole replicated state, encoded.
+    fn snapshot(&self) -> Vec<u8>;
+    /// Replaces the whole replicated state with a [`ReplicatedState::snapshot`] taken at
+    /// log index `index`. Errors (with a message) when the bytes do not decode; the
+    /// state is then unchanged.
+    fn restore(&self, index: u64, data: &[u8]) -> Result<(), String>;
+}
+
+/// Peer paths of the Raft RPCs, on the HTTP port (DESIGN §5).
+pub mod paths {
+    /// openraft's `append_entries`.
+    pub const APPEND: &str = "/nacos/internal/v1/raft/append";
+    /// openraft's `vote`.
+    pub const VOTE: &str = "/nacos/internal/v1/raft/vote";
+    /// A whole snapshot, in one message.
+    pub const SNAPSHOT: &str = "/nacos/internal/v1/raft/snapshot";
+    /// A proposal forwarded to the leader.
+    pub const WRITE: &str = "/nacos/internal/v1/raft/write";
+}
+
+/// Timings and limits of the group.
+#[derive(Clone)]
+pub struct RaftOptions {
+    /// The Raft directory (`<data>/raft`).
+    pub dir: PathBuf,
+    /// This member's address (`host:port`), what peers call.
+    pub addr: String,
+    /// Peer client; `None` on a standalone node (a one-member group).
+    pub client: Option<PeerClient>,
+    /// Leader heartbeat, milliseconds.
+    pub heartbeat_ms: u64,
+    /// Election timeout range, milliseconds.
+    pub election_timeout_ms: (u64, u64),
+    /// A snapshot is built after this many entries since the last one.
+    pub snapshot_every: u64,
+    /// How long a write waits for a leader and for its commit, milliseconds.
+    pub write_timeout_ms: u64,
+}
+
+impl RaftOptions {
+    /// Defaults for `dir` and `addr`: heartbeat 150 ms, elections after 600–1200 ms
+    /// (a new leader well within 2 s of losing one; Nacos's JRaft takes 5 s or more), a
+    /// snapshot every 10,000 entries, writes wait up to 5 s.
+    pub fn new(dir: PathBuf, addr: String, client: Option<PeerClient>) -> Self {
+        Self {
+            dir,
+            addr,
+            client,
+            heartbeat_ms: 150,
+            election_timeout_ms: (600, 1200),
+            snapshot_every: 10_000,
+            write_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Why the group could not start.
+#[derive(Debug, Error)]
+pub enum OpenError {
+    /// The Raft directory or the node id file.
+    #[error("raft directory {path}: {source}")]
+    Dir {
+        /// The path.
+        path: PathBuf,
+        /// The cause.
+        source: std::io::Error,
+    },
+    /// The log file.
+    #[error("raft log {path}: {message}")]
+    Log {
+        /// The path.
+        path: PathBuf,
+        /// What went wrong.
+        message: String,
+    },
+    /// The snapshot file or openraft itself.
+    #[error("raft: {0}")]
+    Raft(String),
+}
+
+/// Why a write was not committed.
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WriteError {
+    /// No leader is known, or the leader cannot reach a majority: this node may be on
+    /// the minority side of a partition. Answered as HTTP 503.
+    #[error("no Raft leader: {0}")]
+    NoLeader(String),
+    /// The group stopped (shutdown or a storage failure).
+    #[error("raft stopped: {0}")]
+    Stopped(String),
+}
+
+/// A membership change refused.
+#[derive(Debug, Error)]
+pub enum MembershipError {
+    /// This node is not the leader; the change must go to it.
+    #[error("this node is not the Raft leader (the leader is {0:?})")]
+    NotLeader(Option<String>),
+    /// openraft refused the change.
+    #[error("{0}")]
+    Refused(String),
+}
+
+/// What `/nacos/v1/core/cluster/nodes` shows of the group.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RaftStatus {
+    /// This node's id.
+    pub node_id: NodeId,
+    /// `Leader`, `Follower`, `Candidate` or `Learner`.
+    pub role: String,
+    /// The current term.
+    pub term: u64,
+    /// The leader's id, when known.
+    pub leader: Option<NodeId>,
+    /// Index of the last log entry.
+    pub last_log_index: u64,
+    /// Index of the last applied (hence committed) entry.
+    pub applied_index: u64,
+    /// Index the last snapshot covers.
+    pub snapshot_index: u64,
+    /// The voters, by id and address.
+    pub voters: BTreeMap<NodeId, String>,
+    /// Learners (members that receive the log but do not vote).
+    pub learners: BTreeMap<NodeId, String>,
+    /// On the leader: how many entries each follower is behind.
+    pub replication_lag: BTreeMap<NodeId, u64>,
+}
+
+/// This node's member of the CP group.
+pub struct RaftNode {
+    raft: Raft<TypeConfig>,
+    id: NodeId,
+    addr: String,
+    client: Option<PeerClient>,
+    write_timeout: Duration,
+    dir: PathBuf,
+    state_machine: StateMachine,
+}
+
+/// Reads the node id from `dir/node_id`, or makes and keeps a new one.
+fn node_id(dir: &Path) -> Result<NodeId, std::io::Error> {
+    let path = dir.join("node_id");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<NodeId>().map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // Under 2^53, so that JSON readers (the console) keep it exact.
+            let id = (rand::random::<u64>() >> 11).max(1);
+            let tmp = dir.join("node_id.tmp");
+            std::fs::write(&tmp, format!("{id}\n"))?;
+            std::fs::File::open(&tmp)?.sync_all()?;
+            std::fs::rename(&tmp, &path)?;
+            std::fs::File::open(dir)?.sync_all()?;
+            Ok(id)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+impl RaftNode {
+    /// Opens the group in `options.dir` over `state`: restores the snapshot, replays the
+    /// committed log, and on a standalone node initializes the one-member group at its
+    /// first start.
+    ///
+    /// Errors when the directory, the log or the snapshot cannot be read; a node never
+    /// starts on a state it could not restore.
+    pub async fn open(
+        options: RaftOptions,
+        state: Arc<dyn ReplicatedState>,
+    ) -> Result<Arc<Self>, OpenError> {
+        let dir = options.dir.clone();
+        let dir_err = |source| OpenError::Dir {
+            path: dir.clone(),
+            source,
+        };
+        std::fs::create_dir_all(&dir).map_err(dir_err)?;
+        let id = node_id(&dir).map_err(dir_err)?;
+        let log_path = dir.join("log.redb");
+        let log = LogStore::open(&log_path).map_err(|e| OpenError::Log {
+            path: log_path.clone(),
+            message: e.to_string(),
+        })?;
+        let state_machine =
+            StateMachine::open(state, &dir).map_err(|e| OpenError::Raft(e.to_string()))?;
+        let config = Config {
+            cluster_name: "nacre".into(),
+            heartbeat_interval: options.heartbeat_ms,
+            election_timeout_min: options.election_timeout_ms.0,
+            election_timeout_max: options.election_timeout_ms.1,
+            install_snapshot_timeout: 10_000,
+            snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
+            max_in_snapshot_log_to_keep: 1_000,
+            purge_batch_size: 256,
+            ..Default::default()
+        }
+        .validate()
+        .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let network = network::Network::new(options.client.clone());
+        let raft = Raft::new(id, Arc::new(config), network, log, state_machine.clone())
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        let node = Arc::new(Self {
+            raft,
+            id,
+            addr: options.addr.clone(),
+            client: options.client.clone(),
+            write_timeout: Duration::from_millis(options.write_timeout_ms),
+            dir,
+            state_machine,
+        });
+        if node.client.is_none()
+            && let Err(e) = node.start_alone().await
+        {
+            // The group holds the log file open: stop it, or a retry could not open it.
+            node.shutdown().await;
+            return Err(e);
+        }
+        Ok(node)
+    }
+
+    /// A standalone node: initializes the one-member group once, and on a restart
+    /// elects itself at once rather than after an election timeout.
+    async fn start_alone(&self) -> Result<(), OpenError> {
+        let initialized = self
+            .raft
+            .is_initialized()
+            .await
+            .map_err(|e| OpenError::Raft(e.to_string()))?;
+        if !initialized {
+            let members = BTreeMap::from([(self.id, BasicNode::new(&self.addr))]);
+            self.raft
+                .initialize(members)
+                .await
+                .map_err(|e| OpenError::Raft(e.to_string()))?;
+            tracing::info!(
+                node_id = self.id,
+                "raft group initialized with this node alone"
+            );
+        } else if self.is_sole_voter() {
+            let _ = self.raft.trigger().elect().await;
+        }
+        Ok(())
+    }
+
+    fn is_sole_voter(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters: Vec<NodeId> = metrics.membership_config.membership().voter_ids().collect();
+        voters == [self.id]
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    /// The Raft directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Bytes on disk of the log file and the snapshot file.
+    pub fn disk_usage(&self) -> (u64, u64) {
+        (
+            LogStore::file_len(&self.dir.join("log.redb")),
+            self.state_machine.snapshot_len(),
+        )
+    }
+
+    /// Commits `command` (proposed with this node's time `at_ms`) and returns the
+    /// domain's answer. On a follower the proposal goes to the leader. Waits up to the
+    /// write timeout for a leader and for the commit.
+    ///
+    /// Errors with [`WriteError::NoLeader`] when no leader is known within the timeout,
+    /// the leader cannot reach a majority, or the commit does not come in time (this
+    /// node may be cut off); with [`WriteError::Stopped`] after a fatal error.
+    pub async fn write(&self, command: Vec<u8>, at_ms: u64) -> Result<Vec<u8>, WriteError> {
+        let proposal = Proposal { at_ms, command };
+        let deadline = tokio::time::Instant::now() + self.write_timeout;
+        loop {
+            match self.leader().await {
+                Some((leader, _)) if leader == self.id => {
+                    return self.write_here(proposal, deadline).await;
+                }
+                Some((_, addr)) => return self.forward(&addr, &proposal, deadline).await,
+                None => {
+                    if tokio::time::Instant::now() >= deadline {
+                        return Err(WriteError::NoLeader(
+                            "no leader was elected in time; this node may be cut off \
+                             from a majority of the members"
+                                .into(),
+                        ));
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        }
+    }
+
+    /// The leader's id and address, when known.
+    async fn leader(&self) -> Option<(NodeId, String)> {
+        let metrics = self.raft.metrics().borrow().clone();
+        let leader = metrics.current_leader?;
+        let addr = metrics
+            .membership_config
+            .membership()
+            .get_node(&leader)
+            .map(|n| n.addr.clone())?;
+        Some((leader, addr))
+    }
+
+    /// Proposes on this node, which believes it leads.
+    async fn write_here(
+        &self,
+        proposal: Proposal,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, WriteError> {
+        if !self.has_quorum() {
+            return Err(WriteError::NoLeader(
+                "this node leads but has not heard from a majority of the members \
+                 recently; it may be cut off"
+                    .into(),
+            ));
+        }
+        match tokio::time::timeout_at(deadline, self.raft.client_write(proposal)).await {
+            Ok(Ok(response)) => Ok(response.data),
+            Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(
+                WriteError::NoLeader("leadership moved while writing; retry".into()),
+            ),
+            Ok(Err(RaftError::APIError(e))) => Err(WriteError::Stopped(e.to_string())),
+            Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Stopped(e.to_string())),
+            Err(_) => Err(WriteError::NoLeader(
+                "the write was not committed in time; this node may be cut off from a \
+                 majority of the members"
+                    .into(),
+            )),
+        }
+    }
+
+    /// Whether this leader heard from a majority within the longest election timeout
+    /// (always on a one-voter group).
+    fn has_quorum(&self) -> bool {
+        let metrics = self.raft.metrics().borrow().clone();
+        let voters = metrics.membership_config.membership().voter_ids().count();
+        if voters <= 1 {
+            return true;
+        }
+        let limit = self.raft.config().election_timeout_max * 2;
+        metrics
+            .millis_since_quorum_ack
+            .is_some_and(|ms| ms <= limit)
+    }
+
+    /// Sends a proposal to the leader at `addr`.
+    async fn forward(
+        &self,
+        addr: &str,
+        proposal: &Proposal,
+        deadline: tokio::time::Instant,
+    ) -> Result<Vec<u8>, WriteError> {
+        let Some(client) = &self.client else {
+            return Err(WriteError::NoLeader(format!(
+                "the leader is {addr}, and this node has no peer client"
+            )));
+        };
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match client
+            .post(addr, paths::WRITE, peer::encode(proposal), left)
+            .await
+        {
+            Ok(bytes) => match peer::decode::<Result<Vec<u8>, WriteError>>(&bytes) {
+                Ok(answer) => answer,
+                Err(e) => Err(WriteError::Stopped(format!("bad answer from {addr}: {e}"))),
+            },
+            Err(e @ PeerError::Unreachable { .. }) => Err(WriteError::NoLeader(format!(
+                "the leader {addr} cannot be reached: {e}"
+            ))),
+            Err(e) => Err(WriteError::NoLeader(e.to_string())),
+        }
+    }
+
+    /// Serves a proposal forwarded by a follower: proposes it here when this node
+    /// leads, else refuses (no second hop). Answers the encoded
+    /// `Result<Vec<u8>, WriteError>`.
+    pub async fn handle_write(&self, body: &[u8]) -> Vec<u8> {
+        let answer = match peer::decode::<Proposal>(body) {
+            Ok(proposal) => match self.leader().await {
+                Some((leader, _)) if leader == self.id => {
+                    let deadline = tokio::time::Instant::now() + self.write_timeout;
+                    self.write_here(proposal, deadline).await
+                }
+                _ => Err(WriteError::NoLeader(
+                    "the member the write was forwarded to no longer leads".into(),
+                )),
+            },
+            Err(e) => Err(WriteError::Stopped(e.to_string())),
+        };
+        peer::encode(&answer)
+    }
+
+    /// Serves openraft's `append_entries` RPC (an encoded request; answers the
+    /// encoded result).
+    pub async fn handle_append(&self, body: &[u8]) -> Result<Vec<u8>, PeerError> {
+        let request = peer::decode(body)?;
+        Ok(peer::encode(&self.raft.append_entries(request).await))
+    }
+
+    /// Serves openraft's `vote` RPC.
+    pub async fn handle_vote(&self, body: &[u8]) -> Result<Vec<u8>, PeerError> {
+        let request = peer::decode(body)?;
+        Ok(peer::encode(&self.raft.vote(request).await))
+    }
+
+    /// Serves a whole snapshot sent by the leader.
+    pub async fn handle_snapshot(&self, body: &[u8]) -> Result<Vec<u8>, PeerError> {
+        let message: network::SnapshotMessage = peer::decode(body)?;
+        let snapshot = openraft::Snapshot {
+            meta: message.meta,
+            snapshot: Box::new(Cursor::new(message.data)),
+        };
+        Ok(peer::encode(
+            &self
+                .raft
+                .install_full_snapshot(message.vote, snapshot)
+                .await,
+        ))
+    }
+
+    /// Initializes a fresh group with `members` (id → address) as its voters. Only for
+    /// a cluster's first start (see `cluster` for the rule); refused when this node
+    /// already holds a log or a vote.
+    pub async fn initialize(&self, members: BTreeMap<NodeId, String>) -> Result<(), String> {
+        let nodes: BTreeMap<NodeId, BasicNode> = members
+            .into_iter()
+            .map(|(id, addr)| (id, BasicNode::new(addr)))
+            .collect();
+        self.raft.initialize(nodes).await.map_err(|e| e.to_string())
+    }
+
+    /// Whether this node holds a group (a log, a vote or a membership).
+    pub async fn is_initialized(&self) -> bool {
+        self.raft.is_initialized().await.unwrap_or(false)
+    }
+
+    /// Adds node `id` at `addr` as a learner, waiting until it has caught up, then
+    /// makes it a voter. On the leader only.
+    ///
+    /// Errors with [`MembershipError::NotLeader`] elsewhere, or when openraft refuses.
+    pub async fn add_member(&self, id: NodeId, addr: &str) -> Result<(), MembershipError> {
+        self.ensure_leader().await?;
+        self.raft
+            .add_learner(id, BasicNode::new(addr), true)
+            .await
+            .map_err(|e| MembershipError::Refused(e.to_string()))?;
+        self.raft
+            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| MembershipError::Refused(e.to_string()))?;
+        tracing::info!(node_id = id, addr, "raft member added");
+        Ok(())
+    }
+
+    /// Removes node `id` from the voters and learners. On the leader only.
+    pub async fn remove_member(&self, id: NodeId) -> Result<(), MembershipError> {
+        self.ensure_leader().await?;
+        self.raft
+            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
+            .await
+            .map_err(|e| MembershipError::Refused(e.to_string()))?;
+        let metrics = self.raft.metrics().borrow().clone();
+        if metrics
+            .membership_config
+            .membership()
+            .learner_ids()
+            .any(|l| l == id)
+        {
+            self.raft
+                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
+                .await
+                .map_err(|e| MembershipError::Refused(e.to_string()))?;
+        }
+        tracing::info!(node_id = id, "raft member removed");
+        Ok(())
+    }
+
+    async fn ensure_leader(&self) -> Result<(), MembershipError> {
+        match self.leader().await {
+            Some((leader, _)) if leader == self.id => Ok(()),
+            Some((_, addr)) => Err(MembershipError::NotLeader(Some(addr))),
+            None => Err(MembershipError::NotLeader(None)),
+        }
+    }
+
+    /// Waits until a leader is known (up to `timeout`); true when one is.
+    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
+        self.raft
+            .wait(Some(timeout))
+            .metrics(|m| m.current_leader.is_some(), "a leader")
+            .await
+            .is_ok()
+    }
+
+    /// The group as this node sees it.
+    pub fn status(&self) -> RaftStatus {
+        let m = self.raft.metrics().borrow().clone();
+        let role = match m.state {
+            ServerState::Leader => "Leader",
+            ServerState::Follower => "Follower",
+            ServerState::Candidate => "Candidate",
+            ServerState::Learner => "Learner",
+            ServerState::Shutdown => "Shutdown",
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeMap<NodeId, String> = membership
+            .voter_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+            .collect();
+        let learners = membership
+            .learner_ids()
+            .filter_map(|id| membership.get_node(&id).map(|n| (id, n.addr.clone())))
+            .collect();
+        let last = m.last_log_index.unwrap_or(0);
+        let replication_lag = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter()
+                    .filter(|(id, _)| **id != self.id)
+                    .map(|(id, matched)| {
+                        (
+                            *id,
+                            last.saturating_sub(matched.map(|l| l.index).unwrap_or(0)),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        RaftStatus {
+            node_id: self.id,
+            role: role.into(),
+            term: m.current_term,
+            leader: m.current_leader,
+            last_log_index: last,
+            applied_index: m.last_applied.map(|l| l.index).unwrap_or(0),
+            snapshot_index: m.snapshot.map(|l| l.index).unwrap_or(0),
+            voters,
+            learners,
+            replication_lag,
+        }
+    }
+
+    /// Builds a snapshot now (and purges the log behind it), as the policy would.
+    pub async fn snapshot_now(&self) -> Result<(), String> {
+        self.raft
+            .trigger()
+            .snapshot()
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Stops the group.
+    pub async fn shutdown(&self) {
+        let _ = self.raft.shutdown().await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use openraft::StorageError;
+    use openraft::testing::{StoreBuilder, Suite};
+    use parking_lot::Mutex;
+
+    use super::*;
+
+    /// A domain that keeps the proposals it applied, in order.
+    #[derive(Default)]
+    struct Journal(Mutex<Vec<(u64, Proposal)>>);
+
+    impl ReplicatedState for Journal {
+        fn apply(&self, index: u64, proposal: &Proposal) -> Vec<u8> {
+            self.0.lock().push((index, proposal.clone()));
+            index.to_be_bytes().to_vec()
+        }
+
+        fn snapshot(&self) -> Vec<u8> {
+            postcard::to_allocvec(&*self.0.lock()).unwrap_or_default()
+        }
+
+        fn restore(&self, _index: u64, data: &[u8]) -> Result<(), String> {
+            *self.0.lock() = postcard::from_bytes(data).map_err(|e| e.to_string())?;
+            Ok(())
+        }
+    }
+
+    struct Builder;
+
+    impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Builder {
+        async fn build(
+            &self,
+        ) -> Result<(tempfile::TempDir, LogStore, StateMachine), StorageError<NodeId>> {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let log = LogStore::open(&dir.path().join("log.redb")).expect("log store");
+            let sm = StateMachine::open(Arc::new(Journal::default()), dir.path())
+                .expect("state machine");
+            Ok((dir, log, sm))
+        }
+    }
+
+    /// openraft's own storage suite, on the redb log store and the state machine.
+    #[test]
+    fn openraft_storage_suite_passes() {
+        if let Err(e) = Suite::test_all(Builder) {
+            panic!("openraft storage suite: {e}");
+        }
+    }
+
+    fn options(dir: &Path) -> RaftOptions {
+        let mut options = RaftOptions::new(dir.to_path_buf(), "127.0.0.1:1".into(), None);
+        options.snapshot_every = 50;
+        options
+    }
+
+    /// A one-member group keeps its committed writes across a restart, from the log
+    /// and, after compaction, from the snapshot; the node id stays.
+    #[tokio::test]
+    async fn a_single_node_keeps_its_writes_across_restarts() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let journal = Arc::new(Journal::default());
+        let node = RaftNode::open(options(dir.path()), journal.clone())
+            .await
+            .expect("open");
+        let id = node.id();
+        for i in 0..120u8 {
+            let answer = node
+                .write(vec![i], 1_000 + u64::from(i))
+                .await
+                .expect("write");
+            assert_eq!(answer.len(), 8, "the domain's answer comes back");
+        }
+        node.shutdown().await;
+        drop(node);
+        let applied = journal.0.lock().clone();
+        assert_eq!(applied.len(), 120);
+
+        let again = Arc::new(Journal::default());
+        let node = RaftNode::open(options(dir.path()), again.clone())
+            .await
+            .expect("reopen");
+        assert_eq!(node.id(), id, "the node id is kept in the data dir");
+        let status = node.status();
+        assert!(
+            status.snapshot_index > 0,
+            "a snapshot was built: {status:?}"
+        );
+        let replayed: Vec<Proposal> = again.0.lock().iter().map(|(_, p)| p.clone()).collect();
+        let original: Vec<Proposal> = applied.iter().map(|(_, p)| p.clone()).collect();
+        assert_eq!(
+            replayed, original,
+            "snapshot plus log give back every write"
+        );
+        node.write(vec![200], 5_000).await.expect("writes resume");
+        node.shutdown().await;
+    }
+}
