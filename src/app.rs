@@ -120,7 +120,7 @@ pub struct App {
     cancel: CancellationToken,
     dns: DnsServer,
     tasks: Vec<JoinHandle<()>>,
-    raft: Option<Arc<RaftNode>>,
+    raft: Arc<RaftNode>,
 }
 
 impl App {
@@ -252,26 +252,47 @@ impl App {
         };
         // CP data (persistent instances, service and cluster settings) goes through
         // Raft, restored here after the last step that can fail (an open group holds
-        // its log file) and before HTTP serves: a standalone node is a one-member
-        // group, so its CP data survives restarts. DNS answered SERVFAIL until now.
-        // Members of a cluster keep applying CP writes locally until the group spans
-        // the cluster.
-        let raft = if cluster.is_none() {
-            let options = RaftOptions::new(
-                settings.data.dir.join("raft"),
-                listener
-                    .local_addr()
-                    .map(|a| a.to_string())
-                    .unwrap_or_else(|_| settings.http.addr.to_string()),
-                None,
-            );
-            let state = Arc::new(PersistentState::new(naming.clone()));
-            let raft = RaftNode::open(options, state).await?;
-            info!(node_id = raft.id(), "raft group open (this node alone)");
-            registry.set_ready(true);
-            Some(raft)
-        } else {
-            None
+        // its log file) and before HTTP serves. A standalone node is a one-member group,
+        // so its CP data survives restarts; DNS answered SERVFAIL until now. A member of
+        // a cluster joins the group of all members (initialized once, by
+        // `replication::raft::bootstrap`'s rule).
+        let raft_dir = settings.data.dir.join("raft");
+        let raft = match &cluster {
+            None => {
+                let options = RaftOptions::from_settings(
+                    raft_dir,
+                    listener
+                        .local_addr()
+                        .map(|a| a.to_string())
+                        .unwrap_or_else(|_| settings.http.addr.to_string()),
+                    None,
+                    &settings.raft,
+                );
+                let state = Arc::new(PersistentState::new(naming.clone()));
+                let raft = RaftNode::open(options, state).await?;
+                info!(node_id = raft.id(), "raft group open (this node alone)");
+                registry.set_ready(true);
+                raft
+            }
+            Some((node, secret, _)) => {
+                let options = RaftOptions::from_settings(
+                    raft_dir,
+                    node.clone(),
+                    Some(PeerClient::new(node, secret)),
+                    &settings.raft,
+                );
+                let state = Arc::new(PersistentState::new(naming.clone()));
+                let raft = RaftNode::open(options, state).await?;
+                info!(node_id = raft.id(), "raft group open (cluster member)");
+                tasks.push(tokio::spawn(crate::replication::raft::bootstrap(
+                    raft.clone(),
+                    settings
+                        .cluster
+                        .normalized_members(settings.http.addr.port()),
+                    cancel.clone(),
+                )));
+                raft
+            }
         };
         let distro = match (&cluster, distro_changes) {
             (Some((node, secret, membership)), Some(changes)) => {
@@ -308,9 +329,7 @@ impl App {
         if let Some(distro) = &distro {
             dispatcher = dispatcher.with_distro(distro.clone());
         }
-        if let Some(raft) = &raft {
-            dispatcher = dispatcher.with_raft(raft.clone());
-        }
+        dispatcher = dispatcher.with_raft(raft.clone());
         let dispatcher = Arc::new(dispatcher);
         let probes = ProbeWorker::new(dispatcher.clone(), settings.health.clone());
         let probe_stats = probes.stats();
@@ -333,6 +352,7 @@ impl App {
                 .map(|(node, _, _)| node.clone())
                 .unwrap_or_else(|| http_addr.to_string()),
             distro: distro.clone(),
+            raft: Some(raft.clone()),
         });
         let (router, gate) = http::router(state, &settings);
         let http_cancel = cancel.clone();
@@ -369,9 +389,7 @@ impl App {
         for task in self.tasks {
             let _ = tokio::time::timeout(Duration::from_secs(10), task).await;
         }
-        if let Some(raft) = self.raft {
-            raft.shutdown().await;
-        }
+        self.raft.shutdown().await;
         self.config.close().await;
         info!("stopped");
     }

@@ -62,6 +62,44 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// The other members of a cluster; none means standalone.
     pub cluster: ClusterSettings,
+    /// The Raft group of CP naming data.
+    pub raft: RaftSettings,
+}
+
+/// `[raft]`: timings and log compaction of the Raft group that keeps persistent
+/// instances, service settings and checker settings (DESIGN §2), on one node as on
+/// many.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RaftSettings {
+    /// Milliseconds between two heartbeats of the leader. Default 100.
+    pub heartbeat_ms: u64,
+    /// Milliseconds without a heartbeat after which a follower stands for election: a
+    /// random time between this and twice this, after the old leader's lease (twice
+    /// this). Default 400: a new leader 1.2–1.6 s after losing one (Nacos's JRaft
+    /// takes 5 s or more).
+    pub election_timeout_ms: u64,
+    /// A snapshot is built after this many log entries since the last one. Default
+    /// 10000.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot (a follower that lags less catches up from
+    /// the log, not a whole snapshot). Default 1000.
+    pub logs_kept_after_snapshot: u64,
+    /// Milliseconds a CP write waits for a leader and for its commit before it is
+    /// refused with 503. Default 5000.
+    pub write_timeout_ms: u64,
+}
+
+impl Default for RaftSettings {
+    fn default() -> Self {
+        Self {
+            heartbeat_ms: 100,
+            election_timeout_ms: 400,
+            snapshot_every: 10_000,
+            logs_kept_after_snapshot: 1_000,
+            write_timeout_ms: 5_000,
+        }
+    }
 }
 
 /// `[cluster]`: the members of a cluster and the timings of Distro (DESIGN §5). With no
@@ -774,6 +812,21 @@ impl Settings {
                 reason: reason.to_string(),
             })
         };
+        if self.raft.heartbeat_ms == 0 {
+            return invalid("raft.heartbeat_ms", "must be at least 1");
+        }
+        if self.raft.election_timeout_ms < 2 * self.raft.heartbeat_ms {
+            return invalid(
+                "raft.election_timeout_ms",
+                "must be at least twice raft.heartbeat_ms",
+            );
+        }
+        if self.raft.snapshot_every == 0 {
+            return invalid("raft.snapshot_every", "must be at least 1");
+        }
+        if self.raft.write_timeout_ms == 0 {
+            return invalid("raft.write_timeout_ms", "must be at least 1");
+        }
         if !self.dns.zone.ends_with('.') || self.dns.zone.len() < 2 {
             return invalid(
                 "dns.zone",

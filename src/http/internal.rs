@@ -20,6 +20,7 @@ use crate::cluster::peer::{self, FROM_HEADER};
 use crate::model::now_millis;
 use crate::naming::command::{NamingCommand, Origin};
 use crate::naming::distro::{ClientRecord, Digest, Forwarded, Snapshot};
+use crate::replication::raft::RaftNode;
 
 fn binary(body: Vec<u8>) -> Response {
     (
@@ -266,4 +267,129 @@ pub async fn cluster_self(State(state): State<AppState>) -> Json<serde_json::Val
         .into_iter()
         .find(|m| m.address == address);
     Json(serde_json::json!({"code": 200, "message": null, "data": me}))
+}
+
+/// The Raft group of this node, or the answer a node without one gives.
+fn raft_of(state: &AppState) -> Result<&std::sync::Arc<RaftNode>, Box<Response>> {
+    state.raft.as_ref().ok_or_else(|| Box::new(not_a_member()))
+}
+
+/// `POST /nacos/internal/v1/raft/append`: openraft's `append_entries`.
+pub async fn raft_append(State(state): State<AppState>, body: Bytes) -> Response {
+    let raft = match raft_of(&state) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    match raft.handle_append(&body).await {
+        Ok(answer) => binary(answer),
+        Err(e) => bad_message(e),
+    }
+}
+
+/// `POST /nacos/internal/v1/raft/vote`: openraft's `vote`.
+pub async fn raft_vote(State(state): State<AppState>, body: Bytes) -> Response {
+    let raft = match raft_of(&state) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    match raft.handle_vote(&body).await {
+        Ok(answer) => binary(answer),
+        Err(e) => bad_message(e),
+    }
+}
+
+/// `POST /nacos/internal/v1/raft/snapshot`: a whole snapshot from the leader.
+pub async fn raft_snapshot(State(state): State<AppState>, body: Bytes) -> Response {
+    let raft = match raft_of(&state) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    match raft.handle_snapshot(&body).await {
+        Ok(answer) => binary(answer),
+        Err(e) => bad_message(e),
+    }
+}
+
+/// `POST /nacos/internal/v1/raft/write`: a proposal forwarded to the leader.
+pub async fn raft_write(State(state): State<AppState>, body: Bytes) -> Response {
+    match raft_of(&state) {
+        Ok(raft) => binary(raft.handle_write(&body).await),
+        Err(response) => *response,
+    }
+}
+
+/// `POST /nacos/internal/v1/raft/membership`: a membership change forwarded to the
+/// leader.
+pub async fn raft_membership(State(state): State<AppState>, body: Bytes) -> Response {
+    match raft_of(&state) {
+        Ok(raft) => binary(raft.handle_membership(&body).await),
+        Err(response) => *response,
+    }
+}
+
+/// `GET /nacos/internal/v1/raft/identity`: this node's Raft id and whether it holds a
+/// group.
+pub async fn raft_identity(State(state): State<AppState>) -> Response {
+    match raft_of(&state) {
+        Ok(raft) => binary(peer::encode(&raft.identity().await)),
+        Err(response) => *response,
+    }
+}
+
+/// `GET /nacos/v1/core/cluster/raft`: the Raft group as this node sees it
+/// (`{"code":200,"message":null,"data":RaftStatus}`).
+pub async fn raft_status(State(state): State<AppState>) -> Response {
+    match &state.raft {
+        Some(raft) => {
+            Json(serde_json::json!({"code": 200, "message": null, "data": raft.status()}))
+                .into_response()
+        }
+        None => not_a_member(),
+    }
+}
+
+/// `POST /nacos/v1/core/cluster/raft/members?address=host:port` (admin): adds the
+/// member at `address` to the group, as a learner until it has caught up, then as a
+/// voter. `DELETE …?nodeId=N` removes one. Either goes to the leader from any member.
+/// Answers `ok`; 400 for a missing parameter, 503 with no leader, 409 when refused.
+pub async fn raft_members(
+    State(state): State<AppState>,
+    method: axum::http::Method,
+    params: Params,
+) -> Response {
+    use crate::replication::raft::{MembershipChange, MembershipError};
+    let raft = match raft_of(&state) {
+        Ok(r) => r,
+        Err(response) => return *response,
+    };
+    let change = if method == axum::http::Method::DELETE {
+        match params.required("nodeId").map(|v| v.parse::<u64>()) {
+            Ok(Ok(node_id)) => MembershipChange::Remove { node_id },
+            Ok(Err(_)) => {
+                return super::error::ApiError::bad_request("nodeId must be a number")
+                    .into_response();
+            }
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        match params.required("address") {
+            Ok(addr) => MembershipChange::Add {
+                addr: addr.to_string(),
+            },
+            Err(e) => return e.into_response(),
+        }
+    };
+    match raft.change_membership(change).await {
+        Ok(()) => "ok".into_response(),
+        Err(e @ MembershipError::NoLeader(_)) => super::error::ApiError {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            message: e.to_string(),
+        }
+        .into_response(),
+        Err(e @ MembershipError::Refused(_)) => super::error::ApiError {
+            status: StatusCode::CONFLICT,
+            message: e.to_string(),
+        }
+        .into_response(),
+    }
 }

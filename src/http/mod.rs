@@ -66,6 +66,8 @@ pub struct AppStateInner {
     pub node_addr: String,
     /// Distro and the membership of a cluster member; `None` standalone.
     pub distro: Option<Arc<crate::naming::distro::Distro>>,
+    /// The Raft group of CP naming data.
+    pub raft: Option<Arc<crate::replication::raft::RaftNode>>,
 }
 
 /// The whole router, under the body limit, and the auth gate built from its route

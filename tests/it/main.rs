@@ -22,6 +22,7 @@ mod naming_http;
 mod naming_semantics;
 mod persistence;
 mod push;
+mod raft;
 mod readme;
 mod security;
 mod support;

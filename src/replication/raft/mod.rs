@@ -85,6 +85,34 @@ pub mod paths {
     pub const SNAPSHOT: &str = "/nacos/internal/v1/raft/snapshot";
     /// A proposal forwarded to the leader.
     pub const WRITE: &str = "/nacos/internal/v1/raft/write";
+    /// A member's node id and whether it holds a group (`GET`).
+    pub const IDENTITY: &str = "/nacos/internal/v1/raft/identity";
+    /// A membership change forwarded to the leader.
+    pub const MEMBERSHIP: &str = "/nacos/internal/v1/raft/membership";
+}
+
+/// A member's answer on [`paths::IDENTITY`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Its node id.
+    pub node_id: NodeId,
+    /// Whether it holds a group (a log, a vote or a membership).
+    pub initialized: bool,
+}
+
+/// A membership change, as the admin API asks for it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MembershipChange {
+    /// Add the member at this address (learner, then voter).
+    Add {
+        /// Its member address (`host:port`).
+        addr: String,
+    },
+    /// Remove the member with this node id.
+    Remove {
+        /// Its node id.
+        node_id: NodeId,
+    },
 }
 
 /// Timings and limits of the group.
@@ -102,22 +130,49 @@ pub struct RaftOptions {
     pub election_timeout_ms: (u64, u64),
     /// A snapshot is built after this many entries since the last one.
     pub snapshot_every: u64,
+    /// Entries kept behind a snapshot.
+    pub logs_kept_after_snapshot: u64,
     /// How long a write waits for a leader and for its commit, milliseconds.
     pub write_timeout_ms: u64,
 }
 
 impl RaftOptions {
-    /// Defaults for `dir` and `addr`: heartbeat 150 ms, elections after 600–1200 ms
-    /// (a new leader well within 2 s of losing one; Nacos's JRaft takes 5 s or more), a
-    /// snapshot every 10,000 entries, writes wait up to 5 s.
+    /// Options for `dir` and `addr` from the `[raft]` settings.
+    pub fn from_settings(
+        dir: PathBuf,
+        addr: String,
+        client: Option<PeerClient>,
+        settings: &crate::settings::RaftSettings,
+    ) -> Self {
+        Self {
+            dir,
+            addr,
+            client,
+            heartbeat_ms: settings.heartbeat_ms,
+            election_timeout_ms: (
+                settings.election_timeout_ms,
+                2 * settings.election_timeout_ms,
+            ),
+            snapshot_every: settings.snapshot_every,
+            logs_kept_after_snapshot: settings.logs_kept_after_snapshot,
+            write_timeout_ms: settings.write_timeout_ms,
+        }
+    }
+
+    /// Defaults for `dir` and `addr` (those of `settings::RaftSettings`): heartbeat
+    /// 100 ms, elections after 400–800 ms (openraft adds a leader lease of the longest
+    /// timeout, so a new leader comes 1.2–1.6 s after losing one; Nacos's JRaft takes
+    /// 5 s or more), a snapshot every 10,000 entries with 1,000 kept behind it, writes
+    /// wait up to 5 s.
     pub fn new(dir: PathBuf, addr: String, client: Option<PeerClient>) -> Self {
         Self {
             dir,
             addr,
             client,
-            heartbeat_ms: 150,
-            election_timeout_ms: (600, 1200),
+            heartbeat_ms: 100,
+            election_timeout_ms: (400, 800),
             snapshot_every: 10_000,
+            logs_kept_after_snapshot: 1_000,
             write_timeout_ms: 5_000,
         }
     }
@@ -159,13 +214,31 @@ pub enum WriteError {
     Stopped(String),
 }
 
+/// The leader's answer to a forwarded proposal.
+#[derive(Serialize, Deserialize)]
+pub enum ForwardAnswer {
+    /// Proposed here: the outcome.
+    Answer(Result<Vec<u8>, WriteError>),
+    /// Not proposed: this node does not lead (with a majority).
+    NotLeader,
+}
+
+/// What a forward came to.
+enum Forward {
+    /// An outcome to give the caller.
+    Done(Result<Vec<u8>, WriteError>),
+    /// Not proposed; worth another try while the write timeout lasts.
+    Retry(String),
+}
+
 /// A membership change refused.
-#[derive(Debug, Error)]
+#[derive(Clone, Debug, Error, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MembershipError {
-    /// This node is not the leader; the change must go to it.
-    #[error("this node is not the Raft leader (the leader is {0:?})")]
-    NotLeader(Option<String>),
-    /// openraft refused the change.
+    /// No leader is known, or the leader cannot be reached.
+    #[error("no Raft leader: {0}")]
+    NoLeader(String),
+    /// The change itself was refused (an unknown node, an unreachable new member, or
+    /// openraft's refusal); the text says why.
     #[error("{0}")]
     Refused(String),
 }
@@ -263,7 +336,7 @@ impl RaftNode {
             election_timeout_max: options.election_timeout_ms.1,
             install_snapshot_timeout: 10_000,
             snapshot_policy: SnapshotPolicy::LogsSinceLast(options.snapshot_every),
-            max_in_snapshot_log_to_keep: 1_000,
+            max_in_snapshot_log_to_keep: options.logs_kept_after_snapshot,
             purge_batch_size: 256,
             ..Default::default()
         }
@@ -341,32 +414,39 @@ impl RaftNode {
     }
 
     /// Commits `command` (proposed with this node's time `at_ms`) and returns the
-    /// domain's answer. On a follower the proposal goes to the leader. Waits up to the
-    /// write timeout for a leader and for the commit.
+    /// domain's answer. On a follower the proposal goes to the leader. While no leader
+    /// is known, the known one cannot be reached, or this node leads without a
+    /// majority, it retries every 50 ms until the write timeout; once an entry is
+    /// appended it waits for the commit up to the timeout and is not proposed again.
     ///
-    /// Errors with [`WriteError::NoLeader`] when no leader is known within the timeout,
-    /// the leader cannot reach a majority, or the commit does not come in time (this
-    /// node may be cut off); with [`WriteError::Stopped`] after a fatal error.
+    /// Errors with [`WriteError::NoLeader`] when no leader takes the write or the commit
+    /// does not come in time (this node may be cut off); with [`WriteError::Stopped`]
+    /// after a fatal error.
     pub async fn write(&self, command: Vec<u8>, at_ms: u64) -> Result<Vec<u8>, WriteError> {
         let proposal = Proposal { at_ms, command };
         let deadline = tokio::time::Instant::now() + self.write_timeout;
         loop {
-            match self.leader().await {
+            let refusal = match self.leader().await {
                 Some((leader, _)) if leader == self.id => {
-                    return self.write_here(proposal, deadline).await;
-                }
-                Some((_, addr)) => return self.forward(&addr, &proposal, deadline).await,
-                None => {
-                    if tokio::time::Instant::now() >= deadline {
-                        return Err(WriteError::NoLeader(
-                            "no leader was elected in time; this node may be cut off \
-                             from a majority of the members"
-                                .into(),
-                        ));
+                    if self.has_quorum() {
+                        return self.propose(proposal, deadline).await;
                     }
-                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    "this node leads but has not heard from a majority of the members \
+                     recently; it may be cut off"
+                        .to_string()
                 }
+                Some((_, addr)) => match self.forward(&addr, &proposal, deadline).await {
+                    Forward::Done(answer) => return answer,
+                    Forward::Retry(why) => why,
+                },
+                None => "no leader is elected; this node may be cut off from a majority \
+                         of the members"
+                    .to_string(),
+            };
+            if tokio::time::Instant::now() + Duration::from_millis(50) >= deadline {
+                return Err(WriteError::NoLeader(refusal));
             }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 
@@ -382,19 +462,13 @@ impl RaftNode {
         Some((leader, addr))
     }
 
-    /// Proposes on this node, which believes it leads.
-    async fn write_here(
+    /// Proposes on this node, which leads with a majority, and waits for the commit
+    /// until `deadline`.
+    async fn propose(
         &self,
         proposal: Proposal,
         deadline: tokio::time::Instant,
     ) -> Result<Vec<u8>, WriteError> {
-        if !self.has_quorum() {
-            return Err(WriteError::NoLeader(
-                "this node leads but has not heard from a majority of the members \
-                 recently; it may be cut off"
-                    .into(),
-            ));
-        }
         match tokio::time::timeout_at(deadline, self.raft.client_write(proposal)).await {
             Ok(Ok(response)) => Ok(response.data),
             Ok(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(_)))) => Err(
@@ -404,21 +478,24 @@ impl RaftNode {
             Ok(Err(RaftError::Fatal(e))) => Err(WriteError::Stopped(e.to_string())),
             Err(_) => Err(WriteError::NoLeader(
                 "the write was not committed in time; this node may be cut off from a \
-                 majority of the members"
+                 majority of the members (the write takes effect only if the members \
+                 agree on it later)"
                     .into(),
             )),
         }
     }
 
-    /// Whether this leader heard from a majority within the longest election timeout
-    /// (always on a one-voter group).
+    /// Whether this leader heard from a majority within the longest election timeout,
+    /// its lease (always on a one-voter group). A leader that did not is likely cut
+    /// off: it does not append an entry that could commit only after the caller was
+    /// told no.
     fn has_quorum(&self) -> bool {
         let metrics = self.raft.metrics().borrow().clone();
         let voters = metrics.membership_config.membership().voter_ids().count();
         if voters <= 1 {
             return true;
         }
-        let limit = self.raft.config().election_timeout_max * 2;
+        let limit = self.raft.config().election_timeout_max;
         metrics
             .millis_since_quorum_ack
             .is_some_and(|ms| ms <= limit)
@@ -430,43 +507,44 @@ impl RaftNode {
         addr: &str,
         proposal: &Proposal,
         deadline: tokio::time::Instant,
-    ) -> Result<Vec<u8>, WriteError> {
+    ) -> Forward {
         let Some(client) = &self.client else {
-            return Err(WriteError::NoLeader(format!(
+            return Forward::Done(Err(WriteError::NoLeader(format!(
                 "the leader is {addr}, and this node has no peer client"
-            )));
+            ))));
         };
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         match client
             .post(addr, paths::WRITE, peer::encode(proposal), left)
             .await
         {
-            Ok(bytes) => match peer::decode::<Result<Vec<u8>, WriteError>>(&bytes) {
-                Ok(answer) => answer,
-                Err(e) => Err(WriteError::Stopped(format!("bad answer from {addr}: {e}"))),
+            Ok(bytes) => match peer::decode::<ForwardAnswer>(&bytes) {
+                Ok(ForwardAnswer::Answer(answer)) => Forward::Done(answer),
+                Ok(ForwardAnswer::NotLeader) => Forward::Retry(format!("{addr} no longer leads")),
+                Err(e) => Forward::Done(Err(WriteError::Stopped(format!(
+                    "bad answer from {addr}: {e}"
+                )))),
             },
-            Err(e @ PeerError::Unreachable { .. }) => Err(WriteError::NoLeader(format!(
-                "the leader {addr} cannot be reached: {e}"
-            ))),
-            Err(e) => Err(WriteError::NoLeader(e.to_string())),
+            Err(e @ PeerError::Unreachable { .. }) => {
+                Forward::Retry(format!("the leader {addr} cannot be reached: {e}"))
+            }
+            Err(e) => Forward::Done(Err(WriteError::NoLeader(e.to_string()))),
         }
     }
 
     /// Serves a proposal forwarded by a follower: proposes it here when this node
-    /// leads, else refuses (no second hop). Answers the encoded
-    /// `Result<Vec<u8>, WriteError>`.
+    /// leads with a majority, else answers that it does not (the follower retries; no
+    /// second hop). Answers an encoded [`ForwardAnswer`].
     pub async fn handle_write(&self, body: &[u8]) -> Vec<u8> {
         let answer = match peer::decode::<Proposal>(body) {
             Ok(proposal) => match self.leader().await {
-                Some((leader, _)) if leader == self.id => {
+                Some((leader, _)) if leader == self.id && self.has_quorum() => {
                     let deadline = tokio::time::Instant::now() + self.write_timeout;
-                    self.write_here(proposal, deadline).await
+                    ForwardAnswer::Answer(self.propose(proposal, deadline).await)
                 }
-                _ => Err(WriteError::NoLeader(
-                    "the member the write was forwarded to no longer leads".into(),
-                )),
+                _ => ForwardAnswer::NotLeader,
             },
-            Err(e) => Err(WriteError::Stopped(e.to_string())),
+            Err(e) => ForwardAnswer::Answer(Err(WriteError::Stopped(e.to_string()))),
         };
         peer::encode(&answer)
     }
@@ -515,53 +593,124 @@ impl RaftNode {
         self.raft.is_initialized().await.unwrap_or(false)
     }
 
-    /// Adds node `id` at `addr` as a learner, waiting until it has caught up, then
-    /// makes it a voter. On the leader only.
+    /// A member's identity (`None` when it cannot be reached or answers nonsense).
+    pub async fn identity_of(&self, addr: &str) -> Option<Identity> {
+        let client = self.client.as_ref()?;
+        let bytes = client
+            .get(addr, paths::IDENTITY, Duration::from_secs(2))
+            .await
+            .ok()?;
+        peer::decode(&bytes).ok()
+    }
+
+    /// This node's identity, for [`paths::IDENTITY`].
+    pub async fn identity(&self) -> Identity {
+        Identity {
+            node_id: self.id,
+            initialized: self.is_initialized().await,
+        }
+    }
+
+    /// Applies a membership change: on the leader here, elsewhere forwarded to it. An
+    /// added member joins as a learner, is waited for until it has caught up, then
+    /// becomes a voter; a removed one leaves the voters and the learners.
     ///
-    /// Errors with [`MembershipError::NotLeader`] elsewhere, or when openraft refuses.
-    pub async fn add_member(&self, id: NodeId, addr: &str) -> Result<(), MembershipError> {
-        self.ensure_leader().await?;
-        self.raft
-            .add_learner(id, BasicNode::new(addr), true)
-            .await
-            .map_err(|e| MembershipError::Refused(e.to_string()))?;
-        self.raft
-            .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| MembershipError::Refused(e.to_string()))?;
-        tracing::info!(node_id = id, addr, "raft member added");
-        Ok(())
-    }
-
-    /// Removes node `id` from the voters and learners. On the leader only.
-    pub async fn remove_member(&self, id: NodeId) -> Result<(), MembershipError> {
-        self.ensure_leader().await?;
-        self.raft
-            .change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false)
-            .await
-            .map_err(|e| MembershipError::Refused(e.to_string()))?;
-        let metrics = self.raft.metrics().borrow().clone();
-        if metrics
-            .membership_config
-            .membership()
-            .learner_ids()
-            .any(|l| l == id)
-        {
-            self.raft
-                .change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false)
-                .await
-                .map_err(|e| MembershipError::Refused(e.to_string()))?;
-        }
-        tracing::info!(node_id = id, "raft member removed");
-        Ok(())
-    }
-
-    async fn ensure_leader(&self) -> Result<(), MembershipError> {
+    /// Errors with [`MembershipError::NoLeader`] when no leader is known or reachable,
+    /// [`MembershipError::Refused`] when the new member cannot be reached, the node id
+    /// is not a member, or openraft refuses.
+    pub async fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError> {
         match self.leader().await {
-            Some((leader, _)) if leader == self.id => Ok(()),
-            Some((_, addr)) => Err(MembershipError::NotLeader(Some(addr))),
-            None => Err(MembershipError::NotLeader(None)),
+            Some((leader, _)) if leader == self.id => self.change_here(change).await,
+            Some((_, addr)) => {
+                let Some(client) = &self.client else {
+                    return Err(MembershipError::NoLeader(addr));
+                };
+                let bytes = client
+                    .post(
+                        &addr,
+                        paths::MEMBERSHIP,
+                        peer::encode(&change),
+                        Duration::from_secs(60),
+                    )
+                    .await
+                    .map_err(|e| MembershipError::NoLeader(e.to_string()))?;
+                peer::decode::<Result<(), MembershipError>>(&bytes)
+                    .map_err(|e| MembershipError::NoLeader(e.to_string()))?
+            }
+            None => Err(MembershipError::NoLeader("no leader is known".into())),
         }
+    }
+
+    /// Serves a membership change forwarded by a member (answers the encoded result).
+    pub async fn handle_membership(&self, body: &[u8]) -> Vec<u8> {
+        let answer = match peer::decode::<MembershipChange>(body) {
+            Ok(change) => match self.leader().await {
+                Some((leader, _)) if leader == self.id => self.change_here(change).await,
+                _ => Err(MembershipError::NoLeader(
+                    "the member the change was forwarded to no longer leads".into(),
+                )),
+            },
+            Err(e) => Err(MembershipError::Refused(e.to_string())),
+        };
+        peer::encode(&answer)
+    }
+
+    async fn change_here(&self, change: MembershipChange) -> Result<(), MembershipError> {
+        let refused = |e: String| MembershipError::Refused(e);
+        match change {
+            MembershipChange::Add { addr } => {
+                let identity = self.identity_of(&addr).await.ok_or_else(|| {
+                    refused(format!(
+                        "member {addr} cannot be reached to learn its node id"
+                    ))
+                })?;
+                let id = identity.node_id;
+                self.raft
+                    .add_learner(id, BasicNode::new(&addr), true)
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+                self.raft
+                    .change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false)
+                    .await
+                    .map_err(|e| refused(e.to_string()))?;
+                tracing::info!(node_id = id, addr, "raft member added");
+            }
+            MembershipChange::Remove { node_id } => {
+                let metrics = self.raft.metrics().borrow().clone();
+                let membership = metrics.membership_config.membership();
+                let voter = membership.voter_ids().any(|v| v == node_id);
+                let learner = membership.learner_ids().any(|l| l == node_id);
+                if !voter && !learner {
+                    return Err(refused(format!("node {node_id} is not a member")));
+                }
+                if voter {
+                    self.raft
+                        .change_membership(
+                            ChangeMembers::RemoveVoters(BTreeSet::from([node_id])),
+                            false,
+                        )
+                        .await
+                        .map_err(|e| refused(e.to_string()))?;
+                }
+                let metrics = self.raft.metrics().borrow().clone();
+                if metrics
+                    .membership_config
+                    .membership()
+                    .get_node(&node_id)
+                    .is_some()
+                {
+                    self.raft
+                        .change_membership(
+                            ChangeMembers::RemoveNodes(BTreeSet::from([node_id])),
+                            false,
+                        )
+                        .await
+                        .map_err(|e| refused(e.to_string()))?;
+                }
+                tracing::info!(node_id, "raft member removed");
+            }
+        }
+        Ok(())
     }
 
     /// Waits until a leader is known (up to `timeout`); true when one is.
@@ -634,6 +783,73 @@ impl RaftNode {
     /// Stops the group.
     pub async fn shutdown(&self) {
         let _ = self.raft.shutdown().await;
+    }
+}
+
+/// Initializes a fresh cluster's group exactly once. Runs on every member at start;
+/// the rule (also in the README):
+///
+/// * a member that holds a group (a log, a vote or a membership) does nothing;
+/// * only the member whose address sorts first among the configured members (byte
+///   order of the normalized `host:port`) may initialize, and only once every
+///   configured member answers its identity and none of them holds a group; it then
+///   makes all of them the voters;
+/// * when some member already holds a group, this member's data is new (a fresh data
+///   dir in an existing cluster): nothing is initialized, and the log says to add
+///   this member with the admin API (`nacre raft add-member`).
+///
+/// Every other member waits for the leader's first append. Asks every 500 ms until
+/// done or `cancel` fires.
+pub async fn bootstrap(
+    node: Arc<RaftNode>,
+    mut members: Vec<String>,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    members.sort();
+    members.dedup();
+    let first = members.first().is_some_and(|m| *m == node.addr);
+    let mut hinted = false;
+    loop {
+        if node.is_initialized().await {
+            return;
+        }
+        let mut identities = Vec::new();
+        for addr in &members {
+            if *addr == node.addr {
+                identities.push(Some((addr.clone(), node.identity().await)));
+            } else {
+                identities.push(node.identity_of(addr).await.map(|i| (addr.clone(), i)));
+            }
+        }
+        let answered: Vec<(String, Identity)> = identities.iter().flatten().cloned().collect();
+        if answered.iter().any(|(_, i)| i.initialized) {
+            if !hinted {
+                tracing::warn!(
+                    node_id = node.id,
+                    addr = node.addr,
+                    "this member holds no Raft data while the cluster's group exists: \
+                     add it with `nacre raft add-member --address {}` (or the admin API)",
+                    node.addr
+                );
+                hinted = true;
+            }
+        } else if first && answered.len() == members.len() {
+            let voters: BTreeMap<NodeId, String> = answered
+                .into_iter()
+                .map(|(addr, i)| (i.node_id, addr))
+                .collect();
+            match node.initialize(voters.clone()).await {
+                Ok(()) => {
+                    tracing::info!(?voters, "raft group initialized with every member");
+                    return;
+                }
+                Err(e) => tracing::warn!(error = %e, "raft group not initialized"),
+            }
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
     }
 }
 
