@@ -1,18 +1,25 @@
 #!/usr/bin/env python3
-"""Fault script of the cluster (issue #12): three real `nacre` processes, each in its
-own network namespace on a bridge, so that a partition is a real one.
+"""Fault script of the cluster (issues #12 and #13): three real `nacre` processes, each
+in its own network namespace on a bridge, so that a partition is a real one.
 
-It registers ephemeral instances that beat, and publishes configs (MariaDB, shared by
-the three), while it
+It registers ephemeral instances that beat, publishes configs (MariaDB, shared by the
+three), and writes persistent instances and service settings (Raft) to every member in
+turn, while it
 
   1. SIGKILLs one member and restarts it;
-  2. cuts one member off the bridge for 20 s, then heals the partition.
+  2. cuts one member off the bridge for 20 s, then heals the partition;
+  3. SIGKILLs the Raft leader and restarts it;
+  4. SIGKILLs a Raft follower and restarts it;
+  5. cuts the Raft leader off from the other members (blackhole routes: the script
+     still reaches it) for 10 s, then heals the partition.
 
 After each fault it measures how long the members take to answer the same DNS A sets
 and instance lists again (every beating client present), and fails past a bound. At
 the end it checks that every acknowledged config publish is what every member serves,
-and that no beating client was missing from a majority member's DNS for longer than
-the owner grace. It prints its figures, stops by itself, and cleans up after itself.
+that no beating client was missing from a majority member's DNS for longer than the
+owner grace, that every acknowledged persistent write is on every member, and that the
+leader cut off in the minority acknowledged no write sent to it during the partition.
+It prints its figures, stops by itself, and cleans up after itself.
 Traffic stays inside its namespaces, its bridge and loopback (MariaDB is reached
 through a socat relay on the bridge address).
 
@@ -59,6 +66,8 @@ PARTITION_S = 20.0
 SERVICES = [f"fault-svc{i}" for i in range(6)]
 CLIENTS_PER_SERVICE = 4
 CONFIGS = [f"fault-cfg{i}" for i in range(4)]
+PERSISTENT = "fault-db"
+MINORITY_S = 10.0
 
 
 def sh(*args, check=True, quiet=False):
@@ -105,6 +114,15 @@ class Net:
 
     def cut(self, i):
         sh("ip", "netns", "exec", ns(i), "ip", "link", "set", "eth0", "down")
+
+    def isolate(self, i, heal=False):
+        """Blackhole routes between member i and the other members, both ways: the
+        members cannot reach each other, the script (on the bridge) reaches all."""
+        verb = "del" if heal else "add"
+        for j in range(len(NODES)):
+            if j != i:
+                sh("ip", "netns", "exec", ns(i), "ip", "route", verb, "blackhole", f"{NODES[j]}/32")
+                sh("ip", "netns", "exec", ns(j), "ip", "route", verb, "blackhole", f"{NODES[i]}/32")
 
     def heal(self, i):
         sh("ip", "netns", "exec", ns(i), "ip", "link", "set", "eth0", "up")
@@ -256,6 +274,7 @@ class Cluster:
         self.token = None
         self.lock = threading.Lock()
         self.avoid = {}  # member -> time until which the driver skips it
+        self.minority = None  # the member cut off in the minority, still written to
 
     def reachable(self):
         now = time.time()
@@ -277,6 +296,60 @@ class Cluster:
     def ready(self, i):
         status, _ = http("GET", self.nodes[i].base() + "/nacos/v1/console/health/readiness")
         return status == 200
+
+
+def raft_leader(cluster, exclude=()):
+    """The member every reachable member (outside `exclude`) names as the Raft leader,
+    or None."""
+    ids, named = {}, set()
+    for i in range(3):
+        if i in exclude:
+            continue
+        status, body = http("GET", cluster.nodes[i].base() + "/nacos/v1/core/cluster/raft", {}, cluster.token)
+        if status != 200:
+            return None
+        data = json.loads(body)["data"]
+        ids[data["nodeId"]] = i
+        named.add(data["leader"])
+    if len(named) != 1:
+        return None
+    leader_id = named.pop()
+    if leader_id is None:
+        return None
+    if leader_id not in ids:
+        # The leader is among the excluded: look its id up there.
+        for i in exclude:
+            status, body = http("GET", cluster.nodes[i].base() + "/nacos/v1/core/cluster/raft", {}, cluster.token)
+            if status == 200 and json.loads(body)["data"]["nodeId"] == leader_id:
+                return i
+        return None
+    return ids[leader_id]
+
+
+def wait_leader(cluster, exclude=()):
+    started = time.time()
+    while time.time() - started < CONVERGE_BOUND_S:
+        leader = raft_leader(cluster, exclude)
+        if leader is not None and leader not in exclude:
+            return leader
+        time.sleep(0.1)
+    raise AssertionError(f"no Raft leader outside {exclude} within {CONVERGE_BOUND_S} s")
+
+
+def persistent_ips(cluster, i):
+    status, body = http("GET", cluster.nodes[i].base() + "/nacos/v1/ns/instance/list",
+                        {"serviceName": PERSISTENT, "healthyOnly": "false"}, cluster.token, timeout=5)
+    if status != 200:
+        return None
+    return frozenset(h["ip"] for h in json.loads(body).get("hosts", []))
+
+
+def persistent_threshold(cluster, i):
+    status, body = http("GET", cluster.nodes[i].base() + "/nacos/v1/ns/service",
+                        {"serviceName": PERSISTENT}, cluster.token, timeout=5)
+    if status != 200:
+        return None
+    return json.loads(body).get("protectThreshold")
 
 
 def clients():
@@ -343,7 +416,11 @@ class Load:
         self.max_absence_at = None
         self.episodes = []  # (time, member, ip, answer) when a client went missing
         self.t0 = time.time()
-        self.threads = [threading.Thread(target=f, daemon=True) for f in (self.beat, self.publish, self.sample)]
+        self.writes = []  # (ip, member, status, acked, sent, done) of persistent registrations
+        self.settings = []  # (threshold, member, status, sent) of service updates
+        self.extra_acked = set()  # ips the fault steps themselves wrote
+        self.threads = [threading.Thread(target=f, daemon=True)
+                        for f in (self.beat, self.publish, self.sample, self.persist)]
 
     def start(self):
         for t in self.threads:
@@ -380,6 +457,37 @@ class Load:
                 self.publishes += 1
             n += 1
             self.stop.wait(0.3)
+
+    def persist(self):
+        """Persistent registrations (a new ip each) and protect threshold updates,
+        sent to every member in turn (also the one cut off in the minority), one at a
+        time."""
+        n = 0
+        while not self.stop.is_set():
+            i = n % 3
+            with self.c.lock:
+                skip = i in self.c.down and i != self.c.minority
+            if skip:
+                n += 1
+                continue
+            base = self.c.nodes[i].base()
+            if n % 4 == 3:
+                threshold = f"{(n % 997) / 1000:.3f}"
+                sent = time.time()
+                status, _ = http("PUT", base + "/nacos/v1/ns/service",
+                                 {"serviceName": PERSISTENT, "protectThreshold": threshold},
+                                 self.c.token, timeout=8)
+                self.settings.append((threshold, i, status, sent))
+            else:
+                ip = f"10.60.{(n // 250) % 250}.{n % 250 + 1}"
+                sent = time.time()
+                status, body = http("POST", base + "/nacos/v1/ns/instance",
+                                    {"serviceName": PERSISTENT, "ip": ip, "port": "5432",
+                                     "ephemeral": "false"}, self.c.token, timeout=8)
+                acked = status == 200 and body == "ok"
+                self.writes.append((ip, i, status, acked, sent, time.time()))
+            n += 1
+            self.stop.wait(0.05)
 
     def sample(self):
         want = expected_sets()
@@ -488,6 +596,83 @@ def main():
             cluster.down.discard(2)
         converge_partition = wait_converged(cluster, [0, 1, 2], "the partition healed")
 
+        # Raft faults: the leader, then a follower, SIGKILLed and restarted.
+        kills = {}
+        for what in ("leader", "follower"):
+            leader = wait_leader(cluster)
+            victim = leader if what == "leader" else (leader + 1) % 3
+            print(f"fault {3 if what == 'leader' else 4} at {time.time() - load.t0:.1f} s: "
+                  f"SIGKILL the Raft {what} (member {victim}), restart it after 5 s")
+            with cluster.lock:
+                cluster.down.add(victim)
+            killed_at = time.time()
+            cluster.nodes[victim].kill()
+            # The first persistent write a surviving member accepts.
+            first_ok = None
+            while first_ok is None and time.time() - killed_at < CONVERGE_BOUND_S:
+                other = (victim + 1) % 3
+                status, body = http("POST", cluster.nodes[other].base() + "/nacos/v1/ns/instance",
+                                    {"serviceName": PERSISTENT, "ip": "10.61.0.1", "port": "5432",
+                                     "ephemeral": "false"}, cluster.token, timeout=8)
+                if status == 200 and body == "ok":
+                    first_ok = time.time() - killed_at
+            assert first_ok is not None, f"no write accepted after the {what} died"
+            load.extra_acked.add("10.61.0.1")
+            kills[what] = first_ok
+            print(f"  first persistent write accepted {first_ok:.2f} s after the kill")
+            time.sleep(max(0.0, 5 - (time.time() - killed_at)))
+            cluster.nodes[victim].start()
+            t1 = time.time()
+            while not cluster.ready(victim):
+                if time.time() - t1 > CONVERGE_BOUND_S:
+                    raise AssertionError(f"member {victim} did not become ready")
+                time.sleep(0.1)
+            with cluster.lock:
+                cluster.down.discard(victim)
+            wait_converged(cluster, [0, 1, 2], f"the {what}'s restart")
+
+        # The leader cut off from both followers; the script still writes to it.
+        leader = wait_leader(cluster)
+        print(f"fault 5 at {time.time() - load.t0:.1f} s: cut the Raft leader (member {leader}) "
+              f"off from the others for {MINORITY_S:.0f} s")
+        with cluster.lock:
+            cluster.down.add(leader)
+            cluster.minority = leader
+        cut_at = time.time()
+        net.isolate(leader)
+        # Besides the load's turn, writes aimed only at the cut-off leader, several at
+        # a time, for the whole partition.
+        probing = threading.Event()
+
+        def probe_minority(k):
+            n = 0
+            while not probing.is_set():
+                ip = f"10.62.{k}.{n % 250 + 1}"
+                sent = time.time()
+                status, body = http("POST", cluster.nodes[leader].base() + "/nacos/v1/ns/instance",
+                                    {"serviceName": PERSISTENT, "ip": ip, "port": "5432",
+                                     "ephemeral": "false"}, cluster.token, timeout=8)
+                load.writes.append((ip, leader, status, status == 200 and body == "ok", sent, time.time()))
+                n += 1
+                probing.wait(0.2)
+
+        probes = [threading.Thread(target=probe_minority, args=(k,), daemon=True) for k in range(4)]
+        for t in probes:
+            t.start()
+        new_leader = wait_leader(cluster, exclude=(leader,))
+        elected = time.time() - cut_at
+        print(f"  the majority elected member {new_leader} after {elected:.2f} s")
+        time.sleep(max(0.0, MINORITY_S - (time.time() - cut_at)))
+        probing.set()
+        for t in probes:
+            t.join(10)
+        healed_at = time.time()
+        net.isolate(leader, heal=True)
+        with cluster.lock:
+            cluster.down.discard(leader)
+            cluster.minority = None
+        wait_converged(cluster, [0, 1, 2], "the Raft partition healed")
+
         time.sleep(2)
         load.finish()
         # Every acknowledged publish is what every member serves (the last one of each
@@ -504,10 +689,48 @@ def main():
                     if time.time() > deadline_cfg:
                         raise AssertionError(f"member {i} serves {data_id} = {body!r} ({status}), acknowledged {content!r}")
                     time.sleep(0.2)
+        # Every acknowledged persistent write is on every member; members agree; nothing
+        # appears that was never sent; the minority acknowledged nothing sent to it
+        # while cut off.
+        acked = {w[0] for w in load.writes if w[3]} | load.extra_acked
+        sent = {w[0] for w in load.writes} | load.extra_acked
+        deadline_cp = time.time() + CONVERGE_BOUND_S
+        while True:
+            views = [persistent_ips(cluster, i) for i in range(3)]
+            if all(v is not None and v == views[0] for v in views) and acked <= views[0]:
+                break
+            if time.time() > deadline_cp:
+                missing = [sorted(acked - (v or frozenset()))[:5] for v in views]
+                raise AssertionError(f"persistent writes lost or members differ: missing {missing}, sizes {[len(v or ()) for v in views]}")
+            time.sleep(0.2)
+        assert views[0] <= sent, f"instances never sent: {sorted(views[0] - sent)[:5]}"
+        # Writes sent to the leader cut off in the minority while it was cut off: it
+        # may acknowledge none of them.
+        minority_writes = [w for w in load.writes if w[1] == leader and cut_at < w[4] < healed_at]
+        minority_writes += [(x[0], x[1], x[2], x[2] == 200, x[3], None) for x in load.settings
+                            if x[1] == leader and cut_at < x[3] < healed_at]
+        minority_acked = [w for w in minority_writes if w[3]]
+        assert not minority_acked, f"the minority acknowledged {len(minority_acked)} writes: {minority_acked[:3]}"
+        thresholds = {persistent_threshold(cluster, i) for i in range(3)}
+        assert len(thresholds) == 1, f"members disagree on the protect threshold: {thresholds}"
+        final = thresholds.pop()
+        acked_settings = [x for x in load.settings if x[2] == 200]
+        if acked_settings:
+            last = acked_settings[-1]
+            allowed = {float(last[0])} | {float(x[0]) for x in load.settings if x[3] > last[3] and x[2] != 200}
+            assert final in allowed, f"protect threshold {final}, last acknowledged {last[0]}"
         print("figures:")
         print(f"  beats acknowledged {load.beats}, failed {load.beat_failures}")
         print(f"  config publishes acknowledged {load.publishes}, all served by every member")
         print(f"  convergence after SIGKILL + restart {converge_kill:.2f} s, after the partition {converge_partition:.2f} s (bound {CONVERGE_BOUND_S:.0f} s)")
+        refused = sum(1 for w in load.writes if not w[3])
+        print(f"  persistent registrations sent {len(load.writes)}, acknowledged {len(acked) - len(load.extra_acked)}, "
+              f"not acknowledged {refused}; all acknowledged ones on every member ({len(views[0])} listed)")
+        print(f"  service setting updates sent {len(load.settings)}, acknowledged {len(acked_settings)}; "
+              f"every member has threshold {final}")
+        print(f"  writes sent to the leader cut off in the minority: {len(minority_writes)}, acknowledged 0")
+        print(f"  first persistent write after SIGKILL of the leader {kills['leader']:.2f} s, "
+              f"of a follower {kills['follower']:.2f} s; majority elected a leader {elected:.2f} s after the cut")
         print(f"  longest absence of a beating client from a majority member's DNS: {load.max_absence:.2f} s {load.max_absence_at or ''} (bound: grace {GRACE_S:.0f} s)")
         for t, i, ip, raw in load.episodes[:10]:
             print(f"    missing at {t} s: {ip} from member {i}'s answer {sorted(raw) if isinstance(raw, frozenset) else raw}")
