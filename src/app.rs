@@ -284,6 +284,11 @@ impl App {
                 let state = Arc::new(PersistentState::new(naming.clone()));
                 let raft = RaftNode::open(options, state).await?;
                 info!(node_id = raft.id(), "raft group open (cluster member)");
+                tasks.push(tokio::spawn(crate::replication::raft::watch_replication(
+                    raft.clone(),
+                    Duration::from_secs(5),
+                    cancel.clone(),
+                )));
                 tasks.push(tokio::spawn(crate::replication::raft::bootstrap(
                     raft.clone(),
                     settings

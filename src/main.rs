@@ -53,6 +53,51 @@ enum Command {
         #[arg(long, env = "NACRE_NODE_ADDR")]
         node_addr: Option<String>,
     },
+    /// The Raft group of persistent naming data: status, members, recovery.
+    Raft {
+        #[command(subcommand)]
+        action: RaftCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum RaftCommand {
+    /// Prints the group as a member sees it (role, term, indexes, voters, lag).
+    Status {
+        /// A member's HTTP base URL, e.g. http://10.0.0.1:8848.
+        #[arg(long, env = "NACRE_SERVER")]
+        server: String,
+    },
+    /// Adds the member at ADDRESS to the group (a learner until it caught up, then a
+    /// voter). Signs in as NACRE_USERNAME (default nacos) with NACRE_PASSWORD.
+    AddMember {
+        /// A member's HTTP base URL; the change goes to the leader from any member.
+        #[arg(long, env = "NACRE_SERVER")]
+        server: String,
+        /// The new member's address as the others reach it, host:port.
+        #[arg(long)]
+        address: String,
+    },
+    /// Removes the member with node id NODE_ID (see `status`) from the group.
+    RemoveMember {
+        /// A member's HTTP base URL.
+        #[arg(long, env = "NACRE_SERVER")]
+        server: String,
+        /// The member's Raft node id.
+        #[arg(long)]
+        node_id: u64,
+    },
+    /// Recovers from a lost quorum, on a STOPPED member: its data becomes a group of
+    /// this member alone. Start it, empty the other members' <data>/raft, start them
+    /// and add them back with add-member.
+    Recover {
+        /// The member's data directory.
+        #[arg(long, env = "NACRE_DATA_DIR")]
+        data_dir: PathBuf,
+        /// The member's address as the others reach it, host:port.
+        #[arg(long, env = "NACRE_NODE_ADDR")]
+        node_addr: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -68,15 +113,27 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let Command::Serve {
-        config,
-        http_addr,
-        dns_addr,
-        data_dir,
-        db_url,
-        cluster_conf,
-        node_addr,
-    } = Cli::parse().command;
+    let (config, http_addr, dns_addr, data_dir, db_url, cluster_conf, node_addr) =
+        match Cli::parse().command {
+            Command::Serve {
+                config,
+                http_addr,
+                dns_addr,
+                data_dir,
+                db_url,
+                cluster_conf,
+                node_addr,
+            } => (
+                config,
+                http_addr,
+                dns_addr,
+                data_dir,
+                db_url,
+                cluster_conf,
+                node_addr,
+            ),
+            Command::Raft { action } => return raft(action),
+        };
     let default_file = PathBuf::from("conf/nacre.toml");
     let mut settings = match config {
         Some(path) => Settings::from_file(&path)?,
@@ -141,6 +198,121 @@ fn run() -> anyhow::Result<()> {
         app.shutdown().await;
         Ok(())
     })
+}
+
+/// `nacre raft ...`: the admin API of the group, or the offline recovery.
+fn raft(action: RaftCommand) -> anyhow::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async move {
+        match action {
+            RaftCommand::Status { server } => {
+                let body = admin_call(&server, reqwest::Method::GET, &[]).await?;
+                println!("{body}");
+            }
+            RaftCommand::AddMember { server, address } => {
+                let body = admin_call(
+                    &server,
+                    reqwest::Method::POST,
+                    &[("address", address.as_str())],
+                )
+                .await?;
+                println!("{body}");
+            }
+            RaftCommand::RemoveMember { server, node_id } => {
+                let id = node_id.to_string();
+                let body = admin_call(&server, reqwest::Method::DELETE, &[("nodeId", id.as_str())])
+                    .await?;
+                println!("{body}");
+            }
+            RaftCommand::Recover {
+                data_dir,
+                node_addr,
+            } => {
+                let naming = std::sync::Arc::new(nacre::naming::NamingService::new(
+                    std::sync::Arc::new(nacre::naming::registry::Registry::new()),
+                ));
+                let state = std::sync::Arc::new(nacre::naming::persistent::PersistentState::new(
+                    naming.clone(),
+                ));
+                let done =
+                    nacre::replication::raft::recover(&data_dir.join("raft"), &node_addr, state)
+                        .await?;
+                println!(
+                    "recovered node {} at {node_addr}: {} services of persistent data up to \
+                     log index {} ({} entries replayed). Start this member; empty the \
+                     others' <data dir>/raft, start them and add each with \
+                     `nacre raft add-member`.",
+                    done.node_id,
+                    nacre::naming::persistent::PersistentState::new(naming)
+                        .services()
+                        .len(),
+                    done.last_log_index,
+                    done.replayed,
+                );
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Calls `/nacos/v1/core/cluster/raft[/members]` on `server`, signed in as
+/// NACRE_USERNAME (default `nacos`) with NACRE_PASSWORD when one is set. Errors with
+/// the server's status and message.
+async fn admin_call(
+    server: &str,
+    method: reqwest::Method,
+    params: &[(&str, &str)],
+) -> anyhow::Result<String> {
+    let server = server.trim_end_matches('/');
+    let client = reqwest::Client::new();
+    let mut query: Vec<(String, String)> = params
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+    if let Ok(password) = std::env::var("NACRE_PASSWORD") {
+        let username = std::env::var("NACRE_USERNAME").unwrap_or_else(|_| "nacos".into());
+        let resp = client
+            .post(format!("{server}/nacos/v1/auth/login"))
+            .form(&[
+                ("username", username.as_str()),
+                ("password", password.as_str()),
+            ])
+            .send()
+            .await
+            .with_context(|| format!("cannot reach {server}"))?;
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if !status.is_success() {
+            anyhow::bail!("sign-in as {username} refused ({status}): {body}");
+        }
+        let token: serde_json::Value =
+            serde_json::from_str(&body).context("the sign-in answer is not JSON")?;
+        let token = token["accessToken"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        query.push(("accessToken".into(), token));
+    }
+    let path = if method == reqwest::Method::GET {
+        "/nacos/v1/core/cluster/raft"
+    } else {
+        "/nacos/v1/core/cluster/raft/members"
+    };
+    let resp = client
+        .request(method, format!("{server}{path}"))
+        .query(&query)
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {server}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        anyhow::bail!("{server} answered {status}: {body}");
+    }
+    Ok(body)
 }
 
 /// A future that ends on SIGINT or SIGTERM; the handlers are installed when this is

@@ -160,6 +160,80 @@ pub struct ExtendInfo {
     distro_sync_lag_millis: u64,
     /// Whether this is the node answering.
     is_self: bool,
+    /// The member in the Raft group as this node sees it: `nodeId`, `role`, `term`;
+    /// for this node also `lastLogIndex`, `commitIndex` (= applied: an entry is
+    /// applied once committed), `appliedIndex`, `snapshotIndex`; on the leader, for a
+    /// peer, `matchIndex` and `replicationLag` (entries behind).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raft: Option<serde_json::Value>,
+    /// Nacos's shape of the same: the group's leader, members and term.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    raft_meta_data: Option<serde_json::Value>,
+}
+
+/// The Raft part of a member's `extendInfo` (see [`ExtendInfo`]).
+fn member_raft(
+    state: &AppState,
+    address: &str,
+    is_self: bool,
+) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
+    let Some(raft) = &state.raft else {
+        return (None, None);
+    };
+    let status = raft.status();
+    let addr_of = |id: u64| {
+        status
+            .voters
+            .get(&id)
+            .or_else(|| status.learners.get(&id))
+            .cloned()
+    };
+    let id = if is_self {
+        Some(status.node_id)
+    } else {
+        status
+            .voters
+            .iter()
+            .chain(status.learners.iter())
+            .find(|(_, a)| a.as_str() == address)
+            .map(|(id, _)| *id)
+    };
+    let members: Vec<String> = status
+        .voters
+        .values()
+        .chain(status.learners.values())
+        .cloned()
+        .collect();
+    let meta = serde_json::json!({"metaDataMap": {"naming_persistent_service_v2": {
+        "leader": status.leader.and_then(addr_of),
+        "raftGroupMember": members,
+        "term": status.term,
+    }}});
+    let raft_json = if is_self {
+        serde_json::json!({
+            "nodeId": status.node_id,
+            "role": status.role,
+            "term": status.term,
+            "lastLogIndex": status.last_log_index,
+            "commitIndex": status.applied_index,
+            "appliedIndex": status.applied_index,
+            "snapshotIndex": status.snapshot_index,
+        })
+    } else {
+        let role = match id {
+            None => "None",
+            Some(id) if Some(id) == status.leader => "Leader",
+            Some(id) if status.voters.contains_key(&id) => "Follower",
+            Some(_) => "Learner",
+        };
+        let mut v = serde_json::json!({"nodeId": id, "role": role, "term": status.term});
+        if let Some(lag) = id.and_then(|id| status.replication_lag.get(&id)) {
+            v["matchIndex"] = serde_json::json!(status.last_log_index.saturating_sub(*lag));
+            v["replicationLag"] = serde_json::json!(lag);
+        }
+        v
+    };
+    (Some(raft_json), Some(meta))
 }
 
 fn member_json(
@@ -185,7 +259,7 @@ fn member_json(
         abilities: serde_json::json!({
             "remoteAbility": {"supportRemoteConnection": false, "grpcReportEnabled": false},
             "configAbility": {"supportRemoteMetrics": false},
-            "namingAbility": {"supportJraft": false}
+            "namingAbility": {"supportJraft": true}
         }),
     }
 }
@@ -201,11 +275,16 @@ fn members(state: &AppState, self_addr: &str) -> Vec<MemberJson> {
                 MemberState::Suspicious
             },
             0,
-            ExtendInfo {
-                version: env!("CARGO_PKG_VERSION"),
-                last_refresh_time: Some(now_millis()),
-                distro_sync_lag_millis: 0,
-                is_self: true,
+            {
+                let (raft, raft_meta_data) = member_raft(state, address, true);
+                ExtendInfo {
+                    version: env!("CARGO_PKG_VERSION"),
+                    last_refresh_time: Some(now_millis()),
+                    distro_sync_lag_millis: 0,
+                    is_self: true,
+                    raft,
+                    raft_meta_data,
+                }
             },
         )
     };
@@ -218,6 +297,7 @@ fn members(state: &AppState, self_addr: &str) -> Vec<MemberJson> {
         .into_iter()
         .map(|p| {
             let lag = distro.sync_lag_ms(&p.addr);
+            let (raft, raft_meta_data) = member_raft(state, &p.addr, false);
             member_json(
                 &p.addr,
                 p.state,
@@ -227,6 +307,8 @@ fn members(state: &AppState, self_addr: &str) -> Vec<MemberJson> {
                     last_refresh_time: p.last_contact_ms,
                     distro_sync_lag_millis: lag,
                     is_self: false,
+                    raft,
+                    raft_meta_data,
                 },
             )
         })

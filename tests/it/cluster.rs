@@ -123,6 +123,11 @@ impl TestCluster {
         })
     }
 
+    /// Member `i`'s data directory.
+    pub fn data_dir(&self, i: usize) -> &std::path::Path {
+        &self.dirs[i]
+    }
+
     pub fn base(&self, i: usize) -> String {
         format!("http://{}", self.members[i])
     }

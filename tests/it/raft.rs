@@ -159,6 +159,35 @@ async fn persistent_data_reaches_every_member_and_survives_restarting_them_all()
         )
         .await;
     }
+    // The cluster view shows the group: from the leader, every member's role and
+    // term, its own indexes, each follower's replication lag.
+    let lead = leader(&cluster, 3).await;
+    let (status, body) = cluster
+        .call(lead, Method::GET, "/nacos/v1/core/cluster/nodes", &[])
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let nodes: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let mut roles = Vec::new();
+    for member in nodes["data"].as_array().expect("members") {
+        let raft = &member["extendInfo"]["raft"];
+        roles.push(raft["role"].as_str().unwrap_or("?").to_string());
+        assert!(raft["term"].as_u64().unwrap_or(0) >= 1, "{member}");
+        if member["extendInfo"]["isSelf"] == true {
+            assert!(raft["appliedIndex"].as_u64().unwrap_or(0) >= 4, "{member}");
+            assert_eq!(raft["commitIndex"], raft["appliedIndex"], "{member}");
+        } else {
+            assert!(raft["replicationLag"].is_u64(), "{member}");
+        }
+        let meta =
+            &member["extendInfo"]["raftMetaData"]["metaDataMap"]["naming_persistent_service_v2"];
+        assert_eq!(
+            meta["raftGroupMember"].as_array().map(Vec::len),
+            Some(3),
+            "{member}"
+        );
+    }
+    roles.sort();
+    assert_eq!(roles, ["Follower", "Follower", "Leader"]);
     for i in 0..3 {
         cluster.stop(i).await;
     }
@@ -340,4 +369,68 @@ async fn members_are_removed_and_added_with_the_admin_api() {
         200
     );
     every_member_lists(&cluster, &["10.9.9.1", "10.9.9.2"]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lost_quorum_is_recovered_with_nacre_raft_recover() {
+    let mut cluster = TestCluster::start_with(3, probes_off).await;
+    leader(&cluster, 3).await;
+    for (i, ip) in ["10.4.0.1", "10.4.0.2"].iter().enumerate() {
+        assert_eq!(register_persistent(&cluster, i, ip).await.0, 200);
+    }
+    every_member_lists(&cluster, &["10.4.0.1", "10.4.0.2"]).await;
+    // Two members are lost for good; the third is stopped and recovered.
+    for i in 0..3 {
+        cluster.stop(i).await;
+    }
+    let out = std::process::Command::new(crate::binary::BIN)
+        .args(["raft", "recover", "--data-dir"])
+        .arg(cluster.data_dir(0))
+        .args(["--node-addr", cluster.members[0].as_str()])
+        .output()
+        .expect("nacre raft recover runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout} {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("recovered node"), "{stdout}");
+    for i in 1..3 {
+        std::fs::remove_dir_all(cluster.data_dir(i).join("raft")).expect("empty the lost member");
+    }
+    cluster.restart(0).await;
+    let (status, body) = {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let answer = register_persistent(&cluster, 0, "10.4.0.3").await;
+            if answer.0 == 200 || Instant::now() > deadline {
+                break answer;
+            }
+        }
+    };
+    assert_eq!(
+        (status, body.as_str()),
+        (200, "ok"),
+        "the recovered member leads alone"
+    );
+    assert_eq!(
+        db_ips(&cluster, 0).await,
+        ["10.4.0.1", "10.4.0.2", "10.4.0.3"]
+    );
+    // The others come back empty and are added with the admin API.
+    for i in 1..3 {
+        cluster.restart(i).await;
+        let (status, body) = cluster
+            .call(
+                0,
+                Method::POST,
+                "/nacos/v1/core/cluster/raft/members",
+                &[("address", cluster.members[i].as_str())],
+            )
+            .await;
+        assert_eq!((status, body.as_str()), (200, "ok"), "add member {i}");
+    }
+    leader(&cluster, 3).await;
+    every_member_lists(&cluster, &["10.4.0.1", "10.4.0.2", "10.4.0.3"]).await;
 }

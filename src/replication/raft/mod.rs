@@ -786,6 +786,159 @@ impl RaftNode {
     }
 }
 
+/// Logs followers that stop replicating (Nacos users report followers that lagged for
+/// weeks, unnoticed: `research/cluster.md` §3.5). On the leader, every `every`: a
+/// follower whose matched index has not moved for 10 s while entries wait for it is
+/// logged as a warning (again each minute while it lasts), and logged again when it
+/// catches up. Runs until `cancel` fires.
+pub async fn watch_replication(
+    node: Arc<RaftNode>,
+    every: Duration,
+    cancel: tokio_util::sync::CancellationToken,
+) {
+    // follower → (matched index, since when unchanged, last warning)
+    let mut seen: BTreeMap<NodeId, (u64, tokio::time::Instant, Option<tokio::time::Instant>)> =
+        BTreeMap::new();
+    loop {
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let m = node.raft.metrics().borrow().clone();
+        let Some(replication) = m.replication.as_ref() else {
+            seen.clear();
+            continue;
+        };
+        let last = m.last_log_index.unwrap_or(0);
+        let now = tokio::time::Instant::now();
+        for (id, matched) in replication.iter() {
+            if *id == node.id {
+                continue;
+            }
+            let matched = matched.map(|l| l.index).unwrap_or(0);
+            let entry = seen.entry(*id).or_insert((matched, now, None));
+            if matched != entry.0 || matched >= last {
+                if entry.2.is_some() && matched >= last {
+                    tracing::info!(node_id = id, matched, "raft follower caught up");
+                    entry.2 = None;
+                }
+                *entry = (matched, now, entry.2);
+                continue;
+            }
+            let stalled = now.duration_since(entry.1);
+            let due = entry
+                .2
+                .is_none_or(|at| now.duration_since(at) >= Duration::from_secs(60));
+            if stalled >= Duration::from_secs(10) && due {
+                tracing::warn!(
+                    node_id = id,
+                    matched,
+                    last_log_index = last,
+                    stalled_secs = stalled.as_secs(),
+                    "raft follower is not replicating"
+                );
+                entry.2 = Some(now);
+            }
+        }
+    }
+}
+
+/// What [`recover`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct Recovered {
+    /// This node's id, now the group's only voter.
+    pub node_id: NodeId,
+    /// Index of the last entry the recovered state holds.
+    pub last_log_index: u64,
+    /// Entries replayed from the log over the snapshot.
+    pub replayed: usize,
+}
+
+/// Recovers from a lost quorum, on a stopped member (the one with the most data, see
+/// `nacre raft status` before the loss, or the highest last log index): its state
+/// (the snapshot, then every entry of its log, also entries it never learned were
+/// committed, as etcd's `--force-new-cluster` does) becomes a snapshot whose
+/// membership is this node alone at `addr`, and the log is emptied (the vote is
+/// kept). Started again, the member leads a one-member group with that data; the
+/// other members are then emptied (their `<data>/raft` removed) and added back with
+/// the admin API. `state` receives the recovered state (and is what the snapshot is
+/// built from).
+///
+/// Errors when the directory holds no node id, the log or the snapshot cannot be
+/// read, or the new files cannot be written; the old log is kept as
+/// `log.redb.before-recovery` until the new one is written.
+pub async fn recover(
+    dir: &Path,
+    addr: &str,
+    state: Arc<dyn ReplicatedState>,
+) -> Result<Recovered, OpenError> {
+    use openraft::storage::{RaftLogStorage, RaftStateMachine};
+    use openraft::{Membership, RaftSnapshotBuilder, StoredMembership};
+
+    let raft_err = |e: &dyn std::fmt::Display| OpenError::Raft(e.to_string());
+    let id_path = dir.join("node_id");
+    if !id_path.exists() {
+        return Err(OpenError::Raft(format!(
+            "{} does not exist: nothing to recover in {}",
+            id_path.display(),
+            dir.display()
+        )));
+    }
+    let id = node_id(dir).map_err(|source| OpenError::Dir {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let log_path = dir.join("log.redb");
+    let (vote, entries) = {
+        let mut log = LogStore::open(&log_path).map_err(|e| OpenError::Log {
+            path: log_path.clone(),
+            message: e.to_string(),
+        })?;
+        let vote = log.read_vote().await.map_err(|e| raft_err(&e))?;
+        let entries = openraft::RaftLogReader::try_get_log_entries(&mut log, ..)
+            .await
+            .map_err(|e| raft_err(&e))?;
+        (vote, entries)
+    };
+    let mut sm = StateMachine::open(state, dir).map_err(|e| raft_err(&e))?;
+    let from = sm.last_applied().map(|l| l.index + 1).unwrap_or(0);
+    let replay: Vec<Entry> = entries
+        .into_iter()
+        .filter(|e| e.log_id.index >= from)
+        .collect();
+    let replayed = replay.len();
+    sm.apply(replay).await.map_err(|e| raft_err(&e))?;
+    let last = sm.last_applied();
+    let mut builder = sm.get_snapshot_builder().await;
+    let membership = Membership::new(
+        vec![BTreeSet::from([id])],
+        BTreeMap::from([(id, BasicNode::new(addr))]),
+    );
+    builder.snapshot.meta.last_membership = StoredMembership::new(last, membership);
+    builder.snapshot.meta.snapshot_id = format!("recovered-{}", last.map(|l| l.index).unwrap_or(0));
+    builder.build_snapshot().await.map_err(|e| raft_err(&e))?;
+    let kept = dir.join("log.redb.before-recovery");
+    std::fs::rename(&log_path, &kept).map_err(|source| OpenError::Dir {
+        path: log_path.clone(),
+        source,
+    })?;
+    let mut log = LogStore::open(&log_path).map_err(|e| OpenError::Log {
+        path: log_path.clone(),
+        message: e.to_string(),
+    })?;
+    if let Some(vote) = vote {
+        log.save_vote(&vote).await.map_err(|e| raft_err(&e))?;
+    }
+    log.save_committed(last).await.map_err(|e| raft_err(&e))?;
+    drop(log);
+    let _ = std::fs::remove_file(&kept);
+    Ok(Recovered {
+        node_id: id,
+        last_log_index: last.map(|l| l.index).unwrap_or(0),
+        replayed,
+    })
+}
+
 /// Initializes a fresh cluster's group exactly once. Runs on every member at start;
 /// the rule (also in the README):
 ///

@@ -118,7 +118,7 @@ fn persist(dir: &Path, snapshot: &StoredSnapshot) -> std::io::Result<()> {
 
 /// Builds one snapshot from state captured between two applies.
 pub struct Builder {
-    snapshot: StoredSnapshot,
+    pub(super) snapshot: StoredSnapshot,
     dir: PathBuf,
     applied: Arc<Mutex<Applied>>,
 }
