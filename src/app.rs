@@ -17,13 +17,13 @@ use crate::cluster::peer::PeerClient;
 use crate::config::{ConfigError, ConfigService};
 use crate::dns::{DnsError, DnsServer};
 use crate::health::BeatExpiryWorker;
-use crate::health::probe::{ProbeStats, ProbeWorker};
+use crate::health::probe::{ProbeSharing, ProbeStats, ProbeWorker};
 use crate::http::{self, AppState, AppStateInner};
 use crate::naming::NamingService;
 use crate::naming::dispatch::NamingDispatcher;
 use crate::naming::distro::{Distro, DistroSettings};
 use crate::naming::persistent::PersistentState;
-use crate::naming::registry::Registry;
+use crate::naming::registry::{ReadyPart, Registry};
 use crate::naming::service_info::ListCache;
 use crate::push::{PushError, PushService};
 use crate::replication::raft::{OpenError, RaftNode, RaftOptions};
@@ -284,6 +284,22 @@ impl App {
                 let state = Arc::new(PersistentState::new(naming.clone()));
                 let raft = RaftNode::open(options, state).await?;
                 info!(node_id = raft.id(), "raft group open (cluster member)");
+                // Not ready (DNS SERVFAIL, readiness 503) until caught up with the leader.
+                registry.set_part_ready(ReadyPart::Raft, false);
+                let (waiting, registry, stop) = (raft.clone(), registry.clone(), cancel.clone());
+                tasks.push(tokio::spawn(async move {
+                    let caught_up = waiting.wait_caught_up(&stop).await;
+                    if !stop.is_cancelled() {
+                        if caught_up {
+                            info!("raft: caught up with the leader");
+                        } else {
+                            tracing::warn!(
+                                "raft: no leader to catch up with; serving the persistent data this member holds"
+                            );
+                        }
+                        registry.set_part_ready(ReadyPart::Raft, true);
+                    }
+                }));
                 tasks.push(tokio::spawn(crate::replication::raft::watch_replication(
                     raft.clone(),
                     Duration::from_secs(5),
@@ -336,7 +352,13 @@ impl App {
         }
         dispatcher = dispatcher.with_raft(raft.clone());
         let dispatcher = Arc::new(dispatcher);
-        let probes = ProbeWorker::new(dispatcher.clone(), settings.health.clone());
+        let mut probes = ProbeWorker::new(dispatcher.clone(), settings.health.clone());
+        if let Some((node, secret, membership)) = &cluster {
+            probes = probes.with_sharing(ProbeSharing::new(
+                membership.clone(),
+                PeerClient::new(node, secret),
+            ));
+        }
         let probe_stats = probes.stats();
         if settings.health.enabled {
             tasks.push(tokio::spawn(probes.run(cancel.clone())));

@@ -150,6 +150,15 @@ impl Membership {
             .to_string()
     }
 
+    /// Whether this member is responsible for the thing named `id` among the members
+    /// that are not DOWN (for a service's probes: `responsibility::service_id`).
+    pub fn is_responsible_for(&self, id: &str) -> bool {
+        self.view
+            .load()
+            .responsible_for(id)
+            .is_none_or(|m| m == self.this)
+    }
+
     /// Watches changes of the responsible set (the value counts them).
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.changes.subscribe()

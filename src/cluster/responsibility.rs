@@ -63,6 +63,11 @@ impl Members {
     pub fn responsible(&self, client: &ClientId) -> Option<&str> {
         responsible_member(&self.members, client)
     }
+
+    /// The member responsible for the thing named `id` (see [`responsible_for_id`]).
+    pub fn responsible_for(&self, id: &str) -> Option<&str> {
+        responsible_for_id(&self.members, id)
+    }
 }
 
 impl Responsibility for Members {
@@ -78,16 +83,34 @@ pub fn responsible_member<'a, S: AsRef<str>>(
     members: &'a [S],
     client: &ClientId,
 ) -> Option<&'a str> {
-    members.iter().map(|m| m.as_ref()).max_by(|a, b| {
-        score(a, client)
-            .cmp(&score(b, client))
-            .then_with(|| b.cmp(a))
-    })
+    responsible_for_id(members, client.as_str())
 }
 
 /// Member `member`'s score for `client`: 64-bit FNV-1a of `member`, `0xFF`, `client`,
 /// then the SplitMix64 finalizer.
 pub fn score(member: &str, client: &ClientId) -> u64 {
+    score_id(member, client.as_str())
+}
+
+/// The member of `members` responsible for the thing named `id` (a client id, or
+/// [`service_id`] for a service's probes), by the same rule as [`responsible_member`].
+pub fn responsible_for_id<'a, S: AsRef<str>>(members: &'a [S], id: &str) -> Option<&'a str> {
+    members
+        .iter()
+        .map(|m| m.as_ref())
+        .max_by(|a, b| score_id(a, id).cmp(&score_id(b, id)).then_with(|| b.cmp(a)))
+}
+
+/// The id a service's probes are assigned by (DESIGN §2: persistent instances are
+/// probed by the member responsible for their service): `service#` and the key as
+/// `group@@service@namespace`. Never equal to a client id, which has no `#` prefix.
+pub fn service_id(key: &crate::model::ServiceKey) -> String {
+    format!("service#{key}")
+}
+
+/// Member `member`'s score for the thing named `id`: 64-bit FNV-1a of `member`, `0xFF`,
+/// `id`, then the SplitMix64 finalizer.
+pub fn score_id(member: &str, id: &str) -> u64 {
     const OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
     const PRIME: u64 = 0x0000_0100_0000_01b3;
     let mut h = OFFSET;
@@ -95,7 +118,7 @@ pub fn score(member: &str, client: &ClientId) -> u64 {
         .as_bytes()
         .iter()
         .chain(std::iter::once(&0xFF))
-        .chain(client.as_str().as_bytes());
+        .chain(id.as_bytes());
     for b in bytes {
         h ^= u64::from(*b);
         h = h.wrapping_mul(PRIME);

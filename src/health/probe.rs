@@ -15,6 +15,13 @@
 //!
 //! Owns only its streak counters and the probes in flight (soft state, dropped for
 //! instances that are gone); health itself lives in the registry.
+//!
+//! In a cluster ([`ProbeWorker::with_sharing`]) a member probes only the services it is
+//! responsible for (rendezvous hash of the service over the members that are not
+//! DOWN, DESIGN §2), and its verdicts reach every member: each flip within 100 ms, and
+//! every [`SHARE_ALL_EVERY_ROUNDS`] rounds the health of every instance it has probed,
+//! so a member that was down or restarted catches up. Health stays soft state: it is
+//! not written through Raft.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -31,11 +38,56 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
 use crate::auth::proof::AccessProof;
+use crate::cluster::members::Membership;
+use crate::cluster::peer::{self, PeerClient};
+use crate::cluster::responsibility::service_id;
 use crate::model::{HealthChecker, InstanceKey, ServiceKey, health::probe_headers};
 use crate::naming::ProbeTarget;
 use crate::naming::command::{Applied, NamingCommand};
 use crate::naming::dispatch::NamingDispatcher;
 use crate::settings::HealthSettings;
+
+/// Peer path of probe verdicts: a batch of [`NamingCommand::SetProbedHealth`].
+pub const VERDICTS_PATH: &str = "/nacos/internal/v1/health/verdicts";
+
+/// Every this many rounds a member sends its peers the health of every instance it
+/// probed (30 s at the default 5 s interval), besides each flip as it happens.
+pub const SHARE_ALL_EVERY_ROUNDS: u64 = 6;
+
+/// How a cluster member shares the probing: whom it asks who is responsible, and how it
+/// reaches the peers.
+pub struct ProbeSharing {
+    membership: Arc<Membership>,
+    client: PeerClient,
+}
+
+impl ProbeSharing {
+    /// Sharing among `membership`'s members, over `client`.
+    pub fn new(membership: Arc<Membership>, client: PeerClient) -> Self {
+        Self { membership, client }
+    }
+
+    fn is_responsible(&self, service: &ServiceKey) -> bool {
+        self.membership.is_responsible_for(&service_id(service))
+    }
+
+    /// Sends `verdicts` to every peer, in the background; a peer that misses them gets
+    /// the next full round.
+    fn send(&self, verdicts: Vec<NamingCommand>) {
+        let body = peer::encode(&verdicts);
+        for member in self.membership.peers() {
+            let (client, member, body) = (self.client.clone(), member.clone(), body.clone());
+            tokio::spawn(async move {
+                if let Err(e) = client
+                    .post(&member, VERDICTS_PATH, body, Duration::from_secs(2))
+                    .await
+                {
+                    debug!(peer = %member, error = %e, "probe verdicts not delivered");
+                }
+            });
+        }
+    }
+}
 
 /// The outcome of one probe.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,6 +154,10 @@ pub struct ProbeWorker {
     /// Instances queued or being probed: a round skips them.
     busy: HashSet<(ServiceKey, InstanceKey)>,
     rounds: HashMap<u64, RoundState>,
+    sharing: Option<ProbeSharing>,
+    /// Verdicts waiting to go to the peers, and when they go.
+    pending: Vec<NamingCommand>,
+    flush_at: Option<Instant>,
 }
 
 impl ProbeWorker {
@@ -116,6 +172,37 @@ impl ProbeWorker {
             queue: VecDeque::new(),
             busy: HashSet::new(),
             rounds: HashMap::new(),
+            sharing: None,
+            pending: Vec::new(),
+            flush_at: None,
+        }
+    }
+
+    /// A worker of a cluster member: probes only its share of the services and tells
+    /// its peers the verdicts (see the module docs).
+    pub fn with_sharing(mut self, sharing: ProbeSharing) -> Self {
+        self.sharing = Some(sharing);
+        self
+    }
+
+    /// Queues verdicts for the peers; they go within 100 ms.
+    fn share(&mut self, verdicts: impl IntoIterator<Item = NamingCommand>) {
+        if self.sharing.is_none() {
+            return;
+        }
+        self.pending.extend(verdicts);
+        if !self.pending.is_empty() && self.flush_at.is_none() {
+            self.flush_at = Some(Instant::now() + Duration::from_millis(100));
+        }
+    }
+
+    fn flush(&mut self) {
+        self.flush_at = None;
+        let verdicts = std::mem::take(&mut self.pending);
+        if let Some(sharing) = &self.sharing
+            && !verdicts.is_empty()
+        {
+            sharing.send(verdicts);
         }
     }
 
@@ -138,6 +225,9 @@ impl ProbeWorker {
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep_until(self.flush_at.unwrap_or(next_round)), if self.flush_at.is_some() => {
+                    self.flush();
+                }
                 _ = tokio::time::sleep_until(next_round) => {
                     round += 1;
                     next_round = Instant::now() + self.next_delay();
@@ -161,9 +251,29 @@ impl ProbeWorker {
     /// Queues a probe of every target that is not still being probed, and drops the
     /// streaks of instances that are gone.
     fn start_round(&mut self, round: u64) {
-        let targets = self.dispatcher.naming().probe_targets();
+        let mut targets = self.dispatcher.naming().probe_targets();
+        if let Some(sharing) = &self.sharing {
+            targets.retain(|t| sharing.is_responsible(&t.service));
+        }
+        let share_all = self.sharing.is_some() && round.is_multiple_of(SHARE_ALL_EVERY_ROUNDS);
+        let mut current = Vec::new();
         let mut queued = 0;
         for target in targets {
+            if share_all
+                && let Some(streak) = self
+                    .streaks
+                    .get(&target.service)
+                    .and_then(|s| s.get(&target.instance.key()))
+                && (streak.ok > 0 || streak.failed > 0)
+            {
+                current.push(NamingCommand::SetProbedHealth {
+                    service: target.service.clone(),
+                    client: target.instance.key(),
+                    cluster: target.instance.cluster.to_string(),
+                    checker: target.cluster.health_checker.clone(),
+                    healthy: target.instance.healthy,
+                });
+            }
             let ikey = target.instance.key();
             let streak = match self.streaks.get_mut(&target.service) {
                 Some(instances) => instances,
@@ -192,6 +302,7 @@ impl ProbeWorker {
         if queued == 0 {
             self.probe_ended_of(round, false);
         }
+        self.share(current);
     }
 
     fn probe_ended(&mut self, round: u64) {
@@ -285,7 +396,8 @@ impl ProbeWorker {
             healthy: to,
         };
         let proof = AccessProof::system("probe");
-        if let Ok(Applied::Health(true)) = self.dispatcher.submit(command, &proof).await {
+        if let Ok(Applied::Health(true)) = self.dispatcher.submit(command.clone(), &proof).await {
+            self.share([command]);
             info!(
                 service = %target.service,
                 instance = %target.instance.instance_id(&target.service),

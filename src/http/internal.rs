@@ -351,6 +351,36 @@ pub async fn cluster_self(State(state): State<AppState>) -> Json<serde_json::Val
     Json(serde_json::json!({"code": 200, "message": null, "data": me}))
 }
 
+/// `POST /nacos/internal/v1/health/verdicts`: probe verdicts of the member responsible
+/// for their services ([`crate::naming::command::NamingCommand::SetProbedHealth`]
+/// only; anything else in the batch is refused with 400 and nothing is applied).
+pub async fn health_verdicts(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let verdicts: Vec<NamingCommand> = match peer::decode(&body) {
+        Ok(v) => v,
+        Err(e) => return bad_message(e),
+    };
+    if verdicts
+        .iter()
+        .any(|v| !matches!(v, NamingCommand::SetProbedHealth { .. }))
+    {
+        return (
+            StatusCode::BAD_REQUEST,
+            "only probe verdicts are accepted here",
+        )
+            .into_response();
+    }
+    let origin = Origin::Peer(std::sync::Arc::from(sender(&headers)));
+    let now = now_millis();
+    for verdict in verdicts {
+        let _ = state.naming.apply(verdict, origin.clone(), now);
+    }
+    "ok".into_response()
+}
+
 /// The Raft group of this node, or the answer a node without one gives.
 fn raft_of(state: &AppState) -> Result<&std::sync::Arc<RaftNode>, Box<Response>> {
     state.raft.as_ref().ok_or_else(|| Box::new(not_a_member()))

@@ -329,6 +329,16 @@ pub enum Hold {
 /// name; a query must not build a snapshot of each.
 pub const MAX_CASE_TWINS: usize = 8;
 
+/// What a member loads before its table is ready (see [`Registry::is_ready`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub enum ReadyPart {
+    /// Ephemeral instances: a peer's Distro snapshot.
+    Distro = 1,
+    /// CP data: caught up with the Raft leader (or no leader to catch up with).
+    Raft = 2,
+}
+
 /// The registry table. Cloning is not offered: share it in an `Arc`.
 pub struct Registry {
     /// Sequence numbers of expiry entries.
@@ -348,9 +358,10 @@ pub struct Registry {
     /// Persistent instances per namespace and in all (see
     /// `naming.max_persistent_instances_per_namespace`).
     persistent: Mutex<PersistentCounts>,
-    /// Whether the table holds what the cluster holds (a joining member is not ready
-    /// until it loaded a peer's snapshot): DNS answers SERVFAIL meanwhile.
-    ready: AtomicBool,
+    /// What the table still waits for before it holds what the cluster holds, as
+    /// [`ReadyPart`] bits (a joining member waits for a peer's Distro snapshot and to
+    /// catch up with the Raft leader): DNS answers SERVFAIL meanwhile.
+    pending: std::sync::atomic::AtomicU8,
 }
 
 impl Default for Registry {
@@ -383,7 +394,7 @@ impl Registry {
             events,
             instance_count: AtomicU64::new(0),
             persistent: Mutex::new(PersistentCounts::default()),
-            ready: AtomicBool::new(true),
+            pending: std::sync::atomic::AtomicU8::new(0),
         }
     }
 
@@ -391,12 +402,24 @@ impl Registry {
     /// peer's snapshot is in). Readers that would answer authoritatively from an
     /// unloaded table (DNS, readiness) must refuse instead.
     pub fn is_ready(&self) -> bool {
-        self.ready.load(Ordering::Acquire)
+        self.pending.load(Ordering::Acquire) == 0
     }
 
-    /// Marks the table loaded or not (see [`Registry::is_ready`]).
+    /// Marks the ephemeral data (Distro's part) loaded or not (see
+    /// [`Registry::is_ready`]).
     pub fn set_ready(&self, ready: bool) {
-        self.ready.store(ready, Ordering::Release);
+        self.set_part_ready(ReadyPart::Distro, ready);
+    }
+
+    /// Marks one part of the table loaded or not; the table is ready once every part
+    /// is.
+    pub fn set_part_ready(&self, part: ReadyPart, ready: bool) {
+        let bit = part as u8;
+        if ready {
+            self.pending.fetch_and(!bit, Ordering::AcqRel);
+        } else {
+            self.pending.fetch_or(bit, Ordering::AcqRel);
+        }
     }
 
     /// Subscribes to change events. A subscriber that falls more than 4096 events behind

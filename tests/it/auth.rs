@@ -211,6 +211,7 @@ fn cases(alice_password: &str) -> Vec<Case> {
                 &[("nodeId", "1")],
             ),
         ),
+        case(M::POST, "/nacos/internal/v1/health/verdicts", Peer, &[]),
         case(M::POST, "/nacos/internal/v1/raft/append", Peer, &[]),
         case(M::POST, "/nacos/internal/v1/raft/vote", Peer, &[]),
         case(M::POST, "/nacos/internal/v1/raft/snapshot", Peer, &[]),

@@ -662,7 +662,11 @@ async fn a_config_published_on_one_member_wakes_a_listener_on_another() {
         "woken by the notice, not the hold's end: {waited:?}"
     );
     assert_eq!(get(2).await, (200, "v: 2".into()));
-    assert_eq!(get(1).await, (200, "v: 2".into()));
+    // Member 1's notice travels beside member 2's: it may land a moment later.
+    wait_until(Duration::from_secs(5), "member 1 has v2", || async {
+        get(1).await == (200, "v: 2".into())
+    })
+    .await;
 
     // A change no member announced (written to the shared database by hand) is found
     // by the periodic check of changed rows.
@@ -685,4 +689,87 @@ async fn a_config_published_on_one_member_wakes_a_listener_on_another() {
         )
         .await;
     }
+}
+
+fn fast_probes(s: &mut Settings) {
+    crate::health::allow_loopback_probes(s);
+    s.health.interval_ms = 100;
+    s.health.jitter_ms = 20;
+    s.health.timeout_ms = 500;
+    s.health.check_times = 2;
+}
+
+/// Accepts connections on `listener` until the task is aborted.
+fn accept_all(listener: TcpListener) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            drop(stream);
+        }
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_persistent_instance_is_probed_by_one_member_and_every_member_follows_its_verdict() {
+    use nacre::cluster::responsibility::{responsible_for_id, service_id};
+    let mut cluster = TestCluster::start_with(3, fast_probes).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = listener.local_addr().expect("addr").port();
+    let mut target = accept_all(listener);
+    cluster
+        .register(1, "probed", "127.0.0.1", port, &[("ephemeral", "false")])
+        .await;
+    for i in 0..3 {
+        wait_until(
+            Duration::from_secs(10),
+            "healthy on every member",
+            || async { cluster.listed(i, "probed").await == ["127.0.0.1"] },
+        )
+        .await;
+    }
+    // Exactly one member probes it: the one the service hashes to.
+    let started = Instant::now();
+    let prober = loop {
+        let rounds: Vec<u64> = (0..3)
+            .map(|i| cluster.node(i).app.probe_stats.last_round_targets())
+            .collect();
+        if rounds.iter().sum::<u64>() == 1 {
+            break rounds.iter().position(|r| *r == 1).expect("a prober");
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "probe rounds per member: {rounds:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    let key = nacre::model::ServiceKey::new("public", "DEFAULT_GROUP", "probed");
+    assert_eq!(
+        responsible_for_id(&cluster.members, &service_id(&key)),
+        Some(cluster.members[prober].as_str())
+    );
+    // Its verdict reaches every member.
+    target.abort();
+    let _ = target.await;
+    for i in 0..3 {
+        wait_until(
+            Duration::from_secs(10),
+            "unhealthy on every member",
+            || async { cluster.listed(i, "probed").await.is_empty() },
+        )
+        .await;
+    }
+    // The prober stops: another member takes the service over.
+    cluster.stop(prober).await;
+    let listener = TcpListener::bind(("127.0.0.1", port))
+        .await
+        .expect("rebind");
+    target = accept_all(listener);
+    for i in (0..3).filter(|i| *i != prober) {
+        wait_until(
+            Duration::from_secs(10),
+            "healthy again on the surviving members",
+            || async { cluster.listed(i, "probed").await == ["127.0.0.1"] },
+        )
+        .await;
+    }
+    target.abort();
 }

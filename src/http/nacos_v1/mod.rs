@@ -99,6 +99,8 @@ pub fn routes() -> Routes {
         .post(Peer, internal::distro_forward)
         .at(crate::config::peers::NOTIFY_PATH)
         .post(Peer, internal::config_notify)
+        .at(crate::health::probe::VERDICTS_PATH)
+        .post(Peer, internal::health_verdicts)
         .at(crate::replication::raft::paths::APPEND)
         .post(Peer, internal::raft_append)
         .at(crate::replication::raft::paths::VOTE)

@@ -77,7 +77,8 @@ pub async fn readiness(State(state): State<AppState>) -> axum::response::Respons
     } else {
         (
             axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            "server is DOWN now, detailed error message: Distro snapshot not loaded yet",
+            "server is DOWN now, detailed error message: still loading (the Distro snapshot \
+             of a peer, or catching up with the Raft leader)",
         )
             .into_response()
     }

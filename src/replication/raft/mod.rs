@@ -98,6 +98,8 @@ pub struct Identity {
     pub node_id: NodeId,
     /// Whether it holds a group (a log, a vote or a membership).
     pub initialized: bool,
+    /// Index of the last entry it applied.
+    pub applied_index: u64,
 }
 
 /// A membership change, as the admin API asks for it.
@@ -549,22 +551,40 @@ impl RaftNode {
         peer::encode(&answer)
     }
 
-    /// Serves openraft's `append_entries` RPC (an encoded request; answers the
-    /// encoded result).
+    /// Refuses an RPC addressed to another node id (this member's data dir was
+    /// emptied, or the address now belongs to another node).
+    fn addressed_here(&self, target: NodeId) -> Result<(), PeerError> {
+        if target == self.id {
+            Ok(())
+        } else {
+            Err(PeerError::Decode(format!(
+                "raft message for node {target}, this member is node {}; remove the old \
+                 node and add this one with the admin API",
+                self.id
+            )))
+        }
+    }
+
+    /// Serves openraft's `append_entries` RPC (an encoded `(target node id, request)`;
+    /// answers the encoded result). Errors when the body does not decode or is for
+    /// another node id.
     pub async fn handle_append(&self, body: &[u8]) -> Result<Vec<u8>, PeerError> {
-        let request = peer::decode(body)?;
+        let (target, request) = peer::decode(body)?;
+        self.addressed_here(target)?;
         Ok(peer::encode(&self.raft.append_entries(request).await))
     }
 
-    /// Serves openraft's `vote` RPC.
+    /// Serves openraft's `vote` RPC (as [`RaftNode::handle_append`]).
     pub async fn handle_vote(&self, body: &[u8]) -> Result<Vec<u8>, PeerError> {
-        let request = peer::decode(body)?;
+        let (target, request) = peer::decode(body)?;
+        self.addressed_here(target)?;
         Ok(peer::encode(&self.raft.vote(request).await))
     }
 
-    /// Serves a whole snapshot sent by the leader.
+    /// Serves a whole snapshot sent by the leader (as [`RaftNode::handle_append`]).
     pub async fn handle_snapshot(&self, body: &[u8]) -> Result<Vec<u8>, PeerError> {
         let message: network::SnapshotMessage = peer::decode(body)?;
+        self.addressed_here(message.target)?;
         let snapshot = openraft::Snapshot {
             meta: message.meta,
             snapshot: Box::new(Cursor::new(message.data)),
@@ -608,6 +628,7 @@ impl RaftNode {
         Identity {
             node_id: self.id,
             initialized: self.is_initialized().await,
+            applied_index: self.status().applied_index,
         }
     }
 
@@ -711,6 +732,33 @@ impl RaftNode {
             }
         }
         Ok(())
+    }
+
+    /// Waits until this member has caught up with the group: it leads, or it applied
+    /// what the leader had applied when asked; or no leader is known for three of the
+    /// longest election timeouts after `started` (there is nothing to catch up with,
+    /// and the member serves what it holds, as a lone Distro member does). Returns
+    /// whether it caught up with a leader. Stops early when `cancel` fires.
+    pub async fn wait_caught_up(&self, cancel: &tokio_util::sync::CancellationToken) -> bool {
+        let started = tokio::time::Instant::now();
+        let leaderless = Duration::from_millis(3 * self.raft.config().election_timeout_max);
+        let mut target: Option<u64> = None;
+        loop {
+            if cancel.is_cancelled() {
+                return false;
+            }
+            let applied = self.status().applied_index;
+            match (target, self.leader().await) {
+                (Some(t), _) if applied >= t => return true,
+                (_, Some((leader, _))) if leader == self.id => return true,
+                (None, Some((_, addr))) => {
+                    target = self.identity_of(&addr).await.map(|i| i.applied_index);
+                }
+                (None, None) if started.elapsed() >= leaderless => return false,
+                _ => {}
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits until a leader is known (up to `timeout`); true when one is.

@@ -26,6 +26,8 @@ use crate::cluster::peer::{self, PeerClient, PeerError};
 /// A whole snapshot, as sent to a follower.
 #[derive(Serialize, Deserialize)]
 pub struct SnapshotMessage {
+    /// The node it is for.
+    pub target: NodeId,
     /// The leader's vote.
     pub vote: Vote<NodeId>,
     /// The snapshot's description.
@@ -90,8 +92,14 @@ impl Connection {
     where
         E: std::error::Error + DeserializeOwned,
     {
+        // Addressed to the node id: a member whose data dir was emptied has a new id at
+        // the old address, and must not take the old id's log.
         let bytes = self
-            .call(path, peer::encode(request), option.hard_ttl())
+            .call(
+                path,
+                peer::encode(&(self.target, request)),
+                option.hard_ttl(),
+            )
             .await
             .map_err(|e| match e {
                 PeerError::Unreachable { .. } => RPCError::Unreachable(Unreachable::new(&e)),
@@ -143,6 +151,7 @@ impl RaftNetwork<TypeConfig> for Connection {
         option: RPCOption,
     ) -> Result<SnapshotResponse<NodeId>, StreamingError<TypeConfig, Fatal<NodeId>>> {
         let message = SnapshotMessage {
+            target: self.target,
             vote,
             meta: snapshot.meta,
             data: snapshot.snapshot.into_inner(),
