@@ -130,14 +130,20 @@ class Nacre:
         if n > 1:
             with open(os.path.join(self.dir, "cluster.conf"), "w") as f:
                 f.write("\n".join(f"127.0.0.1:{p}" for p in HTTP[:n]) + "\n")
+        # The defaults cap persistent instances at 1,000 a namespace and 10,000 in all
+        # (each is probed); this benchmark holds up to a million.
+        self.conf = os.path.join(self.dir, "nacre.toml")
+        with open(self.conf, "w") as f:
+            f.write("[naming]\nmax_persistent_instances_per_namespace = 100000000\n"
+                    "max_persistent_instances = 100000000\n")
 
     def data(self, i):
         return os.path.join(self.dir, f"data{i}")
 
     def start(self, i):
         env = dict(os.environ, NACRE_AUTH_TOKEN_KEY=self.key, NACRE_ADMIN_PASSWORD=self.password, RUST_LOG="warn")
-        args = [NACRE_BIN, "serve", "--http-addr", f"127.0.0.1:{HTTP[i]}", "--dns-addr", f"127.0.0.1:{DNS[i]}",
-                "--data-dir", self.data(i)]
+        args = [NACRE_BIN, "serve", "--config", self.conf, "--http-addr", f"127.0.0.1:{HTTP[i]}",
+                "--dns-addr", f"127.0.0.1:{DNS[i]}", "--data-dir", self.data(i)]
         if self.n > 1:
             env["NACRE_CLUSTER_SECRET"] = self.secret
             args += ["--db-url", DB_URL, "--cluster-conf", os.path.join(self.dir, "cluster.conf")]

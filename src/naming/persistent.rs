@@ -20,7 +20,7 @@ use super::registry::Outcome;
 use super::{InstanceSpec, NamingError, NamingService, ServiceSpec};
 use crate::cluster::peer;
 use crate::model::{ClusterMeta, Host, InstanceKey, ServiceKey, ServiceMeta};
-use crate::replication::raft::{Proposal, ReplicatedState};
+use crate::replication::raft::ReplicatedState;
 
 /// Whether `command` writes CP data, so goes through Raft: persistent instances
 /// (registered, removed, updated, or given health by hand), service settings and
@@ -239,12 +239,9 @@ pub fn decode_answer(bytes: &[u8]) -> Result<super::command::Applied, NamingErro
 }
 
 impl ReplicatedState for PersistentState {
-    fn apply(&self, index: u64, proposal: &Proposal) -> Vec<u8> {
-        match peer::decode::<NamingCommand>(&proposal.command) {
-            Ok(command) => answer(
-                self.naming
-                    .apply(command, Origin::Raft(index), proposal.at_ms),
-            ),
+    fn apply(&self, index: u64, at_ms: u64, command: &[u8]) -> Vec<u8> {
+        match peer::decode::<NamingCommand>(command) {
+            Ok(command) => answer(self.naming.apply(command, Origin::Raft(index), at_ms)),
             Err(e) => {
                 // Never proposed by this code; refused the same way on every node.
                 tracing::error!(index, error = %e, "raft entry is not a naming command");
@@ -342,11 +339,11 @@ mod tests {
     fn a_snapshot_restores_the_cp_data_and_leaves_ephemeral_instances_alone() {
         let leader = naming();
         for (i, command) in cp_commands().into_iter().enumerate() {
-            let proposal = Proposal {
-                at_ms: 1_000 + i as u64,
-                command: peer::encode(&command),
-            };
-            let answer = PersistentState::new(leader.clone()).apply(i as u64 + 1, &proposal);
+            let answer = PersistentState::new(leader.clone()).apply(
+                i as u64 + 1,
+                1_000 + i as u64,
+                &peer::encode(&command),
+            );
             assert!(decode_answer(&answer).is_ok(), "{command:?}");
         }
         let state = PersistentState::new(leader.clone());

@@ -158,7 +158,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         Ok((applied.last, applied.membership.clone()))
     }
 
-    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Vec<u8>>>
+    async fn apply<I>(&mut self, entries: I) -> StoreResult<Vec<Vec<Vec<u8>>>>
     where
         I: IntoIterator<Item = Entry> + openraft::OptionalSend,
         I::IntoIter: openraft::OptionalSend,
@@ -167,7 +167,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let response = match &entry.payload {
                 EntryPayload::Blank => Vec::new(),
-                EntryPayload::Normal(proposal) => self.domain.apply(entry.log_id.index, proposal),
+                EntryPayload::Normal(proposal) => proposal
+                    .commands
+                    .iter()
+                    .map(|c| self.domain.apply(entry.log_id.index, proposal.at_ms, c))
+                    .collect(),
                 EntryPayload::Membership(m) => {
                     self.applied.lock().membership =
                         StoredMembership::new(Some(entry.log_id), m.clone());
