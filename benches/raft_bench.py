@@ -47,6 +47,9 @@ DNS = [15353, 15354, 15355]
 RNACOS_HTTP = [28848, 28849, 28850]
 HERE = os.path.dirname(os.path.abspath(__file__))
 WORK = tempfile.mkdtemp(prefix="nacre-raft-bench-")
+# One admin password for every Nacre of the run: the 3-member clusters share the
+# database, hence the users.
+PASSWORD = "bench-" + os.urandom(6).hex()
 
 
 class Conn:
@@ -100,16 +103,27 @@ def du(path):
 
 
 def wrk(port, token, seconds, env_extra, max_per_thread=0):
+    """Runs wrk with lua/persistent.lua; with `max_per_thread`, until that many answers
+    (then interrupted: wrk would wait out its -d), at most `seconds`."""
     env = dict(os.environ, NACOS_TOKEN=token or "", WRK_THREADS="1", **env_extra)
+    done_file = os.path.join(WORK, f"wrk-done-{os.urandom(4).hex()}")
     if max_per_thread:
         env["BENCH_MAX"] = str(max_per_thread)
-    r = subprocess.run(
+        env["BENCH_DONE_FILE"] = done_file
+    proc = subprocess.Popen(
         ["wrk", "-t1", f"-c{CONNS}", f"-d{seconds}s", "--timeout", "10s", "-s", "lua/persistent.lua",
          f"http://127.0.0.1:{port}"],
-        cwd=HERE, env=env, capture_output=True, text=True, timeout=seconds + 60)
-    m = re.search(r"RESULT requests=(\d+) non2xx=(\d+) errors=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+)", r.stdout)
+        cwd=HERE, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    if max_per_thread:
+        deadline = time.time() + seconds
+        while not os.path.exists(done_file) and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.1)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=seconds + 60)
+    m = re.search(r"RESULT requests=(\d+) non2xx=(\d+) errors=(\d+) duration_us=(\d+) p50_us=(\d+) p99_us=(\d+)", out)
     if not m:
-        raise SystemExit(f"wrk said: {r.stdout} {r.stderr}")
+        raise SystemExit(f"wrk said: {out} {err}")
     req, non2xx, errors, dur, p50, p99 = map(int, m.groups())
     good = req - non2xx - errors
     return {"rate": good / (dur / 1e6), "good": good, "bad": non2xx + errors, "p50_ms": p50 / 1000, "p99_ms": p99 / 1000}
@@ -124,7 +138,7 @@ class Nacre:
         os.makedirs(self.dir, exist_ok=True)
         self.secret = base64.b64encode(os.urandom(24)).decode()
         self.key = base64.b64encode(os.urandom(32)).decode()
-        self.password = "bench-" + os.urandom(6).hex()
+        self.password = PASSWORD
         self.procs = [None] * n
         self.token = None
         if n > 1:
@@ -198,12 +212,15 @@ class Nacre:
 
 
 class RNacos:
-    """r-nacos, one node or three (Raft on the gRPC port + 1000 ... as its docs)."""
+    """r-nacos, one node or three (Raft on the gRPC port + 1000, as its docs), with
+    its Open API auth on, as Nacre's is by default: both check a token per request."""
 
     def __init__(self, n, name):
         self.n = n
         self.dir = os.path.join(WORK, name)
         self.procs = []
+        self.password = "bench-" + os.urandom(6).hex()
+        self.token = None
 
     def up(self):
         for i in range(self.n):
@@ -213,15 +230,22 @@ class RNacos:
             env = dict(os.environ, RNACOS_HTTP_PORT=str(port), RNACOS_GRPC_PORT=str(port + 1000),
                        RNACOS_HTTP_CONSOLE_PORT="0", RNACOS_SDK_HOST="127.0.0.1", RNACOS_CONSOLE_HOST="127.0.0.1",
                        RNACOS_RAFT_NODE_ID=str(i + 1), RNACOS_RAFT_NODE_ADDR=f"127.0.0.1:{port + 1000}",
-                       RNACOS_DATA_DIR=os.path.join(d, "data"), RUST_LOG="warn")
+                       RNACOS_DATA_DIR=os.path.join(d, "data"), RUST_LOG="warn",
+                       RNACOS_ENABLE_OPEN_API_AUTH="true", RNACOS_INIT_ADMIN_USERNAME="admin",
+                       RNACOS_INIT_ADMIN_PASSWORD=self.password)
             if i == 0:
                 env["RNACOS_RAFT_AUTO_INIT"] = "true"
             else:
                 env["RNACOS_RAFT_JOIN_ADDR"] = f"127.0.0.1:{RNACOS_HTTP[0] + 1000}"
             log = open(os.path.join(d, "rnacos.log"), "a")
             self.procs.append(subprocess.Popen([RNACOS_BIN], stdout=log, stderr=subprocess.STDOUT, env=env, cwd=d))
-            wait(lambda: Conn(port).call("GET", "/nacos/v1/ns/operator/metrics")[0] == 200, 30, f"r-nacos {i}")
+            wait(lambda: Conn(port).call("POST", "/nacos/v1/auth/login",
+                                         {"username": "admin", "password": self.password})[0] == 200,
+                 30, f"r-nacos {i}")
             time.sleep(2)
+        status, body = Conn(RNACOS_HTTP[0]).call("POST", "/nacos/v1/auth/login",
+                                                 {"username": "admin", "password": self.password})
+        self.token = json.loads(body)["accessToken"]
 
     def down(self):
         for p in self.procs:
@@ -361,6 +385,7 @@ def phase_disk():
 
 
 def main():
+    sys.stdout.reconfigure(line_buffering=True)
     try:
         for phase in PHASES:
             {"throughput": phase_throughput, "failover": phase_failover,

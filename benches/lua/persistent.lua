@@ -5,7 +5,9 @@
 --   BENCH_OFFSET first key; BENCH_KEYS keys cycled over (default 1e9: all distinct)
 --   NACOS_TOKEN  accessToken, when set
 --   WRK_THREADS  threads wrk runs (keys are interleaved between them)
---   BENCH_MAX    stop each thread after this many responses (0: run for -d)
+--   BENCH_MAX    stop each thread after this many responses (0: run for -d), and
+--                create the file BENCH_DONE_FILE then (wrk itself waits out -d: the
+--                driver interrupts it)
 -- Keys map to 127.a.b.c addresses (data only; a server that probes them touches
 -- loopback only), 100 services bench-db-NNN. Prints one RESULT line.
 local token = os.getenv("NACOS_TOKEN") or ""
@@ -40,9 +42,17 @@ function request()
   return wrk.format("POST", "/nacos/v1/ns/instance?" .. q .. "&weight=1.0&enable=true&healthy=true")
 end
 
+local done_file = os.getenv("BENCH_DONE_FILE") or ""
+
 function response(status, headers, body)
   answered = answered + 1
-  if max > 0 and answered >= max then wrk.thread:stop() end
+  if max > 0 and answered >= max then
+    if done_file ~= "" then
+      local f = io.open(done_file, "w")
+      if f then f:close() end
+    end
+    wrk.thread:stop()
+  end
 end
 
 function done(summary, latency, requests)

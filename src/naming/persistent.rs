@@ -16,11 +16,11 @@ use serde::{Deserialize, Serialize};
 
 use super::command::{NamingCommand, Origin};
 use super::distro::Forwarded;
-use super::registry::Outcome;
+use super::registry::{Outcome, ServiceSnapshot};
 use super::{InstanceSpec, NamingError, NamingService, ServiceSpec};
 use crate::cluster::peer;
 use crate::model::{ClusterMeta, Host, InstanceKey, ServiceKey, ServiceMeta};
-use crate::replication::raft::ReplicatedState;
+use crate::replication::raft::{ReplicatedState, SnapshotJob};
 
 /// Whether `command` writes CP data, so goes through Raft: persistent instances
 /// (registered, removed, updated, or given health by hand), service settings and
@@ -75,56 +75,17 @@ impl PersistentState {
 
     /// Every service's CP data, in key order.
     pub fn services(&self) -> Vec<CpService> {
+        cp_of(self.capture())
+    }
+
+    /// Every service's current snapshot (immutable; cheap to hold).
+    fn capture(&self) -> Vec<Arc<ServiceSnapshot>> {
         let registry = self.naming.registry();
-        let mut out = Vec::new();
-        for key in registry.service_keys(None) {
-            let Some(snapshot) = registry.snapshot(&key) else {
-                continue;
-            };
-            let meta = &snapshot.meta;
-            let instances: Vec<InstanceSpec> = snapshot
-                .instances
-                .iter()
-                .filter(|i| !i.ephemeral)
-                .map(|i| InstanceSpec {
-                    ip: i.ip.to_string(),
-                    host: Host::parse(&i.ip).unwrap_or(Host::Name(i.ip.to_string())),
-                    port: i.port,
-                    cluster: i.cluster.to_string(),
-                    weight: i.weight,
-                    enabled: i.enabled,
-                    healthy: i.healthy,
-                    ephemeral: false,
-                    metadata: i.metadata.clone(),
-                })
-                .collect();
-            let default = ServiceMeta::default();
-            let has_settings = meta.explicit
-                || meta.protect_threshold != default.protect_threshold
-                || meta.metadata != default.metadata
-                || meta.selector != default.selector
-                || !meta.clusters.is_empty();
-            if instances.is_empty() && !has_settings {
-                continue;
-            }
-            out.push(CpService {
-                service: key,
-                spec: ServiceSpec {
-                    protect_threshold: meta.protect_threshold,
-                    metadata: meta.metadata.clone(),
-                    selector: Some(meta.selector.clone()),
-                    ephemeral: meta.ephemeral,
-                },
-                explicit: meta.explicit,
-                clusters: meta
-                    .clusters
-                    .iter()
-                    .map(|(name, c)| (name.clone(), (**c).clone()))
-                    .collect(),
-                instances,
-            });
-        }
-        out
+        registry
+            .service_keys(None)
+            .iter()
+            .filter_map(|key| registry.snapshot(key))
+            .collect()
     }
 
     /// Removes every piece of CP data: persistent services go, ephemeral ones keep
@@ -220,6 +181,58 @@ impl PersistentState {
     }
 }
 
+/// The CP data of `snapshots`, in their order: persistent instances, and services
+/// that hold any or have settings of their own.
+fn cp_of(snapshots: Vec<Arc<ServiceSnapshot>>) -> Vec<CpService> {
+    let mut out = Vec::new();
+    for snapshot in snapshots {
+        let key = snapshot.key.clone();
+        let meta = &snapshot.meta;
+        let instances: Vec<InstanceSpec> = snapshot
+            .instances
+            .iter()
+            .filter(|i| !i.ephemeral)
+            .map(|i| InstanceSpec {
+                ip: i.ip.to_string(),
+                host: Host::parse(&i.ip).unwrap_or(Host::Name(i.ip.to_string())),
+                port: i.port,
+                cluster: i.cluster.to_string(),
+                weight: i.weight,
+                enabled: i.enabled,
+                healthy: i.healthy,
+                ephemeral: false,
+                metadata: i.metadata.clone(),
+            })
+            .collect();
+        let default = ServiceMeta::default();
+        let has_settings = meta.explicit
+            || meta.protect_threshold != default.protect_threshold
+            || meta.metadata != default.metadata
+            || meta.selector != default.selector
+            || !meta.clusters.is_empty();
+        if instances.is_empty() && !has_settings {
+            continue;
+        }
+        out.push(CpService {
+            service: key,
+            spec: ServiceSpec {
+                protect_threshold: meta.protect_threshold,
+                metadata: meta.metadata.clone(),
+                selector: Some(meta.selector.clone()),
+                ephemeral: meta.ephemeral,
+            },
+            explicit: meta.explicit,
+            clusters: meta
+                .clusters
+                .iter()
+                .map(|(name, c)| (name.clone(), (**c).clone()))
+                .collect(),
+            instances,
+        });
+    }
+    out
+}
+
 /// The answer of an applied command, as the proposer decodes it.
 fn answer(result: Result<super::command::Applied, NamingError>) -> Vec<u8> {
     peer::encode(&Forwarded::from_result(result, NamingError::status))
@@ -253,8 +266,9 @@ impl ReplicatedState for PersistentState {
         }
     }
 
-    fn snapshot(&self) -> Vec<u8> {
-        peer::encode(&self.services())
+    fn snapshot(&self) -> SnapshotJob {
+        let captured = self.capture();
+        Box::new(move || peer::encode(&cp_of(captured)))
     }
 
     fn restore(&self, index: u64, data: &[u8]) -> Result<(), String> {
@@ -347,7 +361,7 @@ mod tests {
             assert!(decode_answer(&answer).is_ok(), "{command:?}");
         }
         let state = PersistentState::new(leader.clone());
-        let data = state.snapshot();
+        let data = (state.snapshot())();
 
         // A follower with stale CP data of its own and an ephemeral instance.
         let follower = naming();

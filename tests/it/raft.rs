@@ -105,6 +105,31 @@ async fn threshold(cluster: &TestCluster, i: usize) -> String {
     v["protectThreshold"].to_string()
 }
 
+/// The DEFAULT cluster's checker type and check port, as member `i` shows them.
+async fn checker(cluster: &TestCluster, i: usize) -> String {
+    let (_, body) = cluster
+        .call(
+            i,
+            Method::GET,
+            "/nacos/v1/ns/service",
+            &[("serviceName", "db")],
+        )
+        .await;
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let clusters = v["clusters"].as_array().cloned().unwrap_or_default();
+    clusters
+        .iter()
+        .find(|c| c["name"] == "DEFAULT")
+        .map(|c| {
+            format!(
+                "{} {}",
+                c["healthChecker"]["type"].as_str().unwrap_or("?"),
+                c["defaultCheckPort"]
+            )
+        })
+        .unwrap_or_default()
+}
+
 async fn every_member_lists(cluster: &TestCluster, want: &[&str]) {
     for i in 0..cluster.members.len() {
         if cluster.nodes[i].is_none() {
@@ -146,6 +171,21 @@ async fn persistent_data_reaches_every_member_and_survives_restarting_them_all()
             Method::PUT,
             "/nacos/v1/ns/service",
             &[("serviceName", "db"), ("protectThreshold", "0.6")],
+        )
+        .await;
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    let (status, body) = cluster
+        .call(
+            2,
+            Method::PUT,
+            "/nacos/v1/ns/cluster",
+            &[
+                ("serviceName", "db"),
+                ("clusterName", "DEFAULT"),
+                ("checkPort", "5432"),
+                ("useInstancePort4Check", "false"),
+                ("healthChecker", r#"{"type":"NONE"}"#),
+            ],
         )
         .await;
     assert_eq!((status, body.as_str()), (200, "ok"));
@@ -198,6 +238,7 @@ async fn persistent_data_reaches_every_member_and_survives_restarting_them_all()
     every_member_lists(&cluster, &all).await;
     for i in 0..3 {
         assert_eq!(threshold(&cluster, i).await, "0.6", "member {i}");
+        assert_eq!(checker(&cluster, i).await, "NONE 5432", "member {i}");
     }
 }
 

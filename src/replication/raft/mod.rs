@@ -61,6 +61,9 @@ openraft::declare_raft_types!(
 /// A log entry.
 pub type Entry = openraft::Entry<TypeConfig>;
 
+/// Encodes a state captured by [`ReplicatedState::snapshot`].
+pub type SnapshotJob = Box<dyn FnOnce() -> Vec<u8> + Send>;
+
 /// What a replicated domain gives the Raft engine. Implemented by naming for its CP
 /// data; the engine never looks inside the bytes.
 pub trait ReplicatedState: Send + Sync + 'static {
@@ -69,8 +72,10 @@ pub trait ReplicatedState: Send + Sync + 'static {
     /// answer for its proposer (encoded by the domain). Must be deterministic: the same
     /// commands in the same order give the same state on every node.
     fn apply(&self, index: u64, at_ms: u64, command: &[u8]) -> Vec<u8>;
-    /// The whole replicated state, encoded.
-    fn snapshot(&self) -> Vec<u8>;
+    /// The whole replicated state as of now, as a job that encodes it: the call
+    /// itself must be quick (it runs between two applies; capture immutable handles),
+    /// the job runs later on a blocking thread while applies go on.
+    fn snapshot(&self) -> SnapshotJob;
     /// Replaces the whole replicated state with a [`ReplicatedState::snapshot`] taken at
     /// log index `index`. Errors (with a message) when the bytes do not decode; the
     /// state is then unchanged.
@@ -1034,8 +1039,8 @@ pub async fn recover(
         vec![BTreeSet::from([id])],
         BTreeMap::from([(id, BasicNode::new(addr))]),
     );
-    builder.snapshot.meta.last_membership = StoredMembership::new(last, membership);
-    builder.snapshot.meta.snapshot_id = format!("recovered-{}", last.map(|l| l.index).unwrap_or(0));
+    builder.meta.last_membership = StoredMembership::new(last, membership);
+    builder.meta.snapshot_id = format!("recovered-{}", last.map(|l| l.index).unwrap_or(0));
     builder.build_snapshot().await.map_err(|e| raft_err(&e))?;
     let kept = dir.join("log.redb.before-recovery");
     std::fs::rename(&log_path, &kept).map_err(|source| OpenError::Dir {
@@ -1147,8 +1152,9 @@ mod tests {
             index.to_be_bytes().to_vec()
         }
 
-        fn snapshot(&self) -> Vec<u8> {
-            postcard::to_allocvec(&*self.0.lock()).unwrap_or_default()
+        fn snapshot(&self) -> SnapshotJob {
+            let state = self.0.lock().clone();
+            Box::new(move || postcard::to_allocvec(&state).unwrap_or_default())
         }
 
         fn restore(&self, _index: u64, data: &[u8]) -> Result<(), String> {

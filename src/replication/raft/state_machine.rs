@@ -3,11 +3,11 @@
 //!
 //! The domain's state lives in memory (the registry); what makes it durable is the log
 //! plus the snapshot file. At open the file is restored into the domain, and openraft
-//! then re-applies the committed entries after it. A snapshot is taken from the domain
-//! on the state machine's own task, between two applies (so it matches the last
-//! applied log id exactly), and written (temporary file, fsync, rename, fsync of the
-//! directory) by openraft's builder task in the background; the log is purged behind
-//! it only after that.
+//! then re-applies the committed entries after it. A snapshot is captured from the
+//! domain on the state machine's own task, between two applies (so it matches the last
+//! applied log id exactly; the domain hands over immutable handles, cheaply), then
+//! encoded and written (temporary file, fsync, rename, fsync of the directory) on a
+//! blocking thread while applies go on; the log is purged behind it only after that.
 
 use std::io::{Cursor, Write};
 use std::path::{Path, PathBuf};
@@ -21,7 +21,7 @@ use openraft::{
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
-use super::{Entry, Node, NodeId, ReplicatedState, TypeConfig};
+use super::{Entry, Node, NodeId, ReplicatedState, SnapshotJob, TypeConfig};
 
 /// The name of the snapshot file in the Raft directory.
 pub const SNAPSHOT_FILE: &str = "snapshot.bin";
@@ -116,34 +116,42 @@ fn persist(dir: &Path, snapshot: &StoredSnapshot) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-/// Builds one snapshot from state captured between two applies.
+/// Builds one snapshot from state captured between two applies: the domain's encoding
+/// job and the file writes run on a blocking thread, applies go on meanwhile.
 pub struct Builder {
-    pub(super) snapshot: StoredSnapshot,
+    pub(super) meta: SnapshotMeta<NodeId, Node>,
+    /// Behind a lock only so that the builder is `Sync`, as openraft asks.
+    job: Mutex<Option<SnapshotJob>>,
     dir: PathBuf,
     applied: Arc<Mutex<Applied>>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for Builder {
     async fn build_snapshot(&mut self) -> StoreResult<Snapshot<TypeConfig>> {
-        let snapshot = self.snapshot.clone();
+        let job = self.job.lock().take();
         let dir = self.dir.clone();
-        let signature = snapshot.meta.signature();
-        tokio::task::spawn_blocking(move || persist(&dir, &snapshot))
-            .await
-            .map_err(std::io::Error::other)
-            .and_then(|r| r)
-            .map_err(|e| StorageError::IO {
-                source: StorageIOError::write_snapshot(Some(signature), &e),
-            })?;
+        let meta = self.meta.clone();
+        let signature = meta.signature();
+        let built = tokio::task::spawn_blocking(move || {
+            let data = Arc::new(job.map(|job| job()).unwrap_or_default());
+            let snapshot = StoredSnapshot { meta, data };
+            persist(&dir, &snapshot).map(|()| snapshot)
+        })
+        .await
+        .map_err(std::io::Error::other)
+        .and_then(|r| r)
+        .map_err(|e| StorageError::IO {
+            source: StorageIOError::write_snapshot(Some(signature), &e),
+        })?;
         tracing::info!(
-            last_log = ?self.snapshot.meta.last_log_id,
-            bytes = self.snapshot.data.len(),
+            last_log = ?built.meta.last_log_id,
+            bytes = built.data.len(),
             "raft snapshot built"
         );
-        self.applied.lock().current = Some(self.snapshot.clone());
+        self.applied.lock().current = Some(built.clone());
         Ok(Snapshot {
-            meta: self.snapshot.meta.clone(),
-            snapshot: Box::new(Cursor::new((*self.snapshot.data).clone())),
+            meta: built.meta.clone(),
+            snapshot: Box::new(Cursor::new((*built.data).clone())),
         })
     }
 }
@@ -185,7 +193,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        let data = Arc::new(self.domain.snapshot());
+        let job = self.domain.snapshot();
         let mut applied = self.applied.lock();
         applied.built += 1;
         let snapshot_id = match applied.last {
@@ -193,14 +201,12 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             None => format!("--{}", applied.built),
         };
         Builder {
-            snapshot: StoredSnapshot {
-                meta: SnapshotMeta {
-                    last_log_id: applied.last,
-                    last_membership: applied.membership.clone(),
-                    snapshot_id,
-                },
-                data,
+            meta: SnapshotMeta {
+                last_log_id: applied.last,
+                last_membership: applied.membership.clone(),
+                snapshot_id,
             },
+            job: Mutex::new(Some(job)),
             dir: self.dir.clone(),
             applied: self.applied.clone(),
         }
