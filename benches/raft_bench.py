@@ -272,7 +272,11 @@ def register_rate(server_up, port_of, label, offset):
 def up(cls, n, name):
     def make():
         s = cls(n, name + os.urandom(3).hex())
-        s.up()
+        try:
+            s.up()
+        except BaseException:
+            s.down()
+            raise
         return s
     return make
 
