@@ -23,36 +23,40 @@ struct Cli {
     command: Command,
 }
 
+/// `nacre serve`'s flags.
+#[derive(clap::Args)]
+struct ServeArgs {
+    /// Config file (TOML). Default: conf/nacre.toml when it exists, else the
+    /// compiled-in defaults.
+    #[arg(long, env = "NACRE_CONFIG")]
+    config: Option<PathBuf>,
+    /// HTTP listen address (Nacos API), e.g. 0.0.0.0:8848; port 0 picks a free port.
+    #[arg(long, env = "NACRE_HTTP_ADDR")]
+    http_addr: Option<SocketAddr>,
+    /// DNS listen address for UDP and TCP, e.g. 0.0.0.0:53; port 0 picks a free port.
+    #[arg(long, env = "NACRE_DNS_ADDR")]
+    dns_addr: Option<SocketAddr>,
+    /// Data directory.
+    #[arg(long, env = "NACRE_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Config database URL: mysql://user:password@host:3306/db, or sqlite:path.
+    /// Default: SQLite in the data directory.
+    #[arg(long, env = "NACRE_DB_URL")]
+    db_url: Option<String>,
+    /// Cluster members in Nacos's `cluster.conf` format (`host[:port]` a line, `#`
+    /// comments); replaces `[cluster] members`. The peers' secret comes from
+    /// `NACRE_CLUSTER_SECRET` or `<data dir>/cluster.secret`.
+    #[arg(long, env = "NACRE_CLUSTER_CONF")]
+    cluster_conf: Option<PathBuf>,
+    /// This node's address exactly as the members list names it, e.g. 10.0.0.1:8848.
+    #[arg(long, env = "NACRE_NODE_ADDR")]
+    node_addr: Option<String>,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Runs a node.
-    Serve {
-        /// Config file (TOML). Default: conf/nacre.toml when it exists, else the
-        /// compiled-in defaults.
-        #[arg(long, env = "NACRE_CONFIG")]
-        config: Option<PathBuf>,
-        /// HTTP listen address (Nacos API), e.g. 0.0.0.0:8848; port 0 picks a free port.
-        #[arg(long, env = "NACRE_HTTP_ADDR")]
-        http_addr: Option<SocketAddr>,
-        /// DNS listen address for UDP and TCP, e.g. 0.0.0.0:53; port 0 picks a free port.
-        #[arg(long, env = "NACRE_DNS_ADDR")]
-        dns_addr: Option<SocketAddr>,
-        /// Data directory.
-        #[arg(long, env = "NACRE_DATA_DIR")]
-        data_dir: Option<PathBuf>,
-        /// Config database URL: mysql://user:password@host:3306/db, or sqlite:path.
-        /// Default: SQLite in the data directory.
-        #[arg(long, env = "NACRE_DB_URL")]
-        db_url: Option<String>,
-        /// Cluster members in Nacos's `cluster.conf` format (`host[:port]` a line, `#`
-        /// comments); replaces `[cluster] members`. The peers' secret comes from
-        /// `NACRE_CLUSTER_SECRET` or `<data dir>/cluster.secret`.
-        #[arg(long, env = "NACRE_CLUSTER_CONF")]
-        cluster_conf: Option<PathBuf>,
-        /// This node's address exactly as the members list names it, e.g. 10.0.0.1:8848.
-        #[arg(long, env = "NACRE_NODE_ADDR")]
-        node_addr: Option<String>,
-    },
+    Serve(ServeArgs),
     /// The Raft group of persistent naming data: status, members, recovery.
     Raft {
         #[command(subcommand)]
@@ -113,27 +117,24 @@ fn main() -> ExitCode {
 }
 
 fn run() -> anyhow::Result<()> {
-    let (config, http_addr, dns_addr, data_dir, db_url, cluster_conf, node_addr) =
-        match Cli::parse().command {
-            Command::Serve {
-                config,
-                http_addr,
-                dns_addr,
-                data_dir,
-                db_url,
-                cluster_conf,
-                node_addr,
-            } => (
-                config,
-                http_addr,
-                dns_addr,
-                data_dir,
-                db_url,
-                cluster_conf,
-                node_addr,
-            ),
-            Command::Raft { action } => return raft(action),
-        };
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args),
+        Command::Raft { action } => raft(action),
+    }
+}
+
+/// `nacre serve`: settings from the file, the flags and the environment, then the node
+/// until SIGINT or SIGTERM.
+fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let ServeArgs {
+        config,
+        http_addr,
+        dns_addr,
+        data_dir,
+        db_url,
+        cluster_conf,
+        node_addr,
+    } = args;
     let default_file = PathBuf::from("conf/nacre.toml");
     let mut settings = match config {
         Some(path) => Settings::from_file(&path)?,

@@ -92,7 +92,8 @@ async fn db_ips(cluster: &TestCluster, i: usize) -> Vec<String> {
     ips
 }
 
-async fn threshold(cluster: &TestCluster, i: usize) -> String {
+/// Member `i`'s detail of service `db` (null when it has none).
+async fn db_detail(cluster: &TestCluster, i: usize) -> serde_json::Value {
     let (_, body) = cluster
         .call(
             i,
@@ -101,21 +102,16 @@ async fn threshold(cluster: &TestCluster, i: usize) -> String {
             &[("serviceName", "db")],
         )
         .await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["protectThreshold"].to_string()
+    serde_json::from_str(&body).unwrap_or_default()
+}
+
+async fn threshold(cluster: &TestCluster, i: usize) -> String {
+    db_detail(cluster, i).await["protectThreshold"].to_string()
 }
 
 /// The DEFAULT cluster's checker type and check port, as member `i` shows them.
 async fn checker(cluster: &TestCluster, i: usize) -> String {
-    let (_, body) = cluster
-        .call(
-            i,
-            Method::GET,
-            "/nacos/v1/ns/service",
-            &[("serviceName", "db")],
-        )
-        .await;
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    let v = db_detail(cluster, i).await;
     let clusters = v["clusters"].as_array().cloned().unwrap_or_default();
     clusters
         .iter()
