@@ -20,7 +20,7 @@ use crate::support::{MariaDb, addresses, login, query, sorted, udp_client, wait_
 
 const SECRET: &str = "it-cluster-secret";
 const TOKEN_KEY: &str = "aXQtY2x1c3Rlci10b2tlbi1rZXktb2YtdGhpcnR5LXR3by1ieXRlcw==";
-const ADMIN_PASSWORD: &str = "it-admin-password-1";
+pub const ADMIN_PASSWORD: &str = "it-admin-password-1";
 
 pub struct Node {
     pub app: App,

@@ -389,18 +389,46 @@ async fn members_are_removed_and_added_with_the_admin_api() {
         .await;
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("address"), "{body}");
-    // Added back by its address: a learner that catches up, then a voter.
+    // Added back by its address with the CLI (which signs in and calls the admin
+    // API): a learner that catches up, then a voter. `nacre raft status` shows it.
     let addr = cluster.members[removed].clone();
-    let (status, body) = cluster
-        .call(
-            lead,
-            Method::POST,
-            "/nacos/v1/core/cluster/raft/members",
-            &[("address", &addr)],
-        )
-        .await;
-    assert_eq!((status, body.as_str()), (200, "ok"));
+    let server = cluster.base(other);
+    let nacre = |args: Vec<String>| {
+        let server = server.clone();
+        tokio::task::spawn_blocking(move || {
+            std::process::Command::new(crate::binary::BIN)
+                .arg("raft")
+                .args(&args)
+                .args(["--server", server.as_str()])
+                .env("NACRE_PASSWORD", crate::cluster::ADMIN_PASSWORD)
+                .output()
+                .expect("nacre raft runs")
+        })
+    };
+    let out = nacre(vec!["add-member".into(), "--address".into(), addr.clone()])
+        .await
+        .expect("task");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     leader(&cluster, 3).await;
+    let out = nacre(vec!["status".into()]).await.expect("task");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success() && stdout.contains(&addr), "{stdout}");
+    // A wrong password is refused with the server's answer.
+    let refused = std::process::Command::new(crate::binary::BIN)
+        .args(["raft", "status", "--server", cluster.base(other).as_str()])
+        .env("NACRE_PASSWORD", "not-the-password")
+        .output()
+        .expect("nacre raft runs");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("refused"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
     assert_eq!(
         register_persistent(&cluster, removed, "10.9.9.2").await.0,
         200
