@@ -15,7 +15,8 @@ bounded in time. Phases (PHASES, space separated, default all):
               updates over 10,000 persistent instances.
 
 Environment: NACRE_BIN (release nacre), DB_URL (mysql://... of an existing empty
-database, for the 3-member cluster), RNACOS_BIN (optional).
+database, for the 3-member cluster), RNACOS_BIN (optional), NACRE_TOML_EXTRA (more of
+Nacre's settings, TOML, `\n` for new lines; e.g. "[health]\nenabled = false").
 """
 
 import base64
@@ -149,7 +150,8 @@ class Nacre:
         self.conf = os.path.join(self.dir, "nacre.toml")
         with open(self.conf, "w") as f:
             f.write("[naming]\nmax_persistent_instances_per_namespace = 100000000\n"
-                    "max_persistent_instances = 100000000\n")
+                    "max_persistent_instances = 100000000\n"
+                    + os.environ.get("NACRE_TOML_EXTRA", "").replace("\\n", "\n") + "\n")
 
     def data(self, i):
         return os.path.join(self.dir, f"data{i}")
