@@ -17,7 +17,6 @@ RNACOS_BIN (optional).
 """
 
 import base64
-import http.client
 import json
 import os
 import random
@@ -25,11 +24,11 @@ import signal
 import socket
 import struct
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-import urllib.parse
+
+from benchlib import Conn, wait
 
 NACRE_BIN = os.environ["NACRE_BIN"]
 DB_URL = os.environ["DB_URL"]
@@ -50,35 +49,6 @@ def pct(values, p):
 
 def summary(name, ms):
     print(f"{name}: p50 {pct(ms, 50):.1f} ms, p99 {pct(ms, 99):.1f} ms, max {max(ms):.1f} ms over {len(ms)}")
-
-
-class Conn:
-    """A keep-alive HTTP connection to one server."""
-
-    def __init__(self, port, token=None):
-        self.port = port
-        self.token = token
-        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
-
-    def call(self, method, path, params):
-        params = dict(params)
-        if self.token:
-            params["accessToken"] = self.token
-        q = urllib.parse.urlencode(params)
-        for attempt in range(2):
-            try:
-                if method == "GET":
-                    self.c.request("GET", f"{path}?{q}")
-                else:
-                    self.c.request(method, path, body=q, headers={"Content-Type": "application/x-www-form-urlencoded"})
-                r = self.c.getresponse()
-                return r.status, r.read().decode(errors="replace")
-            except (OSError, http.client.HTTPException):
-                self.c.close()
-                self.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=5)
-                if attempt:
-                    return None, ""
-        return None, ""
 
 
 def dns_has(port, name, ip):
@@ -186,14 +156,6 @@ class RNacos:
                     p.wait(10)
                 except subprocess.TimeoutExpired:
                     p.kill()
-
-
-def wait(check, seconds, what):
-    deadline = time.time() + seconds
-    while not check():
-        if time.time() > deadline:
-            raise SystemExit(f"timed out: {what}")
-        time.sleep(0.05)
 
 
 def listed(conn, service, ip):

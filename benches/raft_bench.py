@@ -20,7 +20,6 @@ Nacre's settings, TOML, `\n` for new lines; e.g. "[health]\nenabled = false").
 """
 
 import base64
-import http.client
 import json
 import os
 import re
@@ -31,7 +30,8 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
+
+from benchlib import Conn, wait
 
 NACRE_BIN = os.environ["NACRE_BIN"]
 DB_URL = os.environ.get("DB_URL", "")
@@ -51,45 +51,6 @@ WORK = tempfile.mkdtemp(prefix="nacre-raft-bench-")
 # One admin password for every Nacre of the run: the 3-member clusters share the
 # database, hence the users.
 PASSWORD = "bench-" + os.urandom(6).hex()
-
-
-class Conn:
-    """A keep-alive HTTP connection to one server."""
-
-    def __init__(self, port, token=None, timeout=5):
-        self.port = port
-        self.token = token
-        self.timeout = timeout
-        self.c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-
-    def call(self, method, path, params=None):
-        params = dict(params or {})
-        if self.token:
-            params["accessToken"] = self.token
-        q = urllib.parse.urlencode(params)
-        for attempt in range(2):
-            try:
-                if method == "GET":
-                    self.c.request("GET", f"{path}?{q}")
-                else:
-                    self.c.request(method, path, body=q,
-                                   headers={"Content-Type": "application/x-www-form-urlencoded"})
-                r = self.c.getresponse()
-                return r.status, r.read().decode(errors="replace")
-            except (OSError, http.client.HTTPException):
-                self.c.close()
-                self.c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=self.timeout)
-                if attempt:
-                    return None, ""
-        return None, ""
-
-
-def wait(check, seconds, what):
-    deadline = time.time() + seconds
-    while not check():
-        if time.time() > deadline:
-            raise SystemExit(f"timed out: {what}")
-        time.sleep(0.05)
 
 
 def du(path):
