@@ -498,6 +498,11 @@ class Load:
             for i in majority:
                 for svc in SERVICES:
                     raw = dns_a(self.c.nodes[i].ip, f"{svc}.DEFAULT_GROUP.svc.")
+                    with self.c.lock:
+                        gone = i in self.c.down
+                    if gone and raw is None:
+                        # Killed or cut off while this round ran: no longer a majority member.
+                        continue
                     got = raw if isinstance(raw, frozenset) else frozenset()
                     for ip in want[svc]:
                         key = (i, ip)
