@@ -208,26 +208,16 @@ fn raft(action: RaftCommand) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async move {
-        match action {
-            RaftCommand::Status { server } => {
-                let body = admin_call(&server, reqwest::Method::GET, &[]).await?;
-                println!("{body}");
-            }
+        let (server, method, param) = match action {
+            RaftCommand::Status { server } => (server, reqwest::Method::GET, None),
             RaftCommand::AddMember { server, address } => {
-                let body = admin_call(
-                    &server,
-                    reqwest::Method::POST,
-                    &[("address", address.as_str())],
-                )
-                .await?;
-                println!("{body}");
+                (server, reqwest::Method::POST, Some(("address", address)))
             }
-            RaftCommand::RemoveMember { server, node_id } => {
-                let id = node_id.to_string();
-                let body = admin_call(&server, reqwest::Method::DELETE, &[("nodeId", id.as_str())])
-                    .await?;
-                println!("{body}");
-            }
+            RaftCommand::RemoveMember { server, node_id } => (
+                server,
+                reqwest::Method::DELETE,
+                Some(("nodeId", node_id.to_string())),
+            ),
             RaftCommand::Recover {
                 data_dir,
                 node_addr,
@@ -235,26 +225,29 @@ fn raft(action: RaftCommand) -> anyhow::Result<()> {
                 let naming = std::sync::Arc::new(nacre::naming::NamingService::new(
                     std::sync::Arc::new(nacre::naming::registry::Registry::new()),
                 ));
-                let state = std::sync::Arc::new(nacre::naming::persistent::PersistentState::new(
-                    naming.clone(),
-                ));
-                let done =
-                    nacre::replication::raft::recover(&data_dir.join("raft"), &node_addr, state)
-                        .await?;
+                let state =
+                    std::sync::Arc::new(nacre::naming::persistent::PersistentState::new(naming));
+                let done = nacre::replication::raft::recover(
+                    &data_dir.join("raft"),
+                    &node_addr,
+                    state.clone(),
+                )
+                .await?;
                 println!(
                     "recovered node {} at {node_addr}: {} services of persistent data up to \
                      log index {} ({} entries replayed). Start this member; empty the \
                      others' <data dir>/raft, start them and add each with \
                      `nacre raft add-member`.",
                     done.node_id,
-                    nacre::naming::persistent::PersistentState::new(naming)
-                        .services()
-                        .len(),
+                    state.services().len(),
                     done.last_log_index,
                     done.replayed,
                 );
+                return Ok(());
             }
-        }
+        };
+        let params: Vec<(&str, &str)> = param.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        println!("{}", admin_call(&server, method, &params).await?);
         Ok(())
     })
 }

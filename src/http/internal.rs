@@ -20,7 +20,7 @@ use crate::cluster::peer::{self, FROM_HEADER};
 use crate::model::now_millis;
 use crate::naming::command::{NamingCommand, Origin};
 use crate::naming::distro::{ClientRecord, Digest, Forwarded, Snapshot};
-use crate::replication::raft::RaftNode;
+use crate::replication::raft::{RaftNode, RaftStatus};
 
 fn binary(body: Vec<u8>) -> Response {
     (
@@ -173,14 +173,13 @@ pub struct ExtendInfo {
 
 /// The Raft part of a member's `extendInfo` (see [`ExtendInfo`]).
 fn member_raft(
-    state: &AppState,
+    status: Option<&RaftStatus>,
     address: &str,
     is_self: bool,
 ) -> (Option<serde_json::Value>, Option<serde_json::Value>) {
-    let Some(raft) = &state.raft else {
+    let Some(status) = status else {
         return (None, None);
     };
-    let status = raft.status();
     let addr_of = |id: u64| {
         status
             .voters
@@ -266,6 +265,9 @@ fn member_json(
 
 /// Every member as this node sees it (self first is not promised: sorted by address).
 fn members(state: &AppState, self_addr: &str) -> Vec<MemberJson> {
+    // One view of the group for every member's entry.
+    let status = state.raft.as_ref().map(|r| r.status());
+    let status = status.as_ref();
     let own = |address: &str| {
         member_json(
             address,
@@ -276,7 +278,7 @@ fn members(state: &AppState, self_addr: &str) -> Vec<MemberJson> {
             },
             0,
             {
-                let (raft, raft_meta_data) = member_raft(state, address, true);
+                let (raft, raft_meta_data) = member_raft(status, address, true);
                 ExtendInfo {
                     version: env!("CARGO_PKG_VERSION"),
                     last_refresh_time: Some(now_millis()),
@@ -297,7 +299,7 @@ fn members(state: &AppState, self_addr: &str) -> Vec<MemberJson> {
         .into_iter()
         .map(|p| {
             let lag = distro.sync_lag_ms(&p.addr);
-            let (raft, raft_meta_data) = member_raft(state, &p.addr, false);
+            let (raft, raft_meta_data) = member_raft(status, &p.addr, false);
             member_json(
                 &p.addr,
                 p.state,

@@ -94,11 +94,6 @@ impl LogStore {
         }
         txn.commit().map_err(io_err)
     }
-
-    /// Bytes of the database file on disk, for the benchmark and the nodes endpoint.
-    pub fn file_len(path: &Path) -> u64 {
-        std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
-    }
 }
 
 fn bounds(range: &impl RangeBounds<u64>) -> (u64, Option<u64>) {

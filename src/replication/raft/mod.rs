@@ -168,22 +168,9 @@ impl RaftOptions {
         }
     }
 
-    /// Defaults for `dir` and `addr` (those of `settings::RaftSettings`): heartbeat
-    /// 100 ms, elections after 400–800 ms (openraft adds a leader lease of the longest
-    /// timeout, so a new leader comes 1.2–1.6 s after losing one; Nacos's JRaft takes
-    /// 5 s or more), a snapshot every 10,000 entries with 1,000 kept behind it, writes
-    /// wait up to 5 s.
+    /// Options for `dir` and `addr` with the defaults of `settings::RaftSettings`.
     pub fn new(dir: PathBuf, addr: String, client: Option<PeerClient>) -> Self {
-        Self {
-            dir,
-            addr,
-            client,
-            heartbeat_ms: 100,
-            election_timeout_ms: (400, 800),
-            snapshot_every: 10_000,
-            logs_kept_after_snapshot: 1_000,
-            write_timeout_ms: 5_000,
-        }
+        Self::from_settings(dir, addr, client, &crate::settings::RaftSettings::default())
     }
 }
 
@@ -287,8 +274,6 @@ pub struct RaftNode {
     addr: String,
     client: Option<PeerClient>,
     write_timeout: Duration,
-    dir: PathBuf,
-    state_machine: StateMachine,
 }
 
 /// Reads the node id from `dir/node_id`, or makes and keeps a new one.
@@ -354,7 +339,7 @@ impl RaftNode {
         .validate()
         .map_err(|e| OpenError::Raft(e.to_string()))?;
         let network = network::Network::new(options.client.clone());
-        let raft = Raft::new(id, Arc::new(config), network, log, state_machine.clone())
+        let raft = Raft::new(id, Arc::new(config), network, log, state_machine)
             .await
             .map_err(|e| OpenError::Raft(e.to_string()))?;
         let (batcher, queued) = tokio::sync::mpsc::channel(8192);
@@ -366,8 +351,6 @@ impl RaftNode {
             addr: options.addr.clone(),
             client: options.client.clone(),
             write_timeout: Duration::from_millis(options.write_timeout_ms),
-            dir,
-            state_machine,
         });
         if node.client.is_none()
             && let Err(e) = node.start_alone().await
@@ -414,19 +397,6 @@ impl RaftNode {
         self.id
     }
 
-    /// The Raft directory.
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// Bytes on disk of the log file and the snapshot file.
-    pub fn disk_usage(&self) -> (u64, u64) {
-        (
-            LogStore::file_len(&self.dir.join("log.redb")),
-            self.state_machine.snapshot_len(),
-        )
-    }
-
     /// Commits `command` (proposed with this node's time `at_ms`) and returns the
     /// domain's answer. On a follower the proposal goes to the leader. While no leader
     /// is known, the known one cannot be reached, or this node leads without a
@@ -440,7 +410,7 @@ impl RaftNode {
         let proposal = (at_ms, command);
         let deadline = tokio::time::Instant::now() + self.write_timeout;
         loop {
-            let refusal = match self.leader().await {
+            let refusal = match self.leader() {
                 Some((leader, _)) if leader == self.id => {
                     if self.has_quorum() {
                         return self.propose(proposal, deadline).await;
@@ -465,7 +435,7 @@ impl RaftNode {
     }
 
     /// The leader's id and address, when known.
-    async fn leader(&self) -> Option<(NodeId, String)> {
+    fn leader(&self) -> Option<(NodeId, String)> {
         let metrics = self.raft.metrics().borrow().clone();
         let leader = metrics.current_leader?;
         let addr = metrics
@@ -551,7 +521,7 @@ impl RaftNode {
     /// second hop). Answers an encoded [`ForwardAnswer`].
     pub async fn handle_write(&self, body: &[u8]) -> Vec<u8> {
         let answer = match peer::decode::<(u64, Vec<u8>)>(body) {
-            Ok(proposal) => match self.leader().await {
+            Ok(proposal) => match self.leader() {
                 Some((leader, _)) if leader == self.id && self.has_quorum() => {
                     let deadline = tokio::time::Instant::now() + self.write_timeout;
                     ForwardAnswer::Answer(self.propose(proposal, deadline).await)
@@ -652,7 +622,7 @@ impl RaftNode {
     /// [`MembershipError::Refused`] when the new member cannot be reached, the node id
     /// is not a member, or openraft refuses.
     pub async fn change_membership(&self, change: MembershipChange) -> Result<(), MembershipError> {
-        match self.leader().await {
+        match self.leader() {
             Some((leader, _)) if leader == self.id => self.change_here(change).await,
             Some((_, addr)) => {
                 let Some(client) = &self.client else {
@@ -677,7 +647,7 @@ impl RaftNode {
     /// Serves a membership change forwarded by a member (answers the encoded result).
     pub async fn handle_membership(&self, body: &[u8]) -> Vec<u8> {
         let answer = match peer::decode::<MembershipChange>(body) {
-            Ok(change) => match self.leader().await {
+            Ok(change) => match self.leader() {
                 Some((leader, _)) if leader == self.id => self.change_here(change).await,
                 _ => Err(MembershipError::NoLeader(
                     "the member the change was forwarded to no longer leads".into(),
@@ -760,7 +730,7 @@ impl RaftNode {
                 return false;
             }
             let applied = self.status().applied_index;
-            match (target, self.leader().await) {
+            match (target, self.leader()) {
                 (Some(t), _) if applied >= t => return true,
                 (_, Some((leader, _))) if leader == self.id => return true,
                 (None, Some((_, addr))) => {
@@ -771,15 +741,6 @@ impl RaftNode {
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-    }
-
-    /// Waits until a leader is known (up to `timeout`); true when one is.
-    pub async fn wait_for_leader(&self, timeout: Duration) -> bool {
-        self.raft
-            .wait(Some(timeout))
-            .metrics(|m| m.current_leader.is_some(), "a leader")
-            .await
-            .is_ok()
     }
 
     /// The group as this node sees it.
@@ -829,15 +790,6 @@ impl RaftNode {
             learners,
             replication_lag,
         }
-    }
-
-    /// Builds a snapshot now (and purges the log behind it), as the policy would.
-    pub async fn snapshot_now(&self) -> Result<(), String> {
-        self.raft
-            .trigger()
-            .snapshot()
-            .await
-            .map_err(|e| e.to_string())
     }
 
     /// Stops the group.

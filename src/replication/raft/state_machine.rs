@@ -93,13 +93,6 @@ impl StateMachine {
     pub fn last_applied(&self) -> Option<LogId<NodeId>> {
         self.applied.lock().last
     }
-
-    /// Bytes of the snapshot file on disk (0 when there is none).
-    pub fn snapshot_len(&self) -> u64 {
-        std::fs::metadata(self.dir.join(SNAPSHOT_FILE))
-            .map(|m| m.len())
-            .unwrap_or(0)
-    }
 }
 
 /// Writes `snapshot` to `dir/snapshot.bin` durably: a temporary file, fsync, rename,
